@@ -1,0 +1,264 @@
+//! Process configuration: the `weir.toml` file and the command-line flags
+//! that override it.
+//!
+//! librdkafka properties pass through verbatim in the `[kafka]` table, except
+//! the few that weir must own to keep its delivery guarantees; those are
+//! rejected with a message saying what to use instead.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything `weir run` needs, after the file and the flags are merged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunConfig {
+    /// Kafka bootstrap servers, e.g. `"127.0.0.1:9092"` (librdkafka's
+    /// `bootstrap.servers`).
+    #[serde(default)]
+    pub brokers: Option<String>,
+
+    /// Folder holding the consumer components (`<name>.wasm`) and their
+    /// manifests (`<name>.toml`).
+    #[serde(default)]
+    pub modules: Option<PathBuf>,
+
+    /// How often each module commits the offsets of fully handled events.
+    /// Offsets are also committed synchronously when partitions are revoked
+    /// and at shutdown.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+
+    /// How long a graceful shutdown may take: in-flight events finish, their
+    /// outputs are acknowledged and offsets committed within this budget.
+    /// Anything left after it is redelivered on the next start.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+
+    /// Largest component file weir will load, in bytes.
+    #[serde(default = "default_max_module_bytes")]
+    pub max_module_bytes: u64,
+
+    /// librdkafka properties applied to every consumer and to the producer,
+    /// verbatim (see librdkafka's CONFIGURATION.md). Keys weir owns are
+    /// rejected; see [`RESERVED_KAFKA_KEYS`].
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// 50 MiB: larger than any reasonable consumer, small enough that a stray
+/// file cannot make the compiler spin for minutes.
+fn default_max_module_bytes() -> u64 {
+    50 * 1024 * 1024
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            modules: None,
+            commit_interval: default_commit_interval(),
+            shutdown_timeout: default_shutdown_timeout(),
+            max_module_bytes: default_max_module_bytes(),
+            kafka: BTreeMap::new(),
+        }
+    }
+}
+
+/// librdkafka properties that weir sets itself, with what to do instead.
+pub const RESERVED_KAFKA_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use `brokers` (or --brokers)"),
+    ("metadata.broker.list", "use `brokers` (or --brokers)"),
+    ("group.id", "set `group-id` in the module's manifest"),
+    (
+        "enable.auto.commit",
+        "weir commits offsets itself, only after outputs are acknowledged",
+    ),
+    (
+        "enable.auto.offset.store",
+        "weir commits offsets itself, only after outputs are acknowledged",
+    ),
+    (
+        "auto.commit.interval.ms",
+        "use `commit-interval`; weir commits offsets itself",
+    ),
+    (
+        "auto.offset.reset",
+        "set `offset-reset` in the module's manifest",
+    ),
+    ("enable.partition.eof", "weir reads partitions continuously"),
+    ("enable.idempotence", "weir's producer is always idempotent"),
+    (
+        "acks",
+        "weir's producer always waits for all in-sync replicas",
+    ),
+    (
+        "request.required.acks",
+        "weir's producer always waits for all in-sync replicas",
+    ),
+    ("transactional.id", "transactions are not supported yet"),
+];
+
+/// A configuration that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration{}:\n  - {}", source_suffix(.source_path), .problems.join("\n  - "))]
+pub struct ConfigError {
+    /// The file the configuration came from, if any.
+    pub source_path: Option<PathBuf>,
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+fn source_suffix(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" in `{}`", p.display()))
+        .unwrap_or_default()
+}
+
+impl RunConfig {
+    /// Parses a `weir.toml` document. `path` is only used in messages.
+    pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|err| ConfigError {
+            source_path: path.map(Path::to_path_buf),
+            problems: vec![err.to_string().trim_end().to_owned()],
+        })
+    }
+
+    /// Reads and parses a `weir.toml` file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            source_path: Some(path.to_path_buf()),
+            problems: vec![format!("cannot read the file: {err}")],
+        })?;
+        Self::from_toml(&text, Some(path))
+    }
+
+    /// Checks everything that can be checked without a broker and returns
+    /// all problems at once.
+    pub fn validate(&self, path: Option<&Path>) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        match &self.brokers {
+            None => problems.push("`brokers` is not set (use --brokers or `brokers = ...`)".into()),
+            Some(b) if b.trim().is_empty() => problems.push("`brokers` is empty".into()),
+            Some(_) => {}
+        }
+        if self.modules.is_none() {
+            problems.push("`modules` is not set (use --modules or `modules = ...`)".into());
+        }
+        for key in self.kafka.keys() {
+            if let Some((_, instead)) = RESERVED_KAFKA_KEYS.iter().find(|(k, _)| k == key) {
+                problems.push(format!("[kafka] `{key}` is managed by weir: {instead}"));
+            }
+        }
+        if self.commit_interval.is_zero() {
+            problems.push("`commit-interval` must be greater than zero".into());
+        }
+        if self.max_module_bytes == 0 {
+            problems.push("`max-module-bytes` must be greater than zero".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                source_path: path.map(Path::to_path_buf),
+                problems,
+            })
+        }
+    }
+
+    /// The bootstrap servers; only valid after [`RunConfig::validate`].
+    pub fn brokers(&self) -> &str {
+        self.brokers.as_deref().unwrap_or_default()
+    }
+
+    /// The modules folder; only valid after [`RunConfig::validate`].
+    pub fn modules_dir(&self) -> &Path {
+        self.modules.as_deref().unwrap_or(Path::new("."))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses_with_durations_and_passthrough() {
+        let cfg = RunConfig::from_toml(
+            r#"
+            brokers = "k1:9092,k2:9092"
+            modules = "/srv/modules"
+            commit-interval = "250ms"
+            shutdown-timeout = "10s"
+            [kafka]
+            "security.protocol" = "ssl"
+            "fetch.min.bytes" = "1"
+            "#,
+            None,
+        )
+        .unwrap();
+        cfg.validate(None).unwrap();
+        assert_eq!(cfg.brokers(), "k1:9092,k2:9092");
+        assert_eq!(cfg.commit_interval, Duration::from_millis(250));
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.kafka["security.protocol"], "ssl");
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let cfg = RunConfig::from_toml("brokers = \"b\"\nmodules = \"m\"", None).unwrap();
+        assert_eq!(cfg.commit_interval, Duration::from_secs(1));
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(cfg.max_module_bytes, 50 * 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err =
+            RunConfig::from_toml("brokers = \"b\"\nmodule = \"m\"", Some(Path::new("w.toml")))
+                .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("w.toml"), "{text}");
+        assert!(text.contains("unknown field `module`"), "{text}");
+    }
+
+    #[test]
+    fn reserved_kafka_keys_are_all_reported() {
+        let cfg = RunConfig::from_toml(
+            r#"
+            [kafka]
+            "enable.auto.commit" = "true"
+            "group.id" = "g"
+            "linger.ms" = "5"
+            "#,
+            None,
+        )
+        .unwrap();
+        let err = cfg.validate(Some(Path::new("weir.toml"))).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("`enable.auto.commit` is managed by weir"),
+            "{text}"
+        );
+        assert!(text.contains("`group.id` is managed by weir"), "{text}");
+        assert!(text.contains("`brokers` is not set"), "{text}");
+        assert!(text.contains("`modules` is not set"), "{text}");
+        assert!(!text.contains("linger.ms"), "{text}");
+        assert_eq!(err.problems.len(), 4);
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let err = RunConfig::from_toml("commit-interval = \"soon\"", None).unwrap_err();
+        assert!(err.to_string().contains("commit-interval"), "{err}");
+    }
+}

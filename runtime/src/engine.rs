@@ -1,0 +1,299 @@
+//! The wasmtime engine: compiling, validating and pre-instantiating consumer
+//! components.
+//!
+//! One [`WasmEngine`] serves the whole process. It enables epoch interruption
+//! (a background thread ticks every [`EPOCH_TICK`]) so that a call can be
+//! given a wall-clock deadline, and uses the pooling allocator so that the
+//! instances weir re-creates (after a trap, on reload) come from
+//! pre-reserved slots instead of fresh mappings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::batch::BatchConsumerPre;
+use crate::bindings::{Consumer, ConsumerPre};
+use crate::host::{GuestPolicy, HostState};
+use crate::manifest::Manifest;
+
+/// Granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The first eight bytes of a component: magic, then version 0x0d and layer 1.
+const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+/// The first eight bytes of a core module (version 1, layer 0).
+const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/// Why a module could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read `{}`: {source}", .path.display())]
+    Read {
+        /// The component path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than `max-module-bytes`.
+    #[error("`{}` is {size} bytes, over the {max}-byte limit (`max-module-bytes`)", .path.display())]
+    TooLarge {
+        /// The component path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The file is a core module, not a component.
+    #[error("`{}` is a core WebAssembly module, not a component: build it for the `wasm32-wasip2` target (or wrap it with `wasm-tools component new`)", .path.display())]
+    CoreModule {
+        /// The component path.
+        path: PathBuf,
+    },
+    /// The file is not WebAssembly at all.
+    #[error("`{}` is not a WebAssembly component (bad header)", .path.display())]
+    NotWasm {
+        /// The component path.
+        path: PathBuf,
+    },
+    /// The manifest is missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    /// Compilation failed.
+    #[error("cannot compile `{}`: {reason}", .path.display())]
+    Compile {
+        /// The component path.
+        path: PathBuf,
+        /// The compiler's message.
+        reason: String,
+    },
+    /// The component does not fit the `weir:consumer` worlds.
+    #[error("`{}` does not fit weir:consumer@0.1.0: {reason}", .path.display())]
+    Contract {
+        /// The component path.
+        path: PathBuf,
+        /// Which import or export is wrong.
+        reason: String,
+    },
+}
+
+/// Which export a module implements.
+#[derive(Clone)]
+pub enum HandlerPre {
+    /// `weir:consumer/handler`, one event per call.
+    Single(ConsumerPre<HostState>),
+    /// `weir:consumer/batch-handler`, several events per call.
+    Batch(BatchConsumerPre<HostState>),
+}
+
+impl std::fmt::Debug for HandlerPre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Single(_) => "Single",
+            Self::Batch(_) => "Batch",
+        })
+    }
+}
+
+/// A compiled, validated module ready to be instantiated.
+#[derive(Debug)]
+pub struct LoadedModule {
+    /// Module name (the file stem).
+    pub name: Arc<str>,
+    /// The component file it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the component bytes, hex encoded.
+    pub digest: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Policy shared with the host imports of every instance.
+    pub policy: Arc<GuestPolicy>,
+    /// The pre-instantiated handler.
+    pub pre: HandlerPre,
+}
+
+impl LoadedModule {
+    /// The first 12 hex digits of the digest, for logs.
+    pub fn short_digest(&self) -> &str {
+        &self.digest[..12]
+    }
+}
+
+/// The process-wide engine and linker.
+pub struct WasmEngine {
+    engine: Engine,
+    linker: Linker<HostState>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for WasmEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmEngine").finish_non_exhaustive()
+    }
+}
+
+impl Drop for WasmEngine {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmEngine {
+    /// Creates the engine, the linker with every import weir provides, and
+    /// the epoch ticker thread.
+    pub fn new() -> anyhow::Result<Self> {
+        let engine = match Engine::new(&engine_config(true)) {
+            Ok(engine) => engine,
+            Err(err) => {
+                tracing::warn!(error = %format_args!("{err:#}"),
+                    "pooling allocator unavailable, using on-demand allocation");
+                Engine::new(&engine_config(false))
+                    .map_err(|e| anyhow::anyhow!("failed to create the wasm engine: {e:#}"))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("failed to link WASI: {e:#}"))?;
+        Consumer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("failed to link weir imports: {e:#}"))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak, stop) = (engine.weak(), ticker_stop.clone());
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Self {
+            engine,
+            linker,
+            ticker_stop,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads module `name` from `wasm_path` with its sidecar manifest.
+    /// Blocking: compiles the component (tens of milliseconds for a small
+    /// one), so call it off the async executor.
+    pub fn load(&self, wasm_path: &Path, max_bytes: u64) -> Result<LoadedModule, LoadError> {
+        let name: Arc<str> = module_name(wasm_path).into();
+        let manifest = Manifest::load(&wasm_path.with_extension("toml"))?;
+        let bytes = read_capped(wasm_path, max_bytes)?;
+        self.load_bytes(name, wasm_path, &bytes, manifest)
+    }
+
+    /// Compiles and validates `bytes` as module `name`.
+    pub fn load_bytes(
+        &self,
+        name: Arc<str>,
+        path: &Path,
+        bytes: &[u8],
+        manifest: Manifest,
+    ) -> Result<LoadedModule, LoadError> {
+        let path = path.to_path_buf();
+        match bytes.get(..8) {
+            Some(h) if h == COMPONENT_HEADER => {}
+            Some(h) if h == CORE_MODULE_HEADER => return Err(LoadError::CoreModule { path }),
+            _ => return Err(LoadError::NotWasm { path }),
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        let contract = |reason: String| LoadError::Contract {
+            path: path.clone(),
+            reason,
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| contract(format!("{e:#}")))?;
+        let pre = match BatchConsumerPre::new(instance_pre.clone()) {
+            Ok(pre) => HandlerPre::Batch(pre),
+            Err(_) => match ConsumerPre::new(instance_pre) {
+                Ok(pre) => HandlerPre::Single(pre),
+                Err(e) => {
+                    return Err(contract(format!(
+                        "it exports neither `weir:consumer/handler@0.1.0` nor \
+                         `weir:consumer/batch-handler@0.1.0` ({e:#})"
+                    )));
+                }
+            },
+        };
+        let policy = Arc::new(GuestPolicy {
+            module: name.clone(),
+            config: manifest.config.clone(),
+            outputs: manifest.output_topics.iter().cloned().collect(),
+            limits: manifest.limits.clone(),
+        });
+        Ok(LoadedModule {
+            name,
+            path,
+            digest: hex::encode(Sha256::digest(bytes)),
+            loaded_at: SystemTime::now(),
+            manifest,
+            policy,
+            pre,
+        })
+    }
+}
+
+/// The module name of a component file: its stem.
+pub fn module_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
+    let read_err = |source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(read_err)?.len();
+    if size > max {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            max,
+        });
+    }
+    std::fs::read(path).map_err(read_err)
+}
+
+fn engine_config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if pooling {
+        // Sized for a few dozen modules with one instance per assigned
+        // partition each; slots are only address space until used.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1_000);
+        pool.total_core_instances(4_000);
+        pool.total_memories(1_000);
+        pool.total_tables(4_000);
+        pool.max_memory_size(1 << 30);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}

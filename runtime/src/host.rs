@@ -1,0 +1,354 @@
+//! What weir gives a guest: the `log`, `config` and `emitter` imports of the
+//! `weir:consumer` package, a WASI context with no capabilities, and guest
+//! stdout/stderr routed to the log.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::weir::consumer::types::{EmitError, Outgoing};
+use crate::bindings::weir::consumer::{config, emitter, log, types};
+use crate::manifest::Limits;
+
+/// Longest guest log line kept; the rest is cut and marked.
+const MAX_LOG_LINE: usize = 8 * 1024;
+
+/// The parts of a module's manifest its host imports need, shared by every
+/// instance of the module.
+#[derive(Debug)]
+pub struct GuestPolicy {
+    /// Module name, used in every log line.
+    pub module: Arc<str>,
+    /// The manifest's `[config]` table.
+    pub config: BTreeMap<String, String>,
+    /// Topics the module may emit to.
+    pub outputs: HashSet<String>,
+    /// Per-call limits.
+    pub limits: Limits,
+}
+
+/// Identifies the event being handled, for log lines.
+#[derive(Debug, Clone, Default)]
+pub struct EventRef {
+    /// Topic of the event (or of the batch).
+    pub topic: String,
+    /// Partition of the event.
+    pub partition: i32,
+    /// Offset of the event (first offset of a batch).
+    pub offset: i64,
+}
+
+/// Per-instance state kept in the wasmtime `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// Memory and instance limits, enforced by wasmtime.
+    pub(crate) limits: StoreLimits,
+    policy: Arc<GuestPolicy>,
+    /// Records emitted during the current call, in emit order.
+    pub(crate) emitted: Vec<Outgoing>,
+    /// The event being handled.
+    pub(crate) current: EventRef,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("module", &self.policy.module)
+            .field("emitted", &self.emitted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    /// A fresh state: no files, no network, no environment, no arguments;
+    /// stdin is empty and stdout/stderr go to the log.
+    pub fn new(policy: Arc<GuestPolicy>) -> Self {
+        let memory = usize::try_from(policy.limits.memory_mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20);
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(policy.module.clone(), Stream::Stdout))
+            .stderr(GuestOutput::new(policy.module.clone(), Stream::Stderr))
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .trap_on_grow_failure(true)
+                .build(),
+            policy,
+            emitted: Vec::new(),
+            current: EventRef::default(),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let message = truncate(&message);
+        let (module, ev) = (&*self.policy.module, &self.current);
+        macro_rules! emit {
+            ($lvl:expr) => {
+                tracing::event!(target: "weir::guest", $lvl, module, topic = %ev.topic,
+                    partition = ev.partition, offset = ev.offset, "{message}")
+            };
+        }
+        match level {
+            log::Level::Trace => emit!(tracing::Level::TRACE),
+            log::Level::Debug => emit!(tracing::Level::DEBUG),
+            log::Level::Info => emit!(tracing::Level::INFO),
+            log::Level::Warn => emit!(tracing::Level::WARN),
+            log::Level::Error => emit!(tracing::Level::ERROR),
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.policy.config.get(&key).cloned()
+    }
+
+    fn get_all(&mut self) -> Vec<(String, String)> {
+        self.policy
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl emitter::Host for HostState {
+    fn emit(&mut self, record: Outgoing) -> Result<(), EmitError> {
+        let limits = &self.policy.limits;
+        if !self.policy.outputs.contains(&record.topic) {
+            return Err(EmitError::TopicNotAllowed(record.topic));
+        }
+        if let Some(p) = record.partition
+            && p < 0
+        {
+            return Err(EmitError::InvalidPartition(p));
+        }
+        if record_size(&record) > limits.max_record_bytes as usize {
+            return Err(EmitError::TooLarge(limits.max_record_bytes));
+        }
+        if self.emitted.len() >= limits.max_emits as usize {
+            return Err(EmitError::TooMany(limits.max_emits));
+        }
+        self.emitted.push(record);
+        Ok(())
+    }
+}
+
+/// Bytes a record occupies: key, value, header names and values.
+fn record_size(record: &Outgoing) -> usize {
+    let key = record.key.as_ref().map_or(0, Vec::len);
+    let value = record.value.as_ref().map_or(0, Vec::len);
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.len())
+        .sum();
+    key + value + headers
+}
+
+fn truncate(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= MAX_LOG_LINE {
+        return message.into();
+    }
+    let mut end = MAX_LOG_LINE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes cut]", &message[..end], message.len() - end).into()
+}
+
+/// Which guest stream a line came from.
+#[derive(Debug, Clone, Copy)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Guest stdout or stderr: complete lines go to the log, tagged with the
+/// module name (stdout at INFO, stderr at WARN).
+#[derive(Debug, Clone)]
+struct GuestOutput {
+    module: Arc<str>,
+    stream: Stream,
+}
+
+impl GuestOutput {
+    fn new(module: Arc<str>, stream: Stream) -> Self {
+        Self { module, stream }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(LineWriter {
+            out: self.clone(),
+            line: Vec::new(),
+        })
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASI 0.3 guests use this path; weir links WASI 0.2.
+        Box::new(tokio::io::sink())
+    }
+}
+
+/// Buffers bytes until a newline, then logs the line.
+struct LineWriter {
+    out: GuestOutput,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn log_line(&self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let text = truncate(text.trim_end_matches('\r'));
+        let module = &*self.out.module;
+        match self.out.stream {
+            Stream::Stdout => {
+                tracing::info!(target: "weir::guest", module, stream = "stdout", "{text}")
+            }
+            Stream::Stderr => {
+                tracing::warn!(target: "weir::guest", module, stream = "stderr", "{text}")
+            }
+        }
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.log_line(&line);
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl OutputStream for LineWriter {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        let mut rest = &bytes[..];
+        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&rest[..pos]);
+            let line = std::mem::take(&mut self.line);
+            self.log_line(&line);
+            rest = &rest[pos + 1..];
+        }
+        // A guest that never writes a newline cannot grow the buffer forever.
+        if self.line.len() + rest.len() > MAX_LOG_LINE {
+            let line = std::mem::take(&mut self.line);
+            self.log_line(&[line.as_slice(), rest].concat());
+        } else {
+            self.line.extend_from_slice(rest);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for LineWriter {
+    async fn ready(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::weir::consumer::types::Header;
+    use emitter::Host as _;
+
+    fn state(outputs: &[&str]) -> HostState {
+        HostState::new(Arc::new(GuestPolicy {
+            module: "m".into(),
+            config: BTreeMap::new(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            limits: Limits {
+                max_emits: 2,
+                max_record_bytes: 10,
+                ..Limits::default()
+            },
+        }))
+    }
+
+    fn record(topic: &str, value: &[u8]) -> Outgoing {
+        Outgoing {
+            topic: topic.into(),
+            key: None,
+            value: Some(value.to_vec()),
+            headers: vec![Header {
+                key: "h".into(),
+                value: b"v".to_vec(),
+            }],
+            partition: None,
+        }
+    }
+
+    #[test]
+    fn emit_enforces_allowlist_size_partition_and_count() {
+        let mut s = state(&["out"]);
+        assert!(matches!(
+            s.emit(record("other", b"x")),
+            Err(EmitError::TopicNotAllowed(t)) if t == "other"
+        ));
+        assert!(matches!(
+            s.emit(record("out", b"123456789")),
+            Err(EmitError::TooLarge(10))
+        ));
+        let mut negative = record("out", b"x");
+        negative.partition = Some(-1);
+        assert!(matches!(
+            s.emit(negative),
+            Err(EmitError::InvalidPartition(-1))
+        ));
+        s.emit(record("out", b"a")).unwrap();
+        s.emit(record("out", b"b")).unwrap();
+        assert!(matches!(
+            s.emit(record("out", b"c")),
+            Err(EmitError::TooMany(2))
+        ));
+        assert_eq!(s.emitted.len(), 2);
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let long = "é".repeat(MAX_LOG_LINE);
+        let cut = truncate(&long);
+        assert!(cut.len() < long.len());
+        assert!(cut.ends_with("bytes cut]"));
+    }
+}

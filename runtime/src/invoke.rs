@@ -1,0 +1,222 @@
+//! Calling into a module: one [`Invoker`] owns a wasmtime `Store` and an
+//! instance, reused for every event of a partition until it traps.
+
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use crate::bindings::Consumer;
+use crate::bindings::batch::BatchConsumer;
+use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
+use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
+use crate::host::{EventRef, HostState};
+
+/// The result of one call into a module.
+///
+/// In per-event mode `dispositions` covers a prefix of the events: the call
+/// stops early after a `retry` (later events must wait) or a trap. In batch
+/// mode it covers all events, or none when the call trapped.
+#[derive(Debug, Default)]
+pub struct CallResult {
+    /// One disposition per handled event, in order.
+    pub dispositions: Vec<Disposition>,
+    /// Per-event mode: what each handled event emitted. Batch mode: one
+    /// entry with everything emitted during the call.
+    pub emitted: Vec<Vec<Outgoing>>,
+    /// Set when the call did not complete; the instance has been discarded.
+    pub failure: Option<CallFailure>,
+}
+
+/// Why a call did not complete.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    /// Human-readable reason, e.g. the trap message.
+    pub reason: String,
+    /// The call ran past the module's `limits.timeout`.
+    pub timed_out: bool,
+}
+
+enum Handler {
+    Single(Consumer),
+    Batch(BatchConsumer),
+}
+
+/// A live instance of a module, reused across calls.
+pub struct Invoker {
+    module: Arc<LoadedModule>,
+    store: Store<HostState>,
+    handler: Option<Handler>,
+    deadline_ticks: u64,
+}
+
+impl std::fmt::Debug for Invoker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invoker")
+            .field("module", &self.module.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Invoker {
+    /// Instantiates `module`. Blocking (runs the component's start code).
+    pub fn new(engine: &WasmEngine, module: Arc<LoadedModule>) -> anyhow::Result<Self> {
+        let timeout = module.manifest.limits.timeout;
+        let deadline_ticks = (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1;
+        let store = new_store(engine, &module);
+        let mut invoker = Self {
+            module,
+            store,
+            handler: None,
+            deadline_ticks,
+        };
+        invoker.instantiate()?;
+        Ok(invoker)
+    }
+
+    /// The module this invoker runs.
+    pub fn module(&self) -> &Arc<LoadedModule> {
+        &self.module
+    }
+
+    /// Whether the module takes whole batches.
+    pub fn is_batch(&self) -> bool {
+        matches!(self.module.pre, HandlerPre::Batch(_))
+    }
+
+    fn instantiate(&mut self) -> anyhow::Result<()> {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let handler = match &self.module.pre {
+            HandlerPre::Single(pre) => {
+                Handler::Single(pre.instantiate(&mut self.store).map_err(|e| {
+                    anyhow::anyhow!("failed to instantiate module `{}`: {e:#}", self.module.name)
+                })?)
+            }
+            HandlerPre::Batch(pre) => {
+                Handler::Batch(pre.instantiate(&mut self.store).map_err(|e| {
+                    anyhow::anyhow!("failed to instantiate module `{}`: {e:#}", self.module.name)
+                })?)
+            }
+        };
+        self.handler = Some(handler);
+        Ok(())
+    }
+
+    /// Replaces a trapped instance with a fresh one (a trapped component
+    /// instance refuses further calls).
+    pub fn reset(&mut self, engine: &WasmEngine) -> anyhow::Result<()> {
+        self.handler = None;
+        self.store = new_store(engine, &self.module);
+        self.instantiate()
+    }
+
+    /// Whether the instance is usable (false after a trap until [`reset`]).
+    ///
+    /// [`reset`]: Invoker::reset
+    pub fn is_live(&self) -> bool {
+        self.handler.is_some()
+    }
+
+    /// Calls the module for `events`, all from one partition, in offset
+    /// order. Blocking: runs guest code for up to the module's timeout per
+    /// event (per-event mode) or per batch.
+    pub fn call(&mut self, events: &[Event]) -> CallResult {
+        let mut result = CallResult::default();
+        let Some(handler) = &self.handler else {
+            result.failure = Some(CallFailure {
+                reason: "instance is not live".into(),
+                timed_out: false,
+            });
+            return result;
+        };
+        match handler {
+            Handler::Single(consumer) => {
+                for event in events {
+                    begin(&mut self.store, self.deadline_ticks, event);
+                    let outcome = consumer
+                        .weir_consumer_handler()
+                        .call_handle(&mut self.store, event);
+                    match outcome {
+                        Ok(disposition) => {
+                            let stop = matches!(disposition, Disposition::Retry(_));
+                            result.dispositions.push(disposition);
+                            result
+                                .emitted
+                                .push(std::mem::take(&mut self.store.data_mut().emitted));
+                            if stop {
+                                break;
+                            }
+                        }
+                        Err(err) => {
+                            result.failure = Some(failure(&err));
+                            break;
+                        }
+                    }
+                }
+            }
+            Handler::Batch(consumer) => {
+                if let Some(first) = events.first() {
+                    begin(&mut self.store, self.deadline_ticks, first);
+                }
+                let outcome = consumer
+                    .weir_consumer_batch_handler()
+                    .call_handle_batch(&mut self.store, events);
+                match outcome {
+                    Ok(dispositions) if dispositions.len() == events.len() => {
+                        result.dispositions = dispositions;
+                        result
+                            .emitted
+                            .push(std::mem::take(&mut self.store.data_mut().emitted));
+                    }
+                    Ok(dispositions) => {
+                        result.failure = Some(CallFailure {
+                            reason: format!(
+                                "handle-batch returned {} dispositions for {} events",
+                                dispositions.len(),
+                                events.len()
+                            ),
+                            timed_out: false,
+                        });
+                    }
+                    Err(err) => result.failure = Some(failure(&err)),
+                }
+            }
+        }
+        if result.failure.is_some() {
+            // The instance may be mid-way through anything; never reuse it.
+            self.handler = None;
+            self.store.data_mut().emitted.clear();
+        }
+        result
+    }
+}
+
+/// Arms the deadline and resets per-call state before calling the guest.
+fn begin(store: &mut Store<HostState>, deadline_ticks: u64, event: &Event) {
+    store.set_epoch_deadline(deadline_ticks);
+    let state = store.data_mut();
+    state.emitted.clear();
+    state.current = EventRef {
+        topic: event.topic.clone(),
+        partition: event.partition,
+        offset: event.offset,
+    };
+}
+
+fn new_store(engine: &WasmEngine, module: &LoadedModule) -> Store<HostState> {
+    let mut store = Store::new(engine.engine(), HostState::new(module.policy.clone()));
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_trap();
+    store
+}
+
+fn failure(err: &wasmtime::Error) -> CallFailure {
+    let timed_out = matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt));
+    CallFailure {
+        reason: if timed_out {
+            "the call exceeded the module's time limit (`limits.timeout`)".into()
+        } else {
+            format!("{err:#}")
+        },
+        timed_out,
+    }
+}

@@ -1,0 +1,59 @@
+//! weir runs WebAssembly consumer components against Kafka topics.
+//!
+//! A host process subscribes to the topics each module's manifest names,
+//! hands every event to the module's component (built against the WIT
+//! package in `wit/`), produces what the component emits through an
+//! idempotent producer, and commits an input offset only once the broker has
+//! acknowledged every record emitted for it.
+//!
+//! # Layout
+//!
+//! - [`config`]: the `weir.toml` process configuration.
+//! - [`manifest`]: the per-module `<name>.toml` sidecar.
+//! - [`engine`]: wasmtime engine, compiling and validating components.
+//! - [`host`]: the imports a guest gets (log, config, emit; WASI with no
+//!   capabilities).
+//! - [`invoke`]: calling a module instance for a batch of events.
+//! - [`kafka`]: client configuration, message conversion, producing.
+//! - [`dispatch`]: per-module consumers, per-partition workers, commits.
+//! - [`modules`]: the modules folder.
+//! - [`runtime`]: the whole process, start to graceful shutdown.
+//! - [`embedded`]: the in-memory broker behind `weir dev`.
+//! - [`client`]: the small clients behind `weir produce` and `weir consume`.
+
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod config;
+pub mod dispatch;
+pub mod embedded;
+pub mod engine;
+pub mod host;
+pub mod invoke;
+pub mod kafka;
+pub mod manifest;
+pub mod modules;
+pub mod runtime;
+
+/// Host bindings generated from `wit/consumer.wit`.
+#[allow(missing_docs, reason = "generated code")]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "consumer",
+    });
+
+    /// Bindings of the `batch-consumer` world, sharing the types above.
+    pub mod batch {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "batch-consumer",
+            with: {
+                "weir:consumer/types": super::weir::consumer::types,
+                "weir:consumer/log": super::weir::consumer::log,
+                "weir:consumer/config": super::weir::consumer::config,
+                "weir:consumer/emitter": super::weir::consumer::emitter,
+            },
+        });
+    }
+}

@@ -1,0 +1,220 @@
+//! The `weir` command line.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+use weir::config::{ConfigError, RunConfig};
+use weir::embedded::EmbeddedKafka;
+
+/// Kafka event processing with WebAssembly consumer components.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the modules of a folder against a Kafka cluster.
+    Run {
+        /// A weir.toml file; flags override its values.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Bootstrap servers, e.g. 127.0.0.1:9092.
+        #[arg(long, env = "WEIR_BROKERS")]
+        brokers: Option<String>,
+        /// Folder of <name>.wasm components and <name>.toml manifests.
+        #[arg(long, env = "WEIR_MODULES")]
+        modules: Option<PathBuf>,
+    },
+    /// Run the modules of a folder against an embedded in-memory broker,
+    /// creating the topics their manifests name.
+    Dev {
+        /// Folder of <name>.wasm components and <name>.toml manifests.
+        #[arg(long, default_value = "target/modules")]
+        modules: PathBuf,
+        /// Partitions of each created topic.
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+        /// Also write the bootstrap address to this file.
+        #[arg(long)]
+        bootstrap_file: Option<PathBuf>,
+    },
+    /// Produce one record per stdin line.
+    Produce {
+        /// Bootstrap servers.
+        #[arg(long, env = "WEIR_BROKERS")]
+        brokers: String,
+        /// Destination topic.
+        #[arg(long)]
+        topic: String,
+        /// Split each line into key and value at the first occurrence.
+        #[arg(long)]
+        key_separator: Option<String>,
+        /// A header added to every record, as name=value (repeatable).
+        #[arg(long = "header", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+    },
+    /// Print a topic's records from the beginning, one per line.
+    Consume {
+        /// Bootstrap servers.
+        #[arg(long, env = "WEIR_BROKERS")]
+        brokers: String,
+        /// Topic to read.
+        #[arg(long)]
+        topic: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop when nothing arrived for this long.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        idle: Duration,
+    },
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %format_args!("{err:#}"), "weir failed");
+            if err.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run {
+            config,
+            brokers,
+            modules,
+        } => {
+            let mut cfg = match &config {
+                Some(path) => RunConfig::from_file(path)?,
+                None => RunConfig::default(),
+            };
+            cfg.brokers = brokers.or(cfg.brokers);
+            cfg.modules = modules.or(cfg.modules);
+            cfg.validate(config.as_deref())?;
+            weir::runtime::run(cfg, shutdown_signal()?).await
+        }
+        Command::Dev {
+            modules,
+            partitions,
+            bootstrap_file,
+        } => {
+            let broker = EmbeddedKafka::start()?;
+            let bootstrap = broker.bootstrap_servers();
+            let topics = broker.create_manifest_topics(&modules, partitions)?;
+            tracing::info!(bootstrap = %bootstrap, topics = ?topics,
+                "embedded kafka broker started (in memory only: data is lost when weir stops)");
+            if let Some(path) = bootstrap_file {
+                std::fs::write(&path, format!("{bootstrap}\n")).map_err(|e| {
+                    anyhow::anyhow!("cannot write bootstrap file `{}`: {e}", path.display())
+                })?;
+            }
+            let cfg = RunConfig {
+                brokers: Some(bootstrap),
+                modules: Some(modules),
+                ..RunConfig::default()
+            };
+            weir::runtime::run(cfg, shutdown_signal()?).await
+        }
+        Command::Produce {
+            brokers,
+            topic,
+            key_separator,
+            headers,
+        } => {
+            let stdin = std::io::stdin().lock();
+            let n = tokio::task::block_in_place(|| {
+                weir::client::produce_lines(
+                    &brokers,
+                    &topic,
+                    key_separator.as_deref(),
+                    &headers,
+                    stdin,
+                )
+            })?;
+            tracing::info!(topic = %topic, records = n, "produced");
+            Ok(())
+        }
+        Command::Consume {
+            brokers,
+            topic,
+            count,
+            idle,
+        } => {
+            let mut stdout = std::io::stdout().lock();
+            let n = tokio::task::block_in_place(|| {
+                weir::client::consume_to(&brokers, &topic, count, idle, &mut stdout)
+            })?;
+            stdout.flush()?;
+            tracing::info!(topic = %topic, records = n, "consumed");
+            Ok(())
+        }
+    }
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,376 @@
+//! Module manifests: the `<name>.toml` sidecar next to `<name>.wasm`.
+//!
+//! A manifest names the topics a module reads, the topics it may emit to,
+//! its consumer group, its limits and its configuration map.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where a module starts reading when its group has no committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetReset {
+    /// From the oldest event still in the topic.
+    #[default]
+    Earliest,
+    /// Only events produced after the module joined.
+    Latest,
+}
+
+impl OffsetReset {
+    /// The librdkafka `auto.offset.reset` value.
+    pub fn as_kafka(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
+/// Resource limits applied to every call into the module.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Wall-clock budget of one handler call (one event, or one batch). A call
+    /// that runs longer is interrupted and its events rejected.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Maximum linear memory of one instance, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u32,
+    /// Maximum number of records one event (or one batch) may emit.
+    #[serde(default = "default_max_emits")]
+    pub max_emits: u32,
+    /// Maximum size of one emitted record (key + value + headers), in bytes.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: u32,
+    /// Maximum number of events passed to one `handle-batch` call.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: u32,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_memory_mib() -> u32 {
+    64
+}
+fn default_max_emits() -> u32 {
+    1_000
+}
+/// librdkafka's default `message.max.bytes` is 1,000,000.
+fn default_max_record_bytes() -> u32 {
+    1_000_000
+}
+fn default_max_batch() -> u32 {
+    64
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: default_timeout(),
+            memory_mib: default_memory_mib(),
+            max_emits: default_max_emits(),
+            max_record_bytes: default_max_record_bytes(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+/// How a module retries events whose handler returned `retry`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetryPolicy {
+    /// Total attempts for one event, the first included. When they are used
+    /// up the event is rejected with the last reason.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; it doubles each time.
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Upper bound of the backoff.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+fn default_max_attempts() -> u32 {
+    5
+}
+fn default_initial_backoff() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `attempt + 1` (attempt counts from 1).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// The parsed `<name>.toml` of one module.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    /// Topics the module consumes. At least one.
+    pub input_topics: Vec<String>,
+    /// Topics the module may emit to; anything else is refused with
+    /// `topic-not-allowed`.
+    #[serde(default)]
+    pub output_topics: Vec<String>,
+    /// Consumer group; defaults to `weir-<module name>`.
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// Start position when the group has no committed offset.
+    #[serde(default)]
+    pub offset_reset: OffsetReset,
+    /// Per-call limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Retry policy for `retry` dispositions.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Key/value configuration the guest reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A manifest that is missing or cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// No sidecar file next to the component.
+    #[error("manifest `{}` not found: every module needs a `<name>.toml` next to its `.wasm`", .0.display())]
+    Missing(PathBuf),
+    /// The file exists but cannot be read.
+    #[error("cannot read manifest `{}`: {source}", .path.display())]
+    Read {
+        /// The manifest path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid manifest.
+    #[error("invalid manifest `{}`: {message}", .path.display())]
+    Invalid {
+        /// The manifest path.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+impl Manifest {
+    /// Reads the sidecar manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ManifestError::Missing(path.to_path_buf()));
+            }
+            Err(source) => {
+                return Err(ManifestError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates manifest text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|err| invalid(err.to_string().trim_end().to_owned()))?;
+        let mut problems = Vec::new();
+        if manifest.input_topics.is_empty() {
+            problems.push("`input-topics` must name at least one topic".to_owned());
+        }
+        for (key, topics) in [
+            ("input-topics", &manifest.input_topics),
+            ("output-topics", &manifest.output_topics),
+        ] {
+            for topic in topics {
+                if let Err(why) = check_topic_name(topic) {
+                    problems.push(format!("`{key}`: topic {topic:?} {why}"));
+                }
+            }
+        }
+        if let Some(group) = &manifest.group_id
+            && group.trim().is_empty()
+        {
+            problems.push("`group-id` must not be empty".to_owned());
+        }
+        let limits = &manifest.limits;
+        for (key, zero) in [
+            ("limits.timeout", limits.timeout.is_zero()),
+            ("limits.memory-mib", limits.memory_mib == 0),
+            ("limits.max-batch", limits.max_batch == 0),
+            ("limits.max-record-bytes", limits.max_record_bytes == 0),
+            ("retry.max-attempts", manifest.retry.max_attempts == 0),
+        ] {
+            if zero {
+                problems.push(format!("`{key}` must be greater than zero"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(manifest)
+        } else {
+            Err(invalid(problems.join("; ")))
+        }
+    }
+
+    /// The consumer group of module `name`.
+    pub fn group_id(&self, name: &str) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("weir-{name}"))
+    }
+}
+
+/// Kafka's rules for topic names: 1–249 characters of `[a-zA-Z0-9._-]`, not
+/// `.` or `..`.
+fn check_topic_name(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() || topic.len() > 249 {
+        return Err("must be 1 to 249 characters long");
+    }
+    if topic == "." || topic == ".." {
+        return Err("is not a valid topic name");
+    }
+    if !topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err("may only contain ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(text, Path::new("mods/enrich.toml"))
+    }
+
+    #[test]
+    fn minimal_manifest_gets_defaults() {
+        let m = parse("input-topics = [\"orders\"]").unwrap();
+        assert_eq!(m.group_id("enrich"), "weir-enrich");
+        assert_eq!(m.offset_reset, OffsetReset::Earliest);
+        assert_eq!(m.limits, Limits::default());
+        assert!(m.output_topics.is_empty());
+        assert!(m.config.is_empty());
+    }
+
+    #[test]
+    fn full_manifest_parses() {
+        let m = parse(
+            r#"
+            input-topics = ["a", "b"]
+            output-topics = ["c"]
+            group-id = "g1"
+            offset-reset = "latest"
+            [limits]
+            timeout = "250ms"
+            memory-mib = 16
+            max-batch = 8
+            [retry]
+            max-attempts = 3
+            initial-backoff = "10ms"
+            [config]
+            region = "eu"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(m.group_id("x"), "g1");
+        assert_eq!(m.offset_reset.as_kafka(), "latest");
+        assert_eq!(m.limits.timeout, Duration::from_millis(250));
+        assert_eq!(m.limits.max_batch, 8);
+        assert_eq!(m.limits.max_emits, 1_000);
+        assert_eq!(m.retry.max_attempts, 3);
+        assert_eq!(m.config["region"], "eu");
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = parse("input-topics = [\"a\"]\noutput-topic = [\"b\"]").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("mods/enrich.toml"), "{text}");
+        assert!(text.contains("unknown field `output-topic`"), "{text}");
+    }
+
+    #[test]
+    fn missing_inputs_is_an_error() {
+        let err = parse("output-topics = [\"b\"]").unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `input-topics`"),
+            "{err}"
+        );
+        let err = parse("input-topics = []").unwrap_err();
+        assert!(
+            err.to_string().contains("`input-topics` must name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_topic_and_values_are_reported_together() {
+        let err = parse(
+            "input-topics = [\"ok\", \"bad topic\"]\n[limits]\nmax-batch = 0\n[config]\nk = \"v\"",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("\"bad topic\""), "{text}");
+        assert!(
+            text.contains("`limits.max-batch` must be greater than zero"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn non_string_config_value_is_rejected() {
+        let err = parse("input-topics = [\"a\"]\n[config]\nn = 3").unwrap_err();
+        assert!(err.to_string().contains("config"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Manifest::load(Path::new("/nonexistent/zz.toml")).unwrap_err();
+        assert!(matches!(err, ManifestError::Missing(_)));
+        assert!(err.to_string().contains("/nonexistent/zz.toml"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1), Duration::from_millis(100));
+        assert_eq!(p.backoff(2), Duration::from_millis(200));
+        assert_eq!(p.backoff(3), Duration::from_millis(400));
+        assert_eq!(p.backoff(30), Duration::from_secs(5));
+    }
+}
