@@ -1,0 +1,408 @@
+//! The one shared way weir's integration tests get a broker, topics, guest
+//! components and a running weir.
+//!
+//! - Broker: `WEIR_TEST_BROKERS` names an external cluster (CI starts a real
+//!   Apache Kafka with `scripts/kafka.sh`); without it each test binary
+//!   starts librdkafka's in-memory mock cluster.
+//! - Guests: components built by `scripts/build-guests.sh` into
+//!   `target/modules` (or `WEIR_TEST_MODULES`).
+//! - weir: in-process through [`weir::runtime::run`], or the built `weir`
+//!   binary for command-line behaviour.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Once, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use weir::config::RunConfig;
+use weir::embedded::EmbeddedKafka;
+use weir::kafka::KafkaSettings;
+
+/// Partitions of every topic the tests create.
+pub const PARTITIONS: i32 = 3;
+
+/// Initialises test logging once per binary (`RUST_LOG` overrides).
+pub fn init_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .init();
+    });
+}
+
+/// The broker the tests run against.
+pub enum Broker {
+    /// A cluster named by `WEIR_TEST_BROKERS`.
+    External(String),
+    /// The in-memory mock cluster.
+    Embedded(EmbeddedKafka),
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Broker({})", self.bootstrap())
+    }
+}
+
+/// The broker shared by all tests of this binary.
+pub fn broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER.get_or_init(|| match std::env::var("WEIR_TEST_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => Broker::External(b),
+        _ => Broker::Embedded(EmbeddedKafka::start().expect("start the embedded broker")),
+    })
+}
+
+impl Broker {
+    /// Bootstrap servers.
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Self::External(b) => b.clone(),
+            Self::Embedded(e) => e.bootstrap_servers(),
+        }
+    }
+
+    /// Whether this is a real broker (as opposed to the mock).
+    pub fn is_real(&self) -> bool {
+        matches!(self, Self::External(_))
+    }
+
+    /// Creates `topic` with [`PARTITIONS`] partitions.
+    pub async fn create_topic(&self, topic: &str) {
+        match self {
+            Self::External(b) => {
+                let settings = KafkaSettings {
+                    brokers: b.clone(),
+                    passthrough: BTreeMap::new(),
+                };
+                weir::kafka::create_topics(&settings, &[topic.to_owned()], PARTITIONS)
+                    .await
+                    .expect("create topic");
+            }
+            Self::Embedded(e) => e.create_topic(topic, PARTITIONS).expect("create topic"),
+        }
+    }
+}
+
+/// A topic (or group) name unique to this run: `<prefix>-<pid>-<n>-<ms>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        % 1_000_000_000;
+    format!(
+        "{prefix}-{}-{}-{ms}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// A component built by `scripts/build-guests.sh`, e.g. `json-enrich`.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WEIR_TEST_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/modules"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "guest component `{}` is missing: run scripts/build-guests.sh first",
+        path.display()
+    );
+    path
+}
+
+/// A temporary modules folder.
+#[derive(Debug)]
+pub struct ModulesDir {
+    dir: tempfile::TempDir,
+}
+
+impl ModulesDir {
+    /// An empty folder.
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("create temp dir"),
+        }
+    }
+
+    /// The folder's path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Installs guest `component` as module `name` with `manifest`.
+    pub fn add(&self, name: &str, component: &str, manifest: &str) -> &Self {
+        std::fs::copy(guest(component), self.path().join(format!("{name}.wasm"))).expect("copy");
+        self.write(&format!("{name}.toml"), manifest.as_bytes())
+    }
+
+    /// Writes an arbitrary file into the folder.
+    pub fn write(&self, file: &str, bytes: &[u8]) -> &Self {
+        std::fs::write(self.path().join(file), bytes).expect("write");
+        self
+    }
+}
+
+impl Default for ModulesDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// weir running in-process.
+#[derive(Debug)]
+pub struct Weir {
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Weir {
+    /// Starts weir on `modules` against the test broker, committing every
+    /// 200 ms. `kafka` entries pass through to librdkafka.
+    pub fn start(modules: &Path, kafka: &[(&str, &str)]) -> Self {
+        let config = RunConfig {
+            brokers: Some(broker().bootstrap()),
+            modules: Some(modules.to_path_buf()),
+            commit_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(20),
+            kafka: kafka
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..RunConfig::default()
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(weir::runtime::run(config, cancel.clone()));
+        Self { cancel, task }
+    }
+
+    /// Graceful shutdown; returns what `run` returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.cancel.cancel();
+        self.task.await?
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Headers (null values as empty).
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Received {
+    /// The value as UTF-8 text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(self.value.as_deref().unwrap_or_default()).into_owned()
+    }
+
+    /// The value parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.value.as_deref().unwrap_or_default()).expect("json value")
+    }
+
+    /// The first header named `name`, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Send {
+    /// Key.
+    pub key: Option<String>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<String>,
+    /// Explicit partition.
+    pub partition: Option<i32>,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Send {
+    /// A keyed record.
+    pub fn kv(key: &str, value: &str) -> Self {
+        Self {
+            key: Some(key.into()),
+            value: Some(value.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Produces `records` in order and waits for every acknowledgement.
+pub async fn produce(topic: &str, records: &[Send]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for r in records {
+        let mut record = FutureRecord::<str, str>::to(topic);
+        if let Some(k) = &r.key {
+            record = record.key(k);
+        }
+        if let Some(v) = &r.value {
+            record = record.payload(v);
+        }
+        if let Some(p) = r.partition {
+            record = record.partition(p);
+        }
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        record = record.headers(headers);
+        deliveries.push(producer.send_result(record).expect("enqueue"));
+    }
+    for d in deliveries {
+        d.await.expect("delivery").expect("acknowledged");
+    }
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived (or
+/// `timeout` passed), then keeps reading for `quiet` to catch extras.
+pub fn consume(topic: &str, expected: usize, timeout: Duration, quiet: Duration) -> Vec<Received> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut quiet_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if quiet_until.is_some_and(|q| now >= q) || (quiet_until.is_none() && now >= deadline) {
+            break;
+        }
+        if quiet_until.is_none() && out.len() >= expected {
+            quiet_until = Some(now + quiet);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => out.push(Received {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(e)) => tracing::warn!(error = %e, "test consumer error"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The committed offset of `group` for each partition of `topic`
+/// (`None` where nothing is committed).
+pub fn committed(group: &str, topic: &str) -> Vec<Option<i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(topic, p);
+    }
+    let offsets = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..PARTITIONS)
+        .map(
+            |p| match offsets.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after
+/// `timeout` with `what`.
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Path of the `weir` binary built beside the test executable.
+pub fn weir_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("weir");
+    assert!(
+        bin.is_file(),
+        "`{}` is missing: build it with `cargo build -p weir` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}

@@ -1,0 +1,9 @@
+//! Integration tests: weir against a real broker (`WEIR_TEST_BROKERS`, as in
+//! CI) or the embedded one, with real components from `guest-examples/`.
+//!
+//! One test binary; one module per scenario.
+
+mod cli;
+mod errors;
+mod offsets;
+mod pipeline;
