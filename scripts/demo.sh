@@ -27,14 +27,14 @@ done
 brokers=$(cat "$work/bootstrap")
 echo "embedded Kafka (in memory only) at $brokers; modules from target/modules"
 
-echo "--- producing to 'orders' (key|value):"
-tee /dev/stderr <<'ORDERS' | "$weir" produce --brokers "$brokers" --topic orders --key-separator '|' 2>/dev/null
-o-1|{"id":1,"price":10,"quantity":3,"status":"paid","country":"DE"}
+orders='o-1|{"id":1,"price":10,"quantity":3,"status":"paid","country":"DE"}
 o-2|{"id":2,"price":1500,"quantity":1,"status":"new","country":"US"}
 o-3|this is not JSON: every module rejects it and moves on
 o-4|{"id":4,"price":5,"quantity":2,"status":"paid","country":"BR"}
-o-5|{"id":5,"price":99,"quantity":20,"status":"paid","country":"FR"}
-ORDERS
+o-5|{"id":5,"price":99,"quantity":20,"status":"paid","country":"FR"}'
+echo "--- producing to 'orders' (key|value):"
+echo "$orders"
+echo "$orders" | "$weir" produce --brokers "$brokers" --topic orders --key-separator '|' 2>/dev/null
 
 # partition offset key value [headers]
 echo "--- orders-enriched (json-enrich adds region and total):"

@@ -355,7 +355,10 @@ mod tests {
     #[test]
     fn non_string_config_value_is_rejected() {
         let err = parse("input-topics = [\"a\"]\n[config]\nn = 3").unwrap_err();
-        assert!(err.to_string().contains("config"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("mods/enrich.toml"), "{text}");
+        assert!(text.contains("line 3") && text.contains("n = 3"), "{text}");
+        assert!(text.contains("expected a string"), "{text}");
     }
 
     #[test]

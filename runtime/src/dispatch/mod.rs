@@ -137,8 +137,20 @@ impl ConsumerContext for RunnerContext {
         match result {
             Ok(()) => tracing::debug!(module = &*self.shared.module.name,
                 offsets = %describe(offsets), "offsets committed"),
-            Err(err) => tracing::warn!(module = &*self.shared.module.name, error = %err,
-                offsets = %describe(offsets), "offset commit failed; will retry"),
+            Err(err) => {
+                tracing::warn!(module = &*self.shared.module.name, error = %err,
+                    offsets = %describe(offsets), "offset commit failed; will retry");
+                // Forget these so the next periodic commit sends them again.
+                let mut committed = lock(&self.committed);
+                for e in offsets.elements() {
+                    let tp = (e.topic().to_owned(), e.partition());
+                    if let Offset::Offset(o) = e.offset()
+                        && committed.get(&tp) == Some(&o)
+                    {
+                        committed.remove(&tp);
+                    }
+                }
+            }
         }
     }
 }
