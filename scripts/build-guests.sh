@@ -78,4 +78,21 @@ for manifest in "$examples"/*/manifest.toml; do
     install_file "$wasm" "$out/$name.wasm"
     printf '%-16s %10d  %s\n' "$name" "$(stat -c %s "$out/$name.wasm")" "$out/$name.wasm"
 done
+# Test fixtures (tests/guests): components only the integration tests use,
+# copied to target/test-guests/ (not a modules folder: no manifests).
+if [[ -z "${1:-}" ]]; then
+    fixtures="$repo/tests/guests"
+    (cd "$fixtures" && cargo build --release --target "$target")
+    fixture_out="$repo/target/test-guests"
+    mkdir -p "$fixture_out"
+    for wasm in "$fixtures/target/$target/release/"{echo_v1,echo_v2,wrong-world}.wasm; do
+        if ! is_component "$wasm"; then
+            echo "error: test fixture $wasm is not a component" >&2
+            status=1
+            continue
+        fi
+        name="$(basename "$wasm" .wasm)"
+        install_file "$wasm" "$fixture_out/${name//_/-}.wasm"
+    done
+fi
 exit "$status"

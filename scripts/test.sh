@@ -55,6 +55,14 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+step "prometheus + promtool (the metrics tests run both)"
+if ! { command -v promtool && command -v prometheus; } >/dev/null; then
+    SUDO=()
+    [[ $(id -u) == 0 ]] || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
+fi
+
 step "rust target wasm32-wasip2"
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2

@@ -41,6 +41,24 @@ pub struct RunConfig {
     #[serde(default = "default_max_module_bytes")]
     pub max_module_bytes: u64,
 
+    /// Address of the read-only HTTP endpoint serving `/metrics`, `/livez`
+    /// and `/readyz`, e.g. `"127.0.0.1:9464"` or `"0.0.0.0:9464"`; `"none"`
+    /// disables it. Unset: `127.0.0.1:9464` (loopback only), skipped with a
+    /// warning if that port is taken. See [`crate::http::HttpListen`].
+    #[serde(default)]
+    pub http_listen: crate::http::HttpListen,
+
+    /// Watch the modules folder and apply changes live: new files load,
+    /// changed ones reload, removed ones unload. Off: the folder is read
+    /// once at start.
+    #[serde(default = "default_watch")]
+    pub watch: bool,
+
+    /// How long the folder must be quiet before changes are applied; a burst
+    /// of writes is handled once, with the last content.
+    #[serde(default = "default_reload_debounce", with = "humantime_serde")]
+    pub reload_debounce: Duration,
+
     /// librdkafka properties applied to every consumer and to the producer,
     /// verbatim (see librdkafka's CONFIGURATION.md). Keys weir owns are
     /// rejected; see [`RESERVED_KAFKA_KEYS`].
@@ -54,6 +72,14 @@ fn default_commit_interval() -> Duration {
 
 fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_watch() -> bool {
+    true
+}
+
+fn default_reload_debounce() -> Duration {
+    Duration::from_millis(500)
 }
 
 /// 50 MiB: larger than any reasonable consumer, small enough that a stray
@@ -70,6 +96,9 @@ impl Default for RunConfig {
             commit_interval: default_commit_interval(),
             shutdown_timeout: default_shutdown_timeout(),
             max_module_bytes: default_max_module_bytes(),
+            http_listen: crate::http::HttpListen::Default,
+            watch: default_watch(),
+            reload_debounce: default_reload_debounce(),
             kafka: BTreeMap::new(),
         }
     }

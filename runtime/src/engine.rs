@@ -7,9 +7,10 @@
 //! instances weir re-creates (after a trap, on reload) come from
 //! pre-reserved slots instead of fresh mappings.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
@@ -133,7 +134,13 @@ pub struct WasmEngine {
     engine: Engine,
     linker: Linker<HostState>,
     ticker_stop: Arc<AtomicBool>,
+    /// Recently compiled components by digest, so that going back to a
+    /// previous version (a rollback, an A/B flip) does not compile again.
+    compiled: Mutex<VecDeque<(String, Component)>>,
 }
+
+/// How many compiled components [`WasmEngine`] keeps for reuse.
+const COMPILED_CACHE: usize = 16;
 
 impl std::fmt::Debug for WasmEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,6 +190,7 @@ impl WasmEngine {
             engine,
             linker,
             ticker_stop,
+            compiled: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -215,10 +223,13 @@ impl WasmEngine {
             Some(h) if h == CORE_MODULE_HEADER => return Err(LoadError::CoreModule { path }),
             _ => return Err(LoadError::NotWasm { path }),
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
-            path: path.clone(),
-            reason: format!("{e:#}"),
-        })?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let component = self
+            .compile(&digest, bytes)
+            .map_err(|e| LoadError::Compile {
+                path: path.clone(),
+                reason: format!("{e:#}"),
+            })?;
         let contract = |reason: String| LoadError::Contract {
             path: path.clone(),
             reason,
@@ -248,12 +259,34 @@ impl WasmEngine {
         Ok(LoadedModule {
             name,
             path,
-            digest: hex::encode(Sha256::digest(bytes)),
+            digest,
             loaded_at: SystemTime::now(),
             manifest,
             policy,
             pre,
         })
+    }
+}
+
+impl WasmEngine {
+    fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let cached = {
+            let cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+            cache
+                .iter()
+                .find(|(d, _)| d == digest)
+                .map(|(_, c)| c.clone())
+        };
+        if let Some(component) = cached {
+            return Ok(component);
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        let mut cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= COMPILED_CACHE {
+            cache.pop_front();
+        }
+        cache.push_back((digest.to_owned(), component.clone()));
+        Ok(component)
     }
 }
 

@@ -3,10 +3,10 @@
 //! stdout/stderr routed to the log.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -14,6 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::weir::consumer::types::{EmitError, Outgoing};
 use crate::bindings::weir::consumer::{config, emitter, log, types};
 use crate::manifest::Limits;
+use crate::metrics::ModuleMetrics;
 
 /// Longest guest log line kept; the rest is cut and marked.
 const MAX_LOG_LINE: usize = 8 * 1024;
@@ -48,7 +49,9 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     /// Memory and instance limits, enforced by wasmtime.
-    pub(crate) limits: StoreLimits,
+    pub(crate) limits: GuestLimiter,
+    /// Metrics and log context, set by [`HostState::observe`].
+    observer: Arc<Observer>,
     policy: Arc<GuestPolicy>,
     /// Records emitted during the current call, in emit order.
     pub(crate) emitted: Vec<Outgoing>,
@@ -72,21 +75,129 @@ impl HostState {
         let memory = usize::try_from(policy.limits.memory_mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1 << 20);
+        let observer = Arc::new(Observer::default());
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput::new(policy.module.clone(), Stream::Stdout))
-            .stderr(GuestOutput::new(policy.module.clone(), Stream::Stderr))
+            .stdout(GuestOutput::new(&policy.module, Stream::Stdout, &observer))
+            .stderr(GuestOutput::new(&policy.module, Stream::Stderr, &observer))
             .build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: GuestLimiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(memory)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                memory: 0,
+                metrics: None,
+            },
+            observer,
             policy,
             emitted: Vec::new(),
             current: EventRef::default(),
         }
+    }
+}
+
+impl HostState {
+    /// Reports this instance's metrics (memory, denied emits) to `metrics`
+    /// and rate-limits its logs with the module's limiter; `version` tags
+    /// its log lines. Call once, right after creating the store.
+    pub fn observe(&mut self, metrics: Arc<ModuleMetrics>, version: Arc<str>) {
+        let _ = self.observer.version.set(version);
+        let _ = self.observer.metrics.set(metrics.clone());
+        self.limits.attach(metrics);
+    }
+}
+
+/// Per-instance context for logs and metrics, shared with the guest's
+/// stdout/stderr writers.
+#[derive(Debug, Default)]
+struct Observer {
+    metrics: OnceLock<Arc<ModuleMetrics>>,
+    version: OnceLock<Arc<str>>,
+}
+
+impl Observer {
+    fn version(&self) -> &str {
+        self.version.get().map_or("", |v| v)
+    }
+
+    /// Whether a guest log line may be written (the module's rate limit).
+    fn admit(&self) -> bool {
+        self.metrics.get().is_none_or(|m| m.log_limiter().admit())
+    }
+}
+
+/// wasmtime's [`StoreLimits`], also tracking the instance's linear memory
+/// for `weir_guest_memory_bytes`.
+#[derive(Debug)]
+pub struct GuestLimiter {
+    inner: StoreLimits,
+    memory: usize,
+    metrics: Option<Arc<ModuleMetrics>>,
+}
+
+impl GuestLimiter {
+    fn attach(&mut self, metrics: Arc<ModuleMetrics>) {
+        metrics.memory_changed(self.memory as i64);
+        self.metrics = Some(metrics);
+    }
+}
+
+impl Drop for GuestLimiter {
+    fn drop(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.memory_changed(-(self.memory as i64));
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if allowed {
+            let delta = desired.saturating_sub(current);
+            self.memory += delta;
+            if let Some(m) = &self.metrics {
+                m.memory_changed(delta as i64);
+            }
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -103,11 +214,15 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
+        if !self.observer.admit() {
+            return;
+        }
         let message = truncate(&message);
         let (module, ev) = (&*self.policy.module, &self.current);
+        let version = self.observer.version();
         macro_rules! emit {
             ($lvl:expr) => {
-                tracing::event!(target: "weir::guest", $lvl, module, topic = %ev.topic,
+                tracing::event!(target: "weir::guest", $lvl, module, version, topic = %ev.topic,
                     partition = ev.partition, offset = ev.offset, "{message}")
             };
         }
@@ -137,6 +252,21 @@ impl config::Host for HostState {
 
 impl emitter::Host for HostState {
     fn emit(&mut self, record: Outgoing) -> Result<(), EmitError> {
+        let result = self.try_emit(record);
+        if let (Err(err), Some(m)) = (&result, self.observer.metrics.get()) {
+            m.emit_denied(match err {
+                EmitError::TopicNotAllowed(_) => 0,
+                EmitError::InvalidPartition(_) => 1,
+                EmitError::TooLarge(_) => 2,
+                EmitError::TooMany(_) => 3,
+            });
+        }
+        result
+    }
+}
+
+impl HostState {
+    fn try_emit(&mut self, record: Outgoing) -> Result<(), EmitError> {
         let limits = &self.policy.limits;
         if !self.policy.outputs.contains(&record.topic) {
             return Err(EmitError::TopicNotAllowed(record.topic));
@@ -158,7 +288,7 @@ impl emitter::Host for HostState {
 }
 
 /// Bytes a record occupies: key, value, header names and values.
-fn record_size(record: &Outgoing) -> usize {
+pub(crate) fn record_size(record: &Outgoing) -> usize {
     let key = record.key.as_ref().map_or(0, Vec::len);
     let value = record.value.as_ref().map_or(0, Vec::len);
     let headers: usize = record
@@ -193,11 +323,16 @@ enum Stream {
 struct GuestOutput {
     module: Arc<str>,
     stream: Stream,
+    observer: Arc<Observer>,
 }
 
 impl GuestOutput {
-    fn new(module: Arc<str>, stream: Stream) -> Self {
-        Self { module, stream }
+    fn new(module: &Arc<str>, stream: Stream, observer: &Arc<Observer>) -> Self {
+        Self {
+            module: module.clone(),
+            stream,
+            observer: observer.clone(),
+        }
     }
 }
 
@@ -229,15 +364,19 @@ struct LineWriter {
 
 impl LineWriter {
     fn log_line(&self, bytes: &[u8]) {
+        if !self.out.observer.admit() {
+            return;
+        }
         let text = String::from_utf8_lossy(bytes);
         let text = truncate(text.trim_end_matches('\r'));
         let module = &*self.out.module;
+        let version = self.out.observer.version();
         match self.out.stream {
             Stream::Stdout => {
-                tracing::info!(target: "weir::guest", module, stream = "stdout", "{text}")
+                tracing::info!(target: "weir::guest", module, version, stream = "stdout", "{text}")
             }
             Stream::Stderr => {
-                tracing::warn!(target: "weir::guest", module, stream = "stderr", "{text}")
+                tracing::warn!(target: "weir::guest", module, version, stream = "stderr", "{text}")
             }
         }
     }

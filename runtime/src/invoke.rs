@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::Consumer;
@@ -10,6 +11,7 @@ use crate::bindings::batch::BatchConsumer;
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
 use crate::host::{EventRef, HostState};
+use crate::metrics::ModuleMetrics;
 
 /// The result of one call into a module.
 ///
@@ -47,6 +49,7 @@ pub struct Invoker {
     store: Store<HostState>,
     handler: Option<Handler>,
     deadline_ticks: u64,
+    metrics: Option<Arc<ModuleMetrics>>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -68,9 +71,18 @@ impl Invoker {
             store,
             handler: None,
             deadline_ticks,
+            metrics: None,
         };
         invoker.instantiate()?;
         Ok(invoker)
+    }
+
+    /// Reports this invoker's call durations, memory and denied emits to
+    /// `metrics`, and rate-limits its guest logs with the module's limiter.
+    pub fn observe(&mut self, metrics: Arc<ModuleMetrics>) {
+        let version: Arc<str> = self.module.short_digest().into();
+        self.store.data_mut().observe(metrics.clone(), version);
+        self.metrics = Some(metrics);
     }
 
     /// The module this invoker runs.
@@ -106,6 +118,9 @@ impl Invoker {
     pub fn reset(&mut self, engine: &WasmEngine) -> anyhow::Result<()> {
         self.handler = None;
         self.store = new_store(engine, &self.module);
+        if let Some(metrics) = self.metrics.clone() {
+            self.observe(metrics);
+        }
         self.instantiate()
     }
 
@@ -119,7 +134,9 @@ impl Invoker {
     /// Calls the module for `events`, all from one partition, in offset
     /// order. Blocking: runs guest code for up to the module's timeout per
     /// event (per-event mode) or per batch.
-    pub fn call(&mut self, events: &[Event]) -> CallResult {
+    /// In per-event mode the call stops between two events once `stop` is
+    /// cancelled, returning the prefix handled so far.
+    pub fn call(&mut self, events: &[Event], stop: &CancellationToken) -> CallResult {
         let mut result = CallResult::default();
         let Some(handler) = &self.handler else {
             result.failure = Some(CallFailure {
@@ -131,10 +148,17 @@ impl Invoker {
         match handler {
             Handler::Single(consumer) => {
                 for event in events {
+                    if stop.is_cancelled() {
+                        break;
+                    }
                     begin(&mut self.store, self.deadline_ticks, event);
+                    let started = std::time::Instant::now();
                     let outcome = consumer
                         .weir_consumer_handler()
                         .call_handle(&mut self.store, event);
+                    if let Some(m) = &self.metrics {
+                        m.call_duration(started.elapsed());
+                    }
                     match outcome {
                         Ok(disposition) => {
                             let stop = matches!(disposition, Disposition::Retry(_));
@@ -157,9 +181,13 @@ impl Invoker {
                 if let Some(first) = events.first() {
                     begin(&mut self.store, self.deadline_ticks, first);
                 }
+                let started = std::time::Instant::now();
                 let outcome = consumer
                     .weir_consumer_batch_handler()
                     .call_handle_batch(&mut self.store, events);
+                if let Some(m) = &self.metrics {
+                    m.call_duration(started.elapsed());
+                }
                 match outcome {
                     Ok(dispositions) if dispositions.len() == events.len() => {
                         result.dispositions = dispositions;

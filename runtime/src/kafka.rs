@@ -134,28 +134,49 @@ pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
     }
 }
 
-/// Produces `records` in order and waits until the broker has acknowledged
-/// every one. Each record carries the timestamp to give it (the input
-/// event's), or `None` for the producer's clock.
+/// Produces `records` in order and waits for the broker's answer on every
+/// one; returns one result per record. Each record carries the timestamp
+/// to give it (the input event's), or `None` for the producer's clock.
 ///
 /// Records are enqueued strictly in order, waiting while librdkafka's queue
 /// is full, so per-partition order follows emit order.
 pub async fn produce_all(
     producer: &FutureProducer,
     records: &[(Outgoing, Option<i64>)],
-) -> Result<(), KafkaError> {
-    let mut deliveries: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
+) -> Vec<Result<(), KafkaError>> {
+    let mut pending = Vec::with_capacity(records.len());
     for (record, timestamp_ms) in records {
-        deliveries.push(enqueue(producer, record, *timestamp_ms).await?);
+        pending.push(enqueue(producer, record, *timestamp_ms).await);
     }
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((err, _))) => return Err(err),
-            Err(_canceled) => return Err(KafkaError::Canceled),
-        }
+    let mut results = Vec::with_capacity(pending.len());
+    for delivery in pending {
+        results.push(match delivery {
+            Err(err) => Err(err),
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((err, _))) => Err(err),
+                Err(_canceled) => Err(KafkaError::Canceled),
+            },
+        });
     }
-    Ok(())
+    results
+}
+
+/// Whether producing a record failed for a reason that retrying cannot fix
+/// (the record is too large, its partition does not exist, ...).
+pub fn is_permanent(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::UnknownPartition
+                | C::TopicAuthorizationFailed
+        )
+    )
 }
 
 async fn enqueue(

@@ -15,9 +15,14 @@
 //!   capabilities).
 //! - [`invoke`]: calling a module instance for a batch of events.
 //! - [`kafka`]: client configuration, message conversion, producing.
+//! - [`metrics`]: Prometheus metrics and readiness.
+//! - [`http`]: the `/metrics`, `/livez` and `/readyz` endpoint.
 //! - [`dispatch`]: per-module consumers, per-partition workers, commits.
 //! - [`modules`]: the modules folder.
-//! - [`runtime`]: the whole process, start to graceful shutdown.
+//! - [`runtime`]: the whole process: the supervisor that keeps modules in
+//!   step with the folder (hot reload), and graceful shutdown.
+//! - [`watch`]: the debounced folder watch.
+//! - [`status`]: per-module state for operators.
 //! - [`embedded`]: the in-memory broker behind `weir dev`.
 //! - [`client`]: the small clients behind `weir produce` and `weir consume`.
 
@@ -29,11 +34,15 @@ pub mod dispatch;
 pub mod embedded;
 pub mod engine;
 pub mod host;
+pub mod http;
 pub mod invoke;
 pub mod kafka;
 pub mod manifest;
+pub mod metrics;
 pub mod modules;
 pub mod runtime;
+pub mod status;
+pub mod watch;
 
 /// Host bindings generated from `wit/consumer.wit`.
 #[allow(missing_docs, reason = "generated code")]

@@ -40,6 +40,10 @@ enum Command {
         /// Folder of <name>.wasm components and <name>.toml manifests.
         #[arg(long, env = "WEIR_MODULES")]
         modules: Option<PathBuf>,
+        /// Address of /metrics, /livez and /readyz (default 127.0.0.1:9464;
+        /// `none` disables them).
+        #[arg(long, env = "WEIR_HTTP_LISTEN")]
+        http_listen: Option<weir::http::HttpListen>,
     },
     /// Run the modules of a folder against an embedded in-memory broker,
     /// creating the topics their manifests name.
@@ -53,6 +57,10 @@ enum Command {
         /// Also write the bootstrap address to this file.
         #[arg(long)]
         bootstrap_file: Option<PathBuf>,
+        /// Address of /metrics, /livez and /readyz (default 127.0.0.1:9464;
+        /// `none` disables them).
+        #[arg(long, env = "WEIR_HTTP_LISTEN")]
+        http_listen: Option<weir::http::HttpListen>,
     },
     /// Produce one record per stdin line.
     Produce {
@@ -121,6 +129,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             config,
             brokers,
             modules,
+            http_listen,
         } => {
             let mut cfg = match &config {
                 Some(path) => RunConfig::from_file(path)?,
@@ -128,6 +137,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             };
             cfg.brokers = brokers.or(cfg.brokers);
             cfg.modules = modules.or(cfg.modules);
+            if let Some(listen) = http_listen {
+                cfg.http_listen = listen;
+            }
             cfg.validate(config.as_deref())?;
             weir::runtime::run(cfg, shutdown_signal()?).await
         }
@@ -135,6 +147,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             modules,
             partitions,
             bootstrap_file,
+            http_listen,
         } => {
             let broker = EmbeddedKafka::start()?;
             let bootstrap = broker.bootstrap_servers();
@@ -149,6 +162,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let cfg = RunConfig {
                 brokers: Some(bootstrap),
                 modules: Some(modules),
+                http_listen: http_listen.unwrap_or_default(),
                 ..RunConfig::default()
             };
             weir::runtime::run(cfg, shutdown_signal()?).await

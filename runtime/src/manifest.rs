@@ -61,9 +61,10 @@ fn default_memory_mib() -> u32 {
 fn default_max_emits() -> u32 {
     1_000
 }
-/// librdkafka's default `message.max.bytes` is 1,000,000.
+/// A little under librdkafka's default `message.max.bytes` (1,000,000),
+/// which also counts the record's framing.
 fn default_max_record_bytes() -> u32 {
-    1_000_000
+    990_000
 }
 fn default_max_batch() -> u32 {
     64

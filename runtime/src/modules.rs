@@ -25,6 +25,13 @@ pub fn component_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let path = entry
             .map_err(|e| anyhow::anyhow!("cannot read modules folder `{}`: {e}", dir.display()))?
             .path();
+        // Hidden files are writers' temporaries (and Kubernetes' `..data`).
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            continue;
+        }
         match path.extension().and_then(|e| e.to_str()) {
             Some("wasm") if path.is_file() => files.push(path),
             Some("cwasm") => tracing::warn!(path = %path.display(),

@@ -1,85 +1,385 @@
-//! The whole process: load the modules, start one runner per module, and on
-//! cancellation drain, commit, flush and leave.
+//! The whole process: load the modules, keep them in step with the modules
+//! folder, and on cancellation drain, commit, flush and leave.
+//!
+//! # Reload semantics
+//!
+//! The [`Supervisor`] compares the folder with what runs, by content (the
+//! SHA-256 of the component and of its manifest), whenever the folder has
+//! been quiet for `reload-debounce`:
+//!
+//! - a **new** module is compiled and validated, then starts consuming;
+//! - a **changed** module is compiled and validated off the event path. If
+//!   its input topics, group and offset reset are unchanged it is swapped in
+//!   place: calls in flight finish on the old version, and each partition's
+//!   next call runs on the new one. No event is skipped and none is handled
+//!   by both versions. If those settings changed, the old version is stopped
+//!   as on removal and the new one started, resuming from the committed
+//!   offsets of its group;
+//! - a **removed** module stops: calls in flight finish, their outputs are
+//!   acknowledged, offsets are committed, the consumer leaves its group;
+//! - a file that fails to load leaves the running version serving; the
+//!   failure is logged once per content and shown in the status.
 
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rdkafka::producer::Producer;
+use arc_swap::ArcSwap;
+use rdkafka::producer::{FutureProducer, Producer};
+use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::dispatch::{RunnerSettings, spawn_runner};
-use crate::engine::WasmEngine;
+use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
 use crate::kafka::KafkaSettings;
-use crate::modules::load_dir;
+use crate::manifest::Manifest;
+use crate::modules::component_files;
+use crate::status::StatusBoard;
 
 /// Runs weir until `cancel` fires, then shuts down gracefully: stop
 /// fetching, finish in-flight events, wait for their outputs'
 /// acknowledgements, commit, flush the producer, leave the groups.
 ///
-/// Fails at start if the configuration is invalid or no module loads.
+/// Fails at start if the configuration is invalid, or if the folder holds
+/// modules and none of them loads.
 pub async fn run(config: RunConfig, cancel: CancellationToken) -> anyhow::Result<()> {
-    config.validate(None)?;
-    let engine = Arc::new(WasmEngine::new()?);
-    let dir = config.modules_dir().to_path_buf();
-    let report = {
-        let (engine, dir, max) = (engine.clone(), dir.clone(), config.max_module_bytes);
-        tokio::task::spawn_blocking(move || load_dir(&engine, &dir, max)).await??
-    };
-    if report.loaded.is_empty() {
-        let reasons: Vec<String> = report.failed.iter().map(ToString::to_string).collect();
-        anyhow::bail!(
-            "no module could be loaded from `{}`{}",
-            dir.display(),
-            if reasons.is_empty() {
-                " (no .wasm files)".to_owned()
-            } else {
-                format!(":\n  - {}", reasons.join("\n  - "))
-            }
-        );
-    }
+    run_with_status(config, Arc::new(StatusBoard::default()), cancel).await
+}
 
+/// [`run`], reporting each module's state to `status`.
+pub async fn run_with_status(
+    config: RunConfig,
+    status: Arc<StatusBoard>,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate(None)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let http_stop = CancellationToken::new();
+    let _http_stop = http_stop.clone().drop_guard();
+    crate::http::start(
+        config.http_listen,
+        crate::http::HttpState::new(metrics.clone(), status.clone()),
+        http_stop,
+    )
+    .await?;
     let kafka = KafkaSettings {
         brokers: config.brokers().to_owned(),
         passthrough: config.kafka.clone(),
     };
-    let producer = kafka.producer()?;
-    let settings = RunnerSettings {
-        kafka,
-        commit_interval: config.commit_interval,
-        drain_timeout: config.shutdown_timeout,
+    let mut supervisor = Supervisor {
+        dir: config.modules_dir().to_path_buf(),
+        max_bytes: config.max_module_bytes,
+        engine: Arc::new(WasmEngine::new()?),
+        producer: kafka.producer()?,
+        settings: RunnerSettings {
+            kafka,
+            commit_interval: config.commit_interval,
+            drain_timeout: config.shutdown_timeout,
+            metrics: metrics.clone(),
+        },
+        status,
+        cancel: cancel.clone(),
+        running: HashMap::new(),
+        rejected: HashMap::new(),
     };
-    let mut runners = Vec::new();
-    for module in report.loaded {
-        let runner = spawn_runner(
-            module,
-            engine.clone(),
-            producer.clone(),
-            settings.clone(),
-            cancel.clone(),
-        )?;
-        runners.push(runner);
+    let failures = supervisor.sync().await?;
+    if supervisor.running.is_empty() && !failures.is_empty() {
+        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+        anyhow::bail!(
+            "no module could be loaded from `{}`:\n  - {}",
+            supervisor.dir.display(),
+            reasons.join("\n  - ")
+        );
     }
+    if supervisor.running.is_empty() {
+        tracing::warn!(dir = %supervisor.dir.display(), "no modules yet; waiting for .wasm files");
+    }
+    let changes = Arc::new(tokio::sync::Notify::new());
+    let _watcher = if config.watch {
+        Some(crate::watch::watch(
+            &supervisor.dir,
+            config.reload_debounce,
+            changes.clone(),
+        )?)
+    } else {
+        None
+    };
+    metrics.set_running(true);
     tracing::info!(
-        modules = runners.len(),
+        modules = supervisor.running.len(),
         brokers = config.brokers(),
+        watch = config.watch,
         "weir is running"
     );
 
-    cancel.cancelled().await;
-    tracing::info!("shutting down");
-    tokio::task::spawn_blocking(move || {
-        for runner in runners {
-            if runner.join().is_err() {
-                tracing::error!("a module runner panicked during shutdown");
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            () = changes.notified() => {
+                if let Err(err) = supervisor.sync().await {
+                    tracing::error!(error = %format_args!("{err:#}"), "cannot rescan the modules folder");
+                }
             }
         }
-    })
-    .await?;
-    let flush =
-        tokio::task::spawn_blocking(move || producer.flush(config.shutdown_timeout)).await?;
-    if let Err(err) = flush {
+    }
+    metrics.set_running(false);
+    tracing::info!("shutting down");
+    let names: Vec<String> = supervisor.running.keys().cloned().collect();
+    let stops = names
+        .into_iter()
+        .filter_map(|n| supervisor.running.remove(&n));
+    futures::future::join_all(stops.map(Running::stop)).await;
+    let producer = supervisor.producer.clone();
+    let timeout = config.shutdown_timeout;
+    if let Err(err) = tokio::task::spawn_blocking(move || producer.flush(timeout)).await? {
         tracing::warn!(error = %err, "producer flush did not complete");
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Identifies a module's files by content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    wasm: String,
+    manifest: String,
+}
+
+/// What decides a module's consumer: changing any of it needs a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Subscription {
+    topics: Vec<String>,
+    group: String,
+    offset_reset: &'static str,
+}
+
+impl Subscription {
+    fn of(module: &LoadedModule) -> Self {
+        let m = &module.manifest;
+        let mut topics = m.input_topics.clone();
+        topics.sort();
+        Self {
+            topics,
+            group: m.group_id(&module.name),
+            offset_reset: m.offset_reset.as_kafka(),
+        }
+    }
+}
+
+struct Running {
+    slot: Arc<ArcSwap<LoadedModule>>,
+    source: Source,
+    subscription: Subscription,
+    cancel: CancellationToken,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the runner and waits until it has drained, committed and left
+    /// its group.
+    async fn stop(self) {
+        self.cancel.cancel();
+        let thread = self.thread;
+        if tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .is_err()
+        {
+            tracing::error!("a module runner panicked while stopping");
+        }
+    }
+}
+
+/// Keeps the running modules in step with the folder.
+struct Supervisor {
+    dir: PathBuf,
+    max_bytes: u64,
+    engine: Arc<WasmEngine>,
+    producer: FutureProducer,
+    settings: RunnerSettings,
+    status: Arc<StatusBoard>,
+    cancel: CancellationToken,
+    running: HashMap<String, Running>,
+    /// Content that failed to load, so it is reported once, not per rescan.
+    rejected: HashMap<String, Source>,
+}
+
+impl Supervisor {
+    /// Applies the folder's current content; returns this pass's failures.
+    async fn sync(&mut self) -> anyhow::Result<Vec<LoadError>> {
+        let files = component_files(&self.dir)?;
+        let present: HashSet<String> = files.iter().map(|p| module_name(p)).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !present.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(running) = self.running.remove(&name) {
+                tracing::info!(module = %name, "module file removed; stopping");
+                running.stop().await;
+                self.status.removed(&name);
+                self.settings.metrics.module_unloaded(&name);
+                tracing::info!(module = %name, "module unloaded");
+            }
+        }
+        self.rejected.retain(|n, _| present.contains(n));
+
+        let mut failures = Vec::new();
+        for path in files {
+            let name = module_name(&path);
+            if let Err(err) = self.apply(&name, &path).await {
+                let was_running = self
+                    .running
+                    .get(&name)
+                    .map(|r| r.slot.load().short_digest().to_owned());
+                tracing::error!(module = %name, path = %path.display(), error = %err,
+                    keeps_serving = was_running.as_deref().unwrap_or("nothing"),
+                    "module not loaded");
+                self.status.failed(&name, err.to_string());
+                if was_running.is_some() {
+                    self.settings.metrics.module_reload(&name, false);
+                }
+                failures.push(err);
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Loads `path` if its content differs from what runs and was not
+    /// already rejected, then starts, swaps or restarts its runner.
+    async fn apply(&mut self, name: &str, path: &Path) -> Result<(), LoadError> {
+        let (source, bytes, manifest_text) = match read_source(path, self.max_bytes) {
+            Ok(read) => read,
+            Err(err) => {
+                // Report an unreadable or missing manifest once per content.
+                let marker = Source {
+                    wasm: "unreadable".into(),
+                    manifest: err.to_string(),
+                };
+                if self.rejected.get(name) == Some(&marker) {
+                    return Ok(());
+                }
+                self.rejected.insert(name.to_owned(), marker);
+                return Err(err);
+            }
+        };
+        if self.running.get(name).is_some_and(|r| r.source == source)
+            || self.rejected.get(name) == Some(&source)
+        {
+            return Ok(());
+        }
+        let loaded = {
+            let (engine, file, name) = (
+                self.engine.clone(),
+                path.to_path_buf(),
+                Arc::<str>::from(name),
+            );
+            tokio::task::spawn_blocking(move || {
+                let manifest = Manifest::parse(&manifest_text, &file.with_extension("toml"))?;
+                engine.load_bytes(name, &file, &bytes, manifest)
+            })
+            .await
+            .map_err(|e| LoadError::Compile {
+                path: path.to_path_buf(),
+                reason: format!("load task failed: {e}"),
+            })?
+        };
+        let module = match loaded {
+            Ok(module) => Arc::new(module),
+            Err(err) => {
+                self.rejected.insert(name.to_owned(), source);
+                return Err(err);
+            }
+        };
+        self.rejected.remove(name);
+        let subscription = Subscription::of(&module);
+        match self.running.get_mut(name) {
+            Some(running) if running.subscription == subscription => {
+                let old = running.slot.swap(module.clone());
+                running.source = source;
+                self.settings.metrics.module_reload(name, true);
+                tracing::info!(
+                    module = name,
+                    from = old.short_digest(),
+                    to = module.short_digest(),
+                    "module reloaded in place"
+                );
+            }
+            _ => {
+                if let Some(old) = self.running.remove(name) {
+                    tracing::info!(
+                        module = name,
+                        "input topics, group or offset reset changed; restarting its consumer"
+                    );
+                    old.stop().await;
+                    self.settings.metrics.module_reload(name, true);
+                }
+                let slot = Arc::new(ArcSwap::new(module.clone()));
+                let cancel = self.cancel.child_token();
+                let thread = spawn_runner(
+                    slot.clone(),
+                    self.engine.clone(),
+                    self.producer.clone(),
+                    self.settings.clone(),
+                    cancel.clone(),
+                )
+                .map_err(|e| LoadError::Contract {
+                    path: path.to_path_buf(),
+                    reason: format!("{e:#}"),
+                })?;
+                self.running.insert(
+                    name.to_owned(),
+                    Running {
+                        slot,
+                        source,
+                        subscription,
+                        cancel,
+                        thread,
+                    },
+                );
+                tracing::info!(module = name, path = %path.display(), digest = module.short_digest(), "module loaded");
+            }
+        }
+        self.status.loaded(name, &module.digest, module.loaded_at);
+        self.settings.metrics.module_loaded(name, &module.digest);
+        Ok(())
+    }
+}
+
+/// Reads a component and its manifest text, checking the size cap.
+fn read_source(path: &Path, max_bytes: u64) -> Result<(Source, Vec<u8>, String), LoadError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LoadError::Read { path, source }
+    };
+    let size = std::fs::metadata(path).map_err(read_err(path))?.len();
+    if size > max_bytes {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            max: max_bytes,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_err(path))?;
+    let manifest_path = path.with_extension("toml");
+    let manifest = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::manifest::ManifestError::Missing(manifest_path).into());
+        }
+        Err(source) => {
+            return Err(crate::manifest::ManifestError::Read {
+                path: manifest_path,
+                source,
+            }
+            .into());
+        }
+    };
+    let source = Source {
+        wasm: hex::encode(Sha256::digest(&bytes)),
+        manifest: hex::encode(Sha256::digest(manifest.as_bytes())),
+    };
+    Ok((source, bytes, manifest))
 }

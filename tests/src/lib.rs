@@ -406,3 +406,151 @@ pub fn weir_binary() -> PathBuf {
     );
     bin
 }
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+impl Weir {
+    /// Like [`Weir::start`], with the HTTP endpoint (`/metrics`, `/livez`,
+    /// `/readyz`) on `listen`.
+    pub fn start_with_http(
+        modules: &Path,
+        kafka: &[(&str, &str)],
+        listen: std::net::SocketAddr,
+    ) -> Self {
+        let config = RunConfig {
+            brokers: Some(broker().bootstrap()),
+            modules: Some(modules.to_path_buf()),
+            commit_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(20),
+            http_listen: weir::http::HttpListen::Addr(listen),
+            kafka: kafka
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..RunConfig::default()
+        };
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(weir::runtime::run(config, cancel.clone()));
+        Self { cancel, task }
+    }
+}
+
+/// A plain HTTP/1.1 GET: `(status, content type, body)`. Blocking.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, content_type, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed,
+/// e.g. `weir_x_total{module="a"}`) in a Prometheus text exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// A test fixture component from `tests/guests`, built by
+/// `scripts/build-guests.sh` into `target/test-guests`.
+pub fn test_guest(name: &str) -> PathBuf {
+    let path = repo_root().join(format!("target/test-guests/{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "test fixture `{}` is missing: run scripts/build-guests.sh first",
+        path.display()
+    );
+    path
+}
+
+impl Weir {
+    /// Like [`Weir::start`], watching the folder with `debounce`, and
+    /// returning the status board the supervisor reports to.
+    pub fn start_watching(
+        modules: &Path,
+        debounce: Duration,
+    ) -> (Self, std::sync::Arc<weir::status::StatusBoard>) {
+        let config = RunConfig {
+            brokers: Some(broker().bootstrap()),
+            modules: Some(modules.to_path_buf()),
+            commit_interval: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(20),
+            watch: true,
+            reload_debounce: debounce,
+            ..RunConfig::default()
+        };
+        let status = std::sync::Arc::new(weir::status::StatusBoard::default());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(weir::runtime::run_with_status(
+            config,
+            status.clone(),
+            cancel.clone(),
+        ));
+        (Self { cancel, task }, status)
+    }
+}
+
+/// Replaces `dest` atomically with the bytes of `src`: write a hidden
+/// temporary file in the same folder, then rename it over `dest`.
+pub fn install_atomically(src: &Path, dest: &Path) {
+    let tmp = dest.with_file_name(format!(
+        ".{}.tmp",
+        dest.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::copy(src, &tmp).expect("copy to temp");
+    std::fs::rename(&tmp, dest).expect("rename over");
+}

@@ -27,10 +27,11 @@
 
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
@@ -38,8 +39,10 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::bindings::weir::consumer::types::Event;
 use crate::engine::{LoadedModule, WasmEngine};
 use crate::kafka::{KafkaSettings, to_event};
+use crate::metrics::{Metrics, ModuleMetrics};
 
 /// Events buffered per partition between the poll thread and its worker.
 const PARTITION_QUEUE: usize = 1024;
@@ -49,15 +52,25 @@ pub(crate) type TopicPartition = (String, i32);
 
 /// What a module's poll thread and workers share.
 pub(crate) struct Shared {
-    pub(crate) module: Arc<LoadedModule>,
+    /// Module name; the same across versions.
+    pub(crate) name: Arc<str>,
+    /// The module's current version; hot reload swaps it, and each worker
+    /// moves to the new version between two calls.
+    pub(crate) module: Arc<ArcSwap<LoadedModule>>,
     pub(crate) engine: Arc<WasmEngine>,
     pub(crate) producer: FutureProducer,
     pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) metrics: Arc<ModuleMetrics>,
     /// Settled watermark per partition (next offset to read).
     watermarks: Mutex<HashMap<TopicPartition, i64>>,
 }
 
 impl Shared {
+    /// The current version of the module.
+    pub(crate) fn current(&self) -> Arc<LoadedModule> {
+        self.module.load_full()
+    }
+
     /// Records that every event of `tp` below `next` is settled.
     pub(crate) fn settle(&self, tp: &TopicPartition, next: i64) {
         lock(&self.watermarks).insert(tp.clone(), next);
@@ -70,7 +83,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct WorkerHandle {
-    events: mpsc::Sender<crate::bindings::weir::consumer::types::Event>,
+    events: mpsc::Sender<Event>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -80,6 +93,10 @@ struct WorkerHandle {
 struct RunnerContext {
     shared: Arc<Shared>,
     workers: Mutex<HashMap<TopicPartition, WorkerHandle>>,
+    /// Events fetched for paused partitions whose worker queue was full.
+    held: Mutex<HashMap<TopicPartition, VecDeque<Event>>>,
+    /// Parent of every worker's stop token: the module's cancellation.
+    stop: CancellationToken,
     committed: Mutex<HashMap<TopicPartition, i64>>,
     drain_timeout: Duration,
 }
@@ -87,7 +104,7 @@ struct RunnerContext {
 impl ClientContext for RunnerContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel as L;
-        let module = &*self.shared.module.name;
+        let module = &*self.shared.name;
         match level {
             L::Emerg | L::Alert | L::Critical | L::Error => {
                 tracing::error!(target: "weir::kafka", module, facility = fac, "{message}");
@@ -101,14 +118,26 @@ impl ClientContext for RunnerContext {
             L::Debug => tracing::debug!(target: "weir::kafka", module, facility = fac, "{message}"),
         }
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.shared.metrics.statistics(&statistics);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.shared.metrics.brokers_down();
+        }
+        tracing::error!(target: "weir::kafka", module = &*self.shared.name, error = %error, "{reason}");
+    }
 }
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let module = &*self.shared.module.name;
+        let module = &*self.shared.name;
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(module, partitions = %describe(tpl), "partitions assigned");
+                self.shared.metrics.assigned(tpl.count());
             }
             Rebalance::Revoke(tpl) => {
                 let lost = consumer.assignment_lost();
@@ -118,7 +147,16 @@ impl ConsumerContext for RunnerContext {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
+                {
+                    // A held (paused) partition must not stay paused if it
+                    // comes back to this member.
+                    let held = lock(&self.held);
+                    for tp in revoked.iter().filter(|tp| held.contains_key(*tp)) {
+                        pause(consumer, tp, false);
+                    }
+                }
                 self.stop_workers(&revoked);
+                self.shared.metrics.revoked(&revoked, lost);
                 if !lost {
                     self.commit(consumer, Some(&revoked), CommitMode::Sync);
                 }
@@ -129,16 +167,22 @@ impl ConsumerContext for RunnerContext {
                     committed.remove(tp);
                 }
             }
-            Rebalance::Error(err) => tracing::error!(module, error = %err, "rebalance failed"),
+            Rebalance::Error(err) => {
+                self.shared.metrics.rebalance_error();
+                tracing::error!(module, error = %err, "rebalance failed")
+            }
         }
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => tracing::debug!(module = &*self.shared.module.name,
-                offsets = %describe(offsets), "offsets committed"),
+            Ok(()) => {
+                self.shared.metrics.committed(offsets);
+                tracing::debug!(module = &*self.shared.name,
+                    offsets = %describe(offsets), "offsets committed")
+            }
             Err(err) => {
-                tracing::warn!(module = &*self.shared.module.name, error = %err,
+                tracing::warn!(module = &*self.shared.name, error = %err,
                     offsets = %describe(offsets), "offset commit failed; will retry");
                 // Forget these so the next periodic commit sends them again.
                 let mut committed = lock(&self.committed);
@@ -157,23 +201,66 @@ impl ConsumerContext for RunnerContext {
 
 impl RunnerContext {
     /// Routes an event to its partition's worker, starting one if needed.
-    /// Blocks while the worker's queue is full (back-pressure).
-    fn dispatch(&self, event: crate::bindings::weir::consumer::types::Event) {
+    /// Never blocks the poll thread: when the worker's queue is full the
+    /// partition is paused and the event held until [`Self::flush_held`]
+    /// can pass it on (librdkafka resumes fetching after the last event it
+    /// handed out, so nothing is skipped).
+    fn dispatch(&self, consumer: &BaseConsumer<Self>, event: Event) {
         let tp = (event.topic.clone(), event.partition);
+        self.shared.metrics.consumed(&tp.0);
+        let mut held = lock(&self.held);
+        if let Some(queue) = held.get_mut(&tp) {
+            queue.push_back(event);
+            return;
+        }
         let sender = {
             let mut workers = lock(&self.workers);
             let handle = workers.entry(tp.clone()).or_insert_with(|| {
                 let (events, rx) = mpsc::channel(PARTITION_QUEUE);
-                let stop = CancellationToken::new();
+                let stop = self.stop.child_token();
                 let task = worker::spawn(self.shared.clone(), tp.clone(), rx, stop.clone());
                 WorkerHandle { events, stop, task }
             });
             handle.events.clone()
         };
-        if sender.blocking_send(event).is_err() {
-            tracing::debug!(module = &*self.shared.module.name, topic = %tp.0,
-                partition = tp.1, "worker stopped; event left for redelivery");
+        match sender.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                pause(consumer, &tp, true);
+                held.insert(tp, VecDeque::from([event]));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!(module = &*self.shared.name, topic = %tp.0, partition = tp.1,
+                    "the partition's worker has stopped; the partition is stalled until the next rebalance or restart");
+            }
         }
+    }
+
+    /// Passes held events on to workers that have room again, resuming their
+    /// partitions once nothing is held.
+    fn flush_held(&self, consumer: &BaseConsumer<Self>) {
+        let mut held = lock(&self.held);
+        if held.is_empty() {
+            return;
+        }
+        let workers = lock(&self.workers);
+        held.retain(|tp, queue| {
+            let Some(handle) = workers.get(tp) else {
+                return false;
+            };
+            while let Some(event) = queue.pop_front() {
+                match handle.events.try_send(event) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(event)) => {
+                        queue.push_front(event);
+                        return true;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                }
+            }
+            pause(consumer, tp, false);
+            false
+        });
     }
 
     /// Stops the workers of `partitions` (all when empty) and waits up to the
@@ -190,6 +277,12 @@ impl RunnerContext {
                 .filter_map(|tp| workers.remove(&tp).map(|h| (tp, h)))
                 .collect()
         };
+        {
+            let mut held = lock(&self.held);
+            for (tp, _) in &handles {
+                held.remove(tp);
+            }
+        }
         for (_, handle) in &handles {
             handle.stop.cancel();
         }
@@ -197,14 +290,24 @@ impl RunnerContext {
         for (tp, handle) in handles {
             drop(handle.events);
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let task = handle.task;
+            let mut task = handle.task;
             let joined = self
                 .shared
                 .runtime
-                .block_on(async { tokio::time::timeout(remaining, task).await });
-            if joined.is_err() {
-                tracing::warn!(module = &*self.shared.module.name, topic = %tp.0, partition = tp.1,
-                    "worker did not finish in time; its uncommitted events will be redelivered");
+                .block_on(async { tokio::time::timeout(remaining, &mut task).await });
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(module = &*self.shared.name, topic = %tp.0,
+                    partition = tp.1, error = %err, "partition worker failed"),
+                Err(_) => {
+                    // Abort so it can never settle (and commit) after the
+                    // hand-over; whatever it had not settled is redelivered.
+                    task.abort();
+                    let _ = self.shared.runtime.block_on(task);
+                    tracing::warn!(module = &*self.shared.name, topic = %tp.0, partition = tp.1,
+                        "worker did not finish within the drain timeout and was aborted; \
+                         its unsettled events will be redelivered");
+                }
             }
         }
     }
@@ -242,9 +345,24 @@ impl RunnerContext {
                 let mut committed = lock(&self.committed);
                 committed.extend(newly);
             }
-            Err(err) => tracing::warn!(module = &*self.shared.module.name, error = %err,
+            Err(err) => tracing::warn!(module = &*self.shared.name, error = %err,
                 offsets = %describe(&tpl), "offset commit failed; will retry"),
         }
+    }
+}
+
+/// Pauses or resumes fetching one partition.
+fn pause<C: ConsumerContext>(consumer: &BaseConsumer<C>, tp: &TopicPartition, pause: bool) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&tp.0, tp.1);
+    let result = if pause {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(err) = result {
+        tracing::warn!(topic = %tp.0, partition = tp.1, pause, error = %err,
+            "cannot pause or resume the partition");
     }
 }
 
@@ -268,37 +386,55 @@ pub struct RunnerSettings {
     pub commit_interval: Duration,
     /// Budget for draining workers on revoke and shutdown.
     pub drain_timeout: Duration,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
 }
+
+/// librdkafka statistics interval (lag and broker state for metrics and
+/// readiness), unless `[kafka] statistics.interval.ms` sets one.
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// Starts consuming for `module` on a dedicated thread. The thread returns
 /// after `cancel` fires and the module has drained, committed and left its
-/// group.
+/// group. Storing a new version into `module` hot-swaps it: calls in flight
+/// finish on the old version, and each partition's next call runs on the
+/// new one. Input topics, group and offset reset are read only here.
 pub fn spawn_runner(
-    module: Arc<LoadedModule>,
+    slot: Arc<ArcSwap<LoadedModule>>,
     engine: Arc<WasmEngine>,
     producer: FutureProducer,
     settings: RunnerSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let module = slot.load_full();
     let group = module.manifest.group_id(&module.name);
+    let module_metrics = settings.metrics.module(&module.name);
     let shared = Arc::new(Shared {
-        module: module.clone(),
+        name: module.name.clone(),
+        module: slot,
         engine,
         producer,
         runtime: tokio::runtime::Handle::current(),
+        metrics: module_metrics.clone(),
         watermarks: Mutex::new(HashMap::new()),
     });
     let context = RunnerContext {
         shared,
         workers: Mutex::new(HashMap::new()),
+        held: Mutex::new(HashMap::new()),
+        stop: cancel.child_token(),
         committed: Mutex::new(HashMap::new()),
         drain_timeout: settings.drain_timeout,
     };
-    let consumer: BaseConsumer<RunnerContext> = settings
+    let mut config = settings
         .kafka
-        .consumer_config(&group, module.manifest.offset_reset.as_kafka())
-        .create_with_context(context)
-        .map_err(|e| {
+        .consumer_config(&group, module.manifest.offset_reset.as_kafka());
+    if config.get("statistics.interval.ms").is_none() {
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    let consumer: BaseConsumer<RunnerContext> =
+        config.create_with_context(context).map_err(|e| {
+            module_metrics.stopped();
             anyhow::anyhow!(
                 "failed to create the consumer of module `{}`: {e}",
                 module.name
@@ -311,6 +447,7 @@ pub fn spawn_runner(
         .map(String::as_str)
         .collect();
     consumer.subscribe(&topics).map_err(|e| {
+        module_metrics.stopped();
         anyhow::anyhow!(
             "module `{}` failed to subscribe to {topics:?}: {e}",
             module.name
@@ -331,16 +468,17 @@ fn poll_loop(
     cancel: CancellationToken,
 ) {
     let context = consumer.context();
-    let module = context.shared.module.name.clone();
+    let module = context.shared.name.clone();
     let mut next_commit = Instant::now() + commit_interval;
     while !cancel.is_cancelled() {
         match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => context.dispatch(to_event(&message)),
+            Some(Ok(message)) => context.dispatch(&consumer, to_event(&message)),
             Some(Err(err)) => {
                 tracing::warn!(module = &*module, error = %err, "kafka consumer error")
             }
             None => {}
         }
+        context.flush_held(&consumer);
         if Instant::now() >= next_commit {
             context.commit(&consumer, None, CommitMode::Async);
             next_commit = Instant::now() + commit_interval;
@@ -355,6 +493,8 @@ fn poll_loop(
     consumer.unsubscribe();
     // Dropping the consumer closes it: it leaves the group (running the
     // revoke callback, which finds nothing left to drain).
+    let metrics = context.shared.metrics.clone();
     drop(consumer);
+    metrics.stopped();
     tracing::info!(module = &*module, "module stopped");
 }

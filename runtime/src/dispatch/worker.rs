@@ -15,13 +15,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::sync::OnceLock;
+
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, TopicPartition};
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::invoke::{CallResult, Invoker};
-use crate::kafka::produce_all;
+use crate::kafka::{is_permanent, produce_all};
+use crate::metrics::{Outcome, Outcomes};
 
 /// The worker was told to stop before the work was settled.
 struct Stopped;
@@ -57,17 +60,35 @@ struct Worker {
 struct Settlement {
     /// Leading events of the chunk that are settled.
     settled: usize,
-    /// Records to produce, with the timestamp to give them.
-    produce: Vec<(Outgoing, Option<i64>)>,
+    /// Records to produce.
+    produce: Vec<Pending>,
     /// Events rejected: (offset, reason).
     rejects: Vec<(i64, String)>,
     /// The first unsettled event asked to be retried, for this reason.
     retry: Option<String>,
+    /// Outcomes for `weir_events_processed_total`.
+    outcomes: Outcomes,
+}
+
+/// A record to produce, with the timestamp to give it and the offset of the
+/// event that emitted it (the batch's first event in batch mode).
+struct Pending {
+    record: Outgoing,
+    timestamp_ms: Option<i64>,
+    owner: i64,
+}
+
+/// Limits concurrent guest calls to the machine's cores: call deadlines are
+/// wall-clock, so oversubscribed cores would make them fire spuriously.
+fn call_permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+    })
 }
 
 impl Worker {
     async fn run(mut self, mut events: mpsc::Receiver<Event>) {
-        let max_batch = self.shared.module.manifest.limits.max_batch as usize;
         loop {
             let first = tokio::select! {
                 biased;
@@ -77,6 +98,7 @@ impl Worker {
                     None => break,
                 },
             };
+            let max_batch = self.shared.module.load().manifest.limits.max_batch as usize;
             let mut batch = vec![first];
             while batch.len() < max_batch {
                 match events.try_recv() {
@@ -92,17 +114,27 @@ impl Worker {
 
     /// Settles `events` (all of them, unless stopped).
     async fn handle(&mut self, events: Vec<Event>) -> Result<(), Stopped> {
+        let mut in_flight = self.shared.metrics.in_flight(events.len());
         let mut queue: VecDeque<Event> = events.into();
         let mut attempt = 1;
         while !queue.is_empty() {
-            let take = if self.isolate > 0 { 1 } else { queue.len() };
+            if self.stop.is_cancelled() {
+                return Err(Stopped);
+            }
+            let isolating = self.isolate > 0;
+            let take = if isolating { 1 } else { queue.len() };
             let chunk: Vec<Event> = queue.drain(..take).collect();
             let (chunk, result) = self.call(chunk).await?;
-            self.isolate = self.isolate.saturating_sub(1);
-            let plan = self.settle(&chunk, result, attempt);
-            self.produce(&plan.produce).await?;
+            let mut plan = self.settle(&chunk, result, attempt);
+            if isolating {
+                self.isolate = self.isolate.saturating_sub(plan.settled);
+            }
+            let refused = self.produce(std::mem::take(&mut plan.produce)).await?;
+            plan.rejects.extend(refused);
+            self.shared.metrics.processed(&plan.outcomes);
+            in_flight.settled(plan.settled);
             for (offset, reason) in &plan.rejects {
-                tracing::error!(module = &*self.shared.module.name, topic = %self.tp.0,
+                tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
                     partition = self.tp.1, offset, reason = %reason, "event rejected");
             }
             if plan.settled > 0 {
@@ -114,8 +146,8 @@ impl Worker {
                 queue.push_front(event);
             }
             if let Some(reason) = plan.retry {
-                let backoff = self.shared.module.manifest.retry.backoff(attempt);
-                tracing::warn!(module = &*self.shared.module.name, topic = %self.tp.0,
+                let backoff = self.shared.current().manifest.retry.backoff(attempt);
+                tracing::warn!(module = &*self.shared.name, topic = %self.tp.0,
                     partition = self.tp.1, offset = queue.front().map(|e| e.offset), attempt,
                     backoff = ?backoff, reason = %reason, "event will be retried");
                 attempt += 1;
@@ -129,8 +161,12 @@ impl Worker {
     /// needed.
     async fn call(&mut self, chunk: Vec<Event>) -> Result<(Vec<Event>, CallResult), Stopped> {
         let mut invoker = self.live_invoker().await?;
+        let Ok(_permit) = call_permits().acquire().await else {
+            return Err(Stopped);
+        };
+        let stop = self.stop.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = invoker.call(&chunk);
+            let result = invoker.call(&chunk, &stop);
             (invoker, chunk, result)
         })
         .await;
@@ -141,7 +177,7 @@ impl Worker {
             }
             Err(err) => {
                 // The events were moved into the lost task; only a bug gets here.
-                tracing::error!(module = &*self.shared.module.name, error = %err,
+                tracing::error!(module = &*self.shared.name, error = %err,
                     "call task failed; stopping the partition worker");
                 Err(Stopped)
             }
@@ -153,20 +189,27 @@ impl Worker {
         if let Some(invoker) = self.invoker.take()
             && invoker.is_live()
         {
-            return Ok(invoker);
+            if Arc::ptr_eq(invoker.module(), &self.shared.module.load()) {
+                return Ok(invoker);
+            }
+            tracing::debug!(module = &*self.shared.name, topic = %self.tp.0, partition = self.tp.1,
+                from = invoker.module().short_digest(), "switching to the new version");
         }
         let mut attempt = 1;
         loop {
-            let (engine, module) = (self.shared.engine.clone(), self.shared.module.clone());
+            let (engine, module) = (self.shared.engine.clone(), self.shared.current());
             let made = tokio::task::spawn_blocking(move || Invoker::new(&engine, module)).await;
             match made {
-                Ok(Ok(invoker)) => return Ok(invoker),
-                Ok(Err(err)) => tracing::error!(module = &*self.shared.module.name,
+                Ok(Ok(mut invoker)) => {
+                    invoker.observe(self.shared.metrics.clone());
+                    return Ok(invoker);
+                }
+                Ok(Err(err)) => tracing::error!(module = &*self.shared.name,
                     error = %format_args!("{err:#}"), "cannot instantiate the module; will retry"),
-                Err(err) => tracing::error!(module = &*self.shared.module.name, error = %err,
+                Err(err) => tracing::error!(module = &*self.shared.name, error = %err,
                     "instantiation task failed; will retry"),
             }
-            self.pause(self.shared.module.manifest.retry.backoff(attempt))
+            self.pause(self.shared.current().manifest.retry.backoff(attempt))
                 .await?;
             attempt += 1;
         }
@@ -174,7 +217,7 @@ impl Worker {
 
     /// Decides what happened to each event of a call.
     fn settle(&mut self, chunk: &[Event], result: CallResult, attempt: u32) -> Settlement {
-        let max_attempts = self.shared.module.manifest.retry.max_attempts;
+        let max_attempts = self.shared.current().manifest.retry.max_attempts;
         let final_attempt = attempt >= max_attempts;
         let give_up = |reason: &str| format!("gave up after {attempt} attempts: {reason}");
         let mut plan = Settlement::default();
@@ -182,14 +225,18 @@ impl Worker {
 
         if batch_mode {
             if let Some(failure) = result.failure {
+                plan.outcomes.add(failed(&failure));
                 if chunk.len() > 1 {
-                    tracing::warn!(module = &*self.shared.module.name, topic = %self.tp.0,
+                    tracing::warn!(module = &*self.shared.name, topic = %self.tp.0,
                         partition = self.tp.1, events = chunk.len(), reason = %failure.reason,
                         "batch call failed; re-running its events one at a time");
                     self.isolate = chunk.len();
-                } else {
-                    plan.rejects.push((chunk[0].offset, failure.reason));
+                } else if final_attempt {
+                    plan.rejects
+                        .push((chunk[0].offset, give_up(&failure.reason)));
                     plan.settled = 1;
+                } else {
+                    plan.retry = Some(failure.reason);
                 }
                 return plan;
             }
@@ -200,78 +247,149 @@ impl Worker {
             if let Some(reason) = first_retry
                 && !final_attempt
             {
+                for d in &result.dispositions {
+                    if matches!(d, Disposition::Retry(_)) {
+                        plan.outcomes.add(Outcome::Retry);
+                    }
+                }
                 plan.retry = Some(reason);
                 return plan;
             }
             for (event, disposition) in chunk.iter().zip(&result.dispositions) {
+                plan.outcomes.add(match disposition {
+                    Disposition::Ok => Outcome::Ok,
+                    _ => Outcome::Rejected,
+                });
                 match disposition {
                     Disposition::Ok => {}
                     Disposition::Reject(r) => plan.rejects.push((event.offset, r.clone())),
                     Disposition::Retry(r) => plan.rejects.push((event.offset, give_up(r))),
                 }
             }
+            let owner = chunk[0].offset;
             plan.produce = result
                 .emitted
                 .into_iter()
                 .flatten()
-                .map(|record| (record, None))
+                .map(|record| Pending {
+                    record,
+                    timestamp_ms: None,
+                    owner,
+                })
                 .collect();
             plan.settled = chunk.len();
             return plan;
         }
 
+        // `attempt` counts the attempts of the chunk's first event only: a
+        // later event asking for a retry goes back to the queue and becomes
+        // the head of the next call, with its own count.
         let handled = result.dispositions.len();
-        for ((event, disposition), emitted) in
-            chunk.iter().zip(result.dispositions).zip(result.emitted)
+        for (index, ((event, disposition), emitted)) in chunk
+            .iter()
+            .zip(result.dispositions)
+            .zip(result.emitted)
+            .enumerate()
         {
+            let give_up_now = final_attempt && index == 0;
+            plan.outcomes.add(match &disposition {
+                Disposition::Ok => Outcome::Ok,
+                Disposition::Retry(_) if !give_up_now => Outcome::Retry,
+                _ => Outcome::Rejected,
+            });
             match disposition {
                 Disposition::Ok => {
-                    let ts = event.timestamp_ms;
-                    plan.produce.extend(emitted.into_iter().map(|r| (r, ts)));
+                    let (timestamp_ms, owner) = (event.timestamp_ms, event.offset);
+                    plan.produce
+                        .extend(emitted.into_iter().map(|record| Pending {
+                            record,
+                            timestamp_ms,
+                            owner,
+                        }));
                 }
                 Disposition::Reject(r) => plan.rejects.push((event.offset, r)),
-                Disposition::Retry(r) if final_attempt => {
+                Disposition::Retry(r) if give_up_now => {
                     plan.rejects.push((event.offset, give_up(&r)))
                 }
                 Disposition::Retry(r) => {
-                    plan.retry = Some(r);
+                    if index == 0 {
+                        plan.retry = Some(r);
+                    }
                     break;
                 }
             }
             plan.settled += 1;
         }
+        // A trap: the instance is gone. The trapping event is retried on a
+        // fresh instance (with backoff once it is the head of the call) and
+        // rejected when its attempts are used up.
         if let Some(failure) = result.failure
             && let Some(event) = chunk.get(handled)
         {
-            plan.rejects.push((event.offset, failure.reason));
-            plan.settled += 1;
+            plan.outcomes.add(failed(&failure));
+            if handled == 0 && final_attempt {
+                plan.rejects.push((event.offset, give_up(&failure.reason)));
+                plan.settled += 1;
+            } else if handled == 0 {
+                plan.retry = Some(failure.reason);
+            }
         }
         plan
     }
 
-    /// Produces records until the broker acknowledges all of them. A failed
-    /// delivery (after librdkafka's own retries) is retried as a whole after
-    /// a backoff: some records may then be written twice, never lost.
-    async fn produce(&mut self, records: &[(Outgoing, Option<i64>)]) -> Result<(), Stopped> {
-        if records.is_empty() {
-            return Ok(());
-        }
+    /// Produces records until the broker has acknowledged each of them, or
+    /// refused it for good. Records that failed for a transient reason are
+    /// produced again after a backoff (only those: the acknowledged ones are
+    /// not repeated); a permanent refusal (too large, no such partition, not
+    /// authorised) rejects the event that emitted the record.
+    async fn produce(&mut self, records: Vec<Pending>) -> Result<Vec<(i64, String)>, Stopped> {
+        let mut refused = Vec::new();
+        let mut pending = records;
         let mut attempt = 1;
-        loop {
-            match produce_all(&self.shared.producer, records).await {
-                Ok(()) => return Ok(()),
-                Err(err) => {
-                    let backoff = Duration::from_millis(200)
-                        .saturating_mul(1 << attempt.min(5))
-                        .min(Duration::from_secs(5));
-                    tracing::error!(module = &*self.shared.module.name, topic = %self.tp.0,
-                        partition = self.tp.1, error = %err, attempt, backoff = ?backoff,
-                        "producing outputs failed; offsets stay uncommitted, retrying");
-                    attempt += 1;
-                    self.pause(backoff).await?;
+        while !pending.is_empty() {
+            let batch: Vec<(Outgoing, Option<i64>)> = pending
+                .iter()
+                .map(|p| (p.record.clone(), p.timestamp_ms))
+                .collect();
+            let results = produce_all(&self.shared.producer, &batch).await;
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for (p, result) in pending.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        let bytes = crate::host::record_size(&p.record);
+                        self.shared.metrics.emitted(&p.record.topic, bytes);
+                    }
+                    Err(err) if is_permanent(&err) => {
+                        self.shared.metrics.produce_error();
+                        refused.push((
+                            p.owner,
+                            format!(
+                                "the broker refused a record emitted to `{}`: {err}",
+                                p.record.topic
+                            ),
+                        ));
+                    }
+                    Err(err) => {
+                        self.shared.metrics.produce_error();
+                        last_error = Some(err);
+                        failed.push(p);
+                    }
                 }
             }
+            pending = failed;
+            if let Some(err) = last_error {
+                let backoff = Duration::from_millis(200)
+                    .saturating_mul(1 << attempt.min(5))
+                    .min(Duration::from_secs(5));
+                tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
+                    partition = self.tp.1, error = %err, records = pending.len(), attempt,
+                    backoff = ?backoff, "producing outputs failed; offsets stay uncommitted, retrying");
+                attempt += 1;
+                self.pause(backoff).await?;
+            }
         }
+        Ok(refused)
     }
 
     async fn pause(&mut self, duration: Duration) -> Result<(), Stopped> {
@@ -279,5 +397,14 @@ impl Worker {
             () = self.stop.cancelled() => Err(Stopped),
             () = tokio::time::sleep(duration) => Ok(()),
         }
+    }
+}
+
+/// The outcome of an event whose call did not complete.
+fn failed(failure: &crate::invoke::CallFailure) -> Outcome {
+    if failure.timed_out {
+        Outcome::Timeout
+    } else {
+        Outcome::Trap
     }
 }

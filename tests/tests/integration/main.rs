@@ -5,5 +5,7 @@
 
 mod cli;
 mod errors;
+mod metrics;
 mod offsets;
 mod pipeline;
+mod reload;

@@ -1,0 +1,189 @@
+//! The read-only HTTP endpoint: `/metrics` (Prometheus text format),
+//! `/livez` and `/readyz`.
+//!
+//! It listens on loopback unless configured otherwise (`http-listen`) and
+//! exposes nothing that changes state: every route is a GET (or HEAD).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::status::StatusBoard;
+
+/// The default address: loopback only, port 9464.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// Where the HTTP endpoint listens (`http-listen` in `weir.toml`,
+/// `--http-listen` on the command line).
+///
+/// Written as an address (`"127.0.0.1:9464"`, `"0.0.0.0:9464"`,
+/// `"[::1]:9464"`), or `"none"` (or `""`) to disable the endpoint. When not
+/// set, weir listens on `127.0.0.1:9464` and, if that port is taken, logs a
+/// warning and runs without the endpoint; an address set explicitly that
+/// cannot be bound is a startup error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpListen {
+    /// Not configured: [`DEFAULT_LISTEN`], best effort.
+    #[default]
+    Default,
+    /// Configured: this address, or fail.
+    Addr(SocketAddr),
+    /// No HTTP endpoint.
+    Disabled,
+}
+
+impl FromStr for HttpListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s.eq_ignore_ascii_case("none") {
+            return Ok(Self::Disabled);
+        }
+        s.parse::<SocketAddr>()
+            .map(Self::Addr)
+            .map_err(|e| format!("`{s}` is not an address like 127.0.0.1:9464 (or `none`): {e}"))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HttpListen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the handlers read.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    metrics: Arc<Metrics>,
+    status: Arc<StatusBoard>,
+}
+
+impl HttpState {
+    /// State serving `metrics` (and its readiness) and the modules' status.
+    pub fn new(metrics: Arc<Metrics>, status: Arc<StatusBoard>) -> Self {
+        Self { metrics, status }
+    }
+}
+
+/// The routes.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Each module's name, content hash, load time and state, as JSON.
+async fn status(State(state): State<HttpState>) -> Response {
+    axum::Json(state.status.snapshot()).into_response()
+}
+
+/// Alive as long as the async runtime answers; a broker outage never fails
+/// it.
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    match state.metrics.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(problems) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n- {}\n", problems.join("\n- ")),
+        )
+            .into_response(),
+    }
+}
+
+/// Binds `listen` and serves until `cancel` fires. Returns once bound with
+/// the address actually bound (`None` when disabled, or when the default
+/// address was taken); the server runs in a spawned task.
+pub async fn start(
+    listen: HttpListen,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let addr = match listen {
+        HttpListen::Disabled => return Ok(None),
+        HttpListen::Default => DEFAULT_LISTEN,
+        HttpListen::Addr(addr) => addr,
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(err) if listen == HttpListen::Default => {
+            tracing::warn!(address = %addr, error = %err,
+                "cannot listen for /metrics, /livez and /readyz on the default address; \
+                 running without them (set http-listen to choose an address, or `none`)");
+            return Ok(None);
+        }
+        Err(err) => anyhow::bail!("cannot listen on {addr} (http-listen): {err}"),
+    };
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "serving /metrics, /livez and /readyz");
+    tokio::spawn(async move {
+        if let Err(err) = serve_on(listener, state, cancel).await {
+            tracing::error!(error = %err, "the metrics endpoint failed");
+        }
+    });
+    Ok(Some(bound))
+}
+
+/// Binds `listen` and serves until `cancel` fires.
+pub async fn serve(
+    listen: SocketAddr,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (http-listen): {e}"))?;
+    serve_on(listener, state, cancel).await
+}
+
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_parses_addresses_and_none() {
+        assert_eq!("none".parse::<HttpListen>(), Ok(HttpListen::Disabled));
+        assert_eq!("".parse::<HttpListen>(), Ok(HttpListen::Disabled));
+        assert_eq!(
+            "0.0.0.0:9000".parse::<HttpListen>(),
+            Ok(HttpListen::Addr("0.0.0.0:9000".parse().unwrap()))
+        );
+        assert!("localhost".parse::<HttpListen>().is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! What an operator sees of each module: version, load time, and whether the
+//! last (re)load failed and why. Served as JSON at `/status`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The state of one module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum ModuleState {
+    /// Consuming with the version in `digest`.
+    Running,
+    /// The newest file could not be loaded; the previous version (`digest`)
+    /// keeps serving.
+    ReloadFailed {
+        /// Why, naming the file.
+        reason: String,
+    },
+    /// The module never loaded; nothing is consuming for it.
+    Failed {
+        /// Why, naming the file.
+        reason: String,
+    },
+}
+
+/// One module's entry.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ModuleStatus {
+    /// Module name (file stem).
+    pub name: String,
+    /// SHA-256 of the component that is serving, if any.
+    pub digest: Option<String>,
+    /// When the serving version was loaded, in seconds since the Unix epoch.
+    pub loaded_at: Option<f64>,
+    /// Successful loads since start (the first load included).
+    pub loads: u64,
+    /// Failed loads since start.
+    pub failures: u64,
+    /// Current state.
+    #[serde(flatten)]
+    pub state: ModuleState,
+}
+
+/// All modules' status, updated by the supervisor.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    modules: Mutex<BTreeMap<String, ModuleStatus>>,
+}
+
+fn seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl StatusBoard {
+    fn update(&self, name: &str, f: impl FnOnce(&mut ModuleStatus)) {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = modules
+            .entry(name.to_owned())
+            .or_insert_with(|| ModuleStatus {
+                name: name.to_owned(),
+                digest: None,
+                loaded_at: None,
+                loads: 0,
+                failures: 0,
+                state: ModuleState::Failed {
+                    reason: "not loaded yet".into(),
+                },
+            });
+        f(entry);
+    }
+
+    /// Records a successful (re)load.
+    pub fn loaded(&self, name: &str, digest: &str, at: SystemTime) {
+        self.update(name, |m| {
+            m.digest = Some(digest.to_owned());
+            m.loaded_at = Some(seconds(at));
+            m.loads += 1;
+            m.state = ModuleState::Running;
+        });
+    }
+
+    /// Records a failed (re)load; a serving version keeps serving.
+    pub fn failed(&self, name: &str, reason: String) {
+        self.update(name, |m| {
+            m.failures += 1;
+            m.state = if m.digest.is_some() {
+                ModuleState::ReloadFailed { reason }
+            } else {
+                ModuleState::Failed { reason }
+            };
+        });
+    }
+
+    /// Forgets a module whose file was removed.
+    pub fn removed(&self, name: &str) {
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
+    /// A copy of every entry, sorted by name.
+    pub fn snapshot(&self) -> Vec<ModuleStatus> {
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reload_keeps_the_serving_version() {
+        let board = StatusBoard::default();
+        board.failed("a", "bad".into());
+        assert_eq!(
+            board.snapshot()[0].state,
+            ModuleState::Failed {
+                reason: "bad".into()
+            }
+        );
+        board.loaded("a", "d1", SystemTime::now());
+        board.failed("a", "broken file".into());
+        let a = &board.snapshot()[0];
+        assert_eq!(a.digest.as_deref(), Some("d1"));
+        assert_eq!((a.loads, a.failures), (1, 2));
+        assert!(
+            matches!(&a.state, ModuleState::ReloadFailed { reason } if reason == "broken file")
+        );
+        let json = serde_json::to_value(a).unwrap();
+        assert_eq!(json["state"], "reload-failed");
+        assert_eq!(json["reason"], "broken file");
+        board.removed("a");
+        assert!(board.snapshot().is_empty());
+    }
+}
