@@ -169,6 +169,24 @@ impl Default for ModulesDir {
     }
 }
 
+/// The configuration tests run weir with: the test broker, `modules`,
+/// commits every 200 ms, a 20 s drain budget, no HTTP endpoint, and `kafka`
+/// passed through to librdkafka.
+pub fn test_config(modules: &Path, kafka: &[(&str, &str)]) -> RunConfig {
+    RunConfig {
+        brokers: Some(broker().bootstrap()),
+        modules: Some(modules.to_path_buf()),
+        commit_interval: Duration::from_millis(200),
+        shutdown_timeout: Duration::from_secs(20),
+        http_listen: weir::http::HttpListen::Disabled,
+        kafka: kafka
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..RunConfig::default()
+    }
+}
+
 /// weir running in-process.
 #[derive(Debug)]
 pub struct Weir {
@@ -180,20 +198,20 @@ impl Weir {
     /// Starts weir on `modules` against the test broker, committing every
     /// 200 ms. `kafka` entries pass through to librdkafka.
     pub fn start(modules: &Path, kafka: &[(&str, &str)]) -> Self {
-        let config = RunConfig {
-            brokers: Some(broker().bootstrap()),
-            modules: Some(modules.to_path_buf()),
-            commit_interval: Duration::from_millis(200),
-            shutdown_timeout: Duration::from_secs(20),
-            kafka: kafka
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..RunConfig::default()
-        };
+        Self::start_config(test_config(modules, kafka)).0
+    }
+
+    /// Starts weir with `config`; returns it with the status board its
+    /// supervisor reports to.
+    pub fn start_config(config: RunConfig) -> (Self, std::sync::Arc<weir::status::StatusBoard>) {
+        let status = std::sync::Arc::new(weir::status::StatusBoard::default());
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(weir::runtime::run(config, cancel.clone()));
-        Self { cancel, task }
+        let task = tokio::spawn(weir::runtime::run_with_status(
+            config,
+            status.clone(),
+            cancel.clone(),
+        ));
+        (Self { cancel, task }, status)
     }
 
     /// Graceful shutdown; returns what `run` returned.
@@ -424,20 +442,10 @@ impl Weir {
         listen: std::net::SocketAddr,
     ) -> Self {
         let config = RunConfig {
-            brokers: Some(broker().bootstrap()),
-            modules: Some(modules.to_path_buf()),
-            commit_interval: Duration::from_millis(200),
-            shutdown_timeout: Duration::from_secs(20),
             http_listen: weir::http::HttpListen::Addr(listen),
-            kafka: kafka
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..RunConfig::default()
+            ..test_config(modules, kafka)
         };
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(weir::runtime::run(config, cancel.clone()));
-        Self { cancel, task }
+        Self::start_config(config).0
     }
 }
 
@@ -519,28 +527,27 @@ pub fn test_guest(name: &str) -> PathBuf {
 
 impl Weir {
     /// Like [`Weir::start`], watching the folder with `debounce`, and
-    /// returning the status board the supervisor reports to.
+    /// returning the status board the supervisor reports to. The HTTP
+    /// endpoint is off.
     pub fn start_watching(
         modules: &Path,
         debounce: Duration,
     ) -> (Self, std::sync::Arc<weir::status::StatusBoard>) {
-        let config = RunConfig {
-            brokers: Some(broker().bootstrap()),
-            modules: Some(modules.to_path_buf()),
-            commit_interval: Duration::from_millis(200),
-            shutdown_timeout: Duration::from_secs(20),
+        Self::start_watching_with_http(modules, debounce, weir::http::HttpListen::Disabled)
+    }
+
+    /// [`Weir::start_watching`] with the HTTP endpoint on `http`.
+    pub fn start_watching_with_http(
+        modules: &Path,
+        debounce: Duration,
+        http: weir::http::HttpListen,
+    ) -> (Self, std::sync::Arc<weir::status::StatusBoard>) {
+        Self::start_config(RunConfig {
+            http_listen: http,
             watch: true,
             reload_debounce: debounce,
-            ..RunConfig::default()
-        };
-        let status = std::sync::Arc::new(weir::status::StatusBoard::default());
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(weir::runtime::run_with_status(
-            config,
-            status.clone(),
-            cancel.clone(),
-        ));
-        (Self { cancel, task }, status)
+            ..test_config(modules, &[])
+        })
     }
 }
 

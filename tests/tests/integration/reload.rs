@@ -11,10 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+
+use weir::http::HttpListen;
 use weir::status::{ModuleState, StatusBoard};
 use weir_tests::{
-    ModulesDir, Received, Weir, broker, committed, consume, eventually, init_logging,
-    install_atomically, test_guest, unique,
+    ModulesDir, Received, Weir, broker, committed, consume, eventually, free_port, http_get,
+    init_logging, install_atomically, test_guest, unique,
 };
 
 fn echo_manifest(input: &str, output: &str, group: &str) -> String {
@@ -211,7 +214,12 @@ async fn bad_files_are_rejected_while_the_old_version_keeps_serving() {
     let (t, modules) = setup("bad").await;
     let wasm = modules.path().join("echo.wasm");
     install_atomically(&test_guest("echo-v1"), &wasm);
-    let (weir, status) = Weir::start_watching(modules.path(), Duration::from_millis(100));
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (weir, status) = Weir::start_watching_with_http(
+        modules.path(),
+        Duration::from_millis(100),
+        HttpListen::Addr(http),
+    );
     let v1 = digest(&test_guest("echo-v1"));
     running(&status, "echo", &v1).await;
     let producer = producer();
@@ -245,6 +253,18 @@ async fn bad_files_are_rejected_while_the_old_version_keeps_serving() {
             }
             other => panic!("expected reload-failed, got {other:?}"),
         }
+        // What an operator sees at /status.
+        let (code, _, body) = tokio::task::spawn_blocking(move || http_get(http, "/status"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(code, 200);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let echo = &json.as_array().unwrap()[0];
+        assert_eq!(echo["name"], "echo");
+        assert_eq!(echo["state"], "reload-failed", "{body}");
+        assert_eq!(echo["digest"], v1.as_str());
+        assert!(echo["reason"].as_str().unwrap().contains(why), "{body}");
         for _ in 0..3 {
             send(&producer, &t.input, sent).await;
             sent += 1;
@@ -466,5 +486,75 @@ async fn a_thousand_alternating_reloads_keep_memory_threads_and_fds_bounded() {
     );
     assert!(after.1 <= before.1 + 4, "threads grew");
     assert!(after.2 <= before.2 + 8, "file descriptors grew");
+    weir.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_loads_at_most_twice_and_the_last_content_wins() {
+    init_logging();
+    let (_t, modules) = setup("burst").await;
+    let wasm = modules.path().join("echo.wasm");
+    install_atomically(&test_guest("echo-v1"), &wasm);
+    let (weir, status) = Weir::start_watching(modules.path(), Duration::from_millis(300));
+    running(&status, "echo", &digest(&test_guest("echo-v1"))).await;
+
+    // 21 replacements, 10 ms apart: well inside one debounce window.
+    for i in 0..21 {
+        let version = if i % 2 == 0 { "echo-v2" } else { "echo-v1" };
+        install_atomically(&test_guest(version), &wasm);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running(&status, "echo", &digest(&test_guest("echo-v2"))).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let echo = status
+        .snapshot()
+        .into_iter()
+        .find(|m| m.name == "echo")
+        .unwrap();
+    assert_eq!(
+        echo.digest.as_deref(),
+        Some(digest(&test_guest("echo-v2")).as_str())
+    );
+    assert!(
+        echo.loads <= 3,
+        "the burst was loaded {} times",
+        echo.loads - 1
+    );
+    weir.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_symlink_swap_reloads_the_module() {
+    init_logging();
+    let (t, modules) = setup("cm").await;
+    let dir = modules.path();
+    // Kubernetes' layout: files are links into `..data`, itself a link to a
+    // timestamped folder; an update swaps `..data` atomically.
+    let manifest = std::fs::read(dir.join("echo.toml")).unwrap();
+    std::fs::remove_file(dir.join("echo.toml")).unwrap();
+    let version_dir = |name: &str, guest: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::copy(test_guest(guest), d.join("echo.wasm")).unwrap();
+        std::fs::write(d.join("echo.toml"), &manifest).unwrap();
+    };
+    version_dir("..2026_11_25_v1", "echo-v1");
+    std::os::unix::fs::symlink("..2026_11_25_v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/echo.wasm", dir.join("echo.wasm")).unwrap();
+    std::os::unix::fs::symlink("..data/echo.toml", dir.join("echo.toml")).unwrap();
+    let (weir, status) = Weir::start_watching(dir, Duration::from_millis(100));
+    running(&status, "echo", &digest(&test_guest("echo-v1"))).await;
+    let producer = producer();
+    warm_up(&producer, &t).await;
+
+    version_dir("..2026_11_25_v2", "echo-v2");
+    std::os::unix::fs::symlink("..2026_11_25_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_11_25_v1")).unwrap();
+    running(&status, "echo", &digest(&test_guest("echo-v2"))).await;
+    send(&producer, &t.input, 1).await;
+    let out = read(&t.output, 2, Duration::from_millis(500)).await;
+    let second = out.iter().find(|r| n_of(r) == 1).expect("event 1");
+    assert_eq!(second.header("weir-version").as_deref(), Some("v2"));
     weir.stop().await.unwrap();
 }
