@@ -29,7 +29,7 @@ echo "embedded Kafka (in memory only) at $brokers; modules from target/modules"
 
 orders='o-1|{"id":1,"price":10,"quantity":3,"status":"paid","country":"DE"}
 o-2|{"id":2,"price":1500,"quantity":1,"status":"new","country":"US"}
-o-3|this is not JSON: every module rejects it and moves on
+o-3|this is not JSON: every module dead-letters it and moves on
 o-4|{"id":4,"price":5,"quantity":2,"status":"paid","country":"BR"}
 o-5|{"id":5,"price":99,"quantity":20,"status":"paid","country":"FR"}'
 echo "--- producing to 'orders' (key|value):"
@@ -45,5 +45,5 @@ for t in orders-eu orders-us orders-other orders-audit; do
   echo "--- $t (router, a batch consumer):"
   "$weir" consume --brokers "$brokers" --topic "$t" --idle 3s 2>/dev/null
 done
-echo "--- rejected events, from weir's log:"
-grep -a 'event rejected' "$work/weir.log" | sed 's/\x1b\[[0-9;]*m//g' || true
+echo "--- weir-dlq-json-enrich (the dead letter of the event json-enrich rejected; headers say why):"
+"$weir" consume --brokers "$brokers" --topic weir-dlq-json-enrich --count 1 --idle 30s 2>/dev/null

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::manifest::Manifest;
+use crate::manifest::{FailureAction, Manifest};
 
 enum Request {
     CreateTopic(String, i32, mpsc::Sender<anyhow::Result<()>>),
@@ -120,8 +120,9 @@ impl EmbeddedKafka {
         self.ask(|reply| Request::TopicError(topic.to_owned(), code, reply))
     }
 
-    /// Creates every input and output topic named by the manifests in `dir`
-    /// (manifests that do not parse are skipped; loading reports them).
+    /// Creates every input, output and dead-letter topic named by the
+    /// manifests in `dir` (manifests that do not parse are skipped; loading
+    /// reports them).
     pub fn create_manifest_topics(
         &self,
         dir: &std::path::Path,
@@ -130,6 +131,10 @@ impl EmbeddedKafka {
         let mut topics = std::collections::BTreeSet::new();
         for wasm in crate::modules::component_files(dir)? {
             if let Ok(manifest) = Manifest::load(&wasm.with_extension("toml")) {
+                if manifest.on_failure.action == FailureAction::DeadLetter {
+                    let name = crate::engine::module_name(&wasm);
+                    topics.insert(manifest.on_failure.dead_letter_topic(&name));
+                }
                 topics.extend(manifest.input_topics);
                 topics.extend(manifest.output_topics);
             }

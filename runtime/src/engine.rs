@@ -168,7 +168,7 @@ impl WasmEngine {
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        crate::host::add_wasi_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("failed to link WASI: {e:#}"))?;
         Consumer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("failed to link weir imports: {e:#}"))?;

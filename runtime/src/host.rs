@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
@@ -208,6 +208,31 @@ impl WasiView for HostState {
             table: &mut self.table,
         }
     }
+}
+
+/// Links the WASI 0.2 interfaces a guest may import: I/O streams, clocks,
+/// random numbers, and the `wasi:cli` environment, exit, stdio and terminal
+/// interfaces (with no variables, no arguments and empty stdin). Filesystem
+/// and socket interfaces are deliberately absent, so a component importing
+/// them is refused at load with the import named, instead of loading and
+/// failing later.
+pub fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::p2::bindings::{cli, random};
+    use wasmtime_wasi::random::WasiRandom;
+    // wasi:io, wasi:clocks, wasi:random/random, wasi:cli/std{in,out,err}.
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_sync(linker)?;
+    let l = linker;
+    random::insecure::add_to_linker::<_, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    cli::environment::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    Ok(())
 }
 
 impl types::Host for HostState {}

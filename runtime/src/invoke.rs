@@ -237,14 +237,30 @@ fn new_store(engine: &WasmEngine, module: &LoadedModule) -> Store<HostState> {
     store
 }
 
+/// Describes a failed call: the trap first (a Rust panic shows as
+/// `unreachable`), then the rest of the chain without the wasm backtrace.
 fn failure(err: &wasmtime::Error) -> CallFailure {
-    let timed_out = matches!(err.downcast_ref::<Trap>(), Some(Trap::Interrupt));
-    CallFailure {
-        reason: if timed_out {
-            "the call exceeded the module's time limit (`limits.timeout`)".into()
-        } else {
-            format!("{err:#}")
-        },
-        timed_out,
-    }
+    let trap = err.downcast_ref::<Trap>();
+    let timed_out = matches!(trap, Some(Trap::Interrupt));
+    let reason = match trap {
+        Some(Trap::Interrupt) => {
+            "the call exceeded the module's time limit (`limits.timeout`)".to_owned()
+        }
+        Some(Trap::UnreachableCodeReached) => {
+            "guest trapped: wasm `unreachable` executed (a panic or abort; see the module's stderr)"
+                .to_owned()
+        }
+        Some(trap) => format!("guest trapped: {trap}"),
+        // Growth denied by `limits` is a plain error; its root cause says
+        // what was refused (the rest is the wasm backtrace).
+        None => {
+            let root = err.root_cause().to_string();
+            if root.contains("growing memory") {
+                format!("guest exceeded `limits.memory-mib`: {root}")
+            } else {
+                root
+            }
+        }
+    };
+    CallFailure { reason, timed_out }
 }

@@ -50,6 +50,10 @@ pub struct Limits {
     /// Maximum number of events passed to one `handle-batch` call.
     #[serde(default = "default_max_batch")]
     pub max_batch: u32,
+    /// Largest event (key + value + headers, in bytes) handed to the guest;
+    /// a larger one fails with kind `oversized` without a call.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: u32,
 }
 
 fn default_timeout() -> Duration {
@@ -69,6 +73,10 @@ fn default_max_record_bytes() -> u32 {
 fn default_max_batch() -> u32 {
     64
 }
+/// Kafka's default `max.message.bytes` for a topic is about 1 MiB.
+fn default_max_event_bytes() -> u32 {
+    1 << 20
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -78,6 +86,7 @@ impl Default for Limits {
             max_emits: default_max_emits(),
             max_record_bytes: default_max_record_bytes(),
             max_batch: default_max_batch(),
+            max_event_bytes: default_max_event_bytes(),
         }
     }
 }
@@ -150,9 +159,51 @@ pub struct Manifest {
     /// Retry policy for `retry` dispositions.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// What happens to an event that fails for good.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
     /// Key/value configuration the guest reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// What to do with an event that fails for good: rejected by the handler,
+/// retries used up, a trap on the last attempt, an oversized event, or an
+/// output the broker refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FailurePolicy {
+    /// `dead-letter` (default): write the event to the dead-letter topic, then
+    /// move on; `skip`: log it and move on; `stop`: halt the partition at the
+    /// event (nothing after it is handled or committed) until a new version
+    /// of the module is deployed, which gets the event again.
+    #[serde(default)]
+    pub action: FailureAction,
+    /// Dead-letter topic; default `weir-dlq-<module name>`.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+/// See [`FailurePolicy::action`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureAction {
+    /// Write to the dead-letter topic, then settle.
+    #[default]
+    DeadLetter,
+    /// Log and settle.
+    Skip,
+    /// Halt the partition until the module is replaced.
+    Stop,
+}
+
+impl FailurePolicy {
+    /// The dead-letter topic of module `name`.
+    pub fn dead_letter_topic(&self, name: &str) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("weir-dlq-{name}"))
+    }
 }
 
 /// A manifest that is missing or cannot be used.
@@ -219,6 +270,13 @@ impl Manifest {
                     problems.push(format!("`{key}`: topic {topic:?} {why}"));
                 }
             }
+        }
+        if let Some(topic) = &manifest.on_failure.dead_letter_topic
+            && let Err(why) = check_topic_name(topic)
+        {
+            problems.push(format!(
+                "`on-failure.dead-letter-topic`: topic {topic:?} {why}"
+            ));
         }
         if let Some(group) = &manifest.group_id
             && group.trim().is_empty()
@@ -367,6 +425,21 @@ mod tests {
         let err = Manifest::load(Path::new("/nonexistent/zz.toml")).unwrap_err();
         assert!(matches!(err, ManifestError::Missing(_)));
         assert!(err.to_string().contains("/nonexistent/zz.toml"));
+    }
+
+    #[test]
+    fn failure_policy_defaults_to_a_per_module_dead_letter_topic() {
+        let m = parse("input-topics = [\"a\"]").unwrap();
+        assert_eq!(m.on_failure.action, FailureAction::DeadLetter);
+        assert_eq!(m.on_failure.dead_letter_topic("enrich"), "weir-dlq-enrich");
+        let m = parse(
+            "input-topics = [\"a\"]\n[on-failure]\naction = \"stop\"\ndead-letter-topic = \"dlq\"",
+        )
+        .unwrap();
+        assert_eq!(m.on_failure.action, FailureAction::Stop);
+        assert_eq!(m.on_failure.dead_letter_topic("x"), "dlq");
+        let err = parse("input-topics = [\"a\"]\n[on-failure]\naction = \"drop\"").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `drop`"), "{err}");
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub async fn run_with_status(
             commit_interval: config.commit_interval,
             drain_timeout: config.shutdown_timeout,
             metrics: metrics.clone(),
+            status: status.clone(),
         },
         status,
         cancel: cancel.clone(),

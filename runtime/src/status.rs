@@ -43,6 +43,9 @@ pub struct ModuleStatus {
     /// Current state.
     #[serde(flatten)]
     pub state: ModuleState,
+    /// Partitions that cannot proceed, as `topic[partition]` → why (a
+    /// dead-letter topic that cannot be written, `on-failure = stop`).
+    pub stalled: BTreeMap<String, String>,
 }
 
 /// All modules' status, updated by the supervisor.
@@ -67,6 +70,7 @@ impl StatusBoard {
                 loaded_at: None,
                 loads: 0,
                 failures: 0,
+                stalled: BTreeMap::new(),
                 state: ModuleState::Failed {
                     reason: "not loaded yet".into(),
                 },
@@ -94,6 +98,23 @@ impl StatusBoard {
                 ModuleState::Failed { reason }
             };
         });
+    }
+
+    /// Records (or, with `None`, clears) why a partition of `module` cannot
+    /// proceed.
+    pub fn problem(&self, module: &str, partition: &str, why: Option<String>) {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(m) = modules.get_mut(module) else {
+            return;
+        };
+        match why {
+            Some(why) => {
+                m.stalled.insert(partition.to_owned(), why);
+            }
+            None => {
+                m.stalled.remove(partition);
+            }
+        }
     }
 
     /// Forgets a module whose file was removed.

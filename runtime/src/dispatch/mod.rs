@@ -25,6 +25,7 @@
 //! the worker, commits, and only then lets librdkafka hand the partition
 //! over.
 
+mod failure;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +44,7 @@ use crate::bindings::weir::consumer::types::Event;
 use crate::engine::{LoadedModule, WasmEngine};
 use crate::kafka::{KafkaSettings, to_event};
 use crate::metrics::{Metrics, ModuleMetrics};
+use crate::status::StatusBoard;
 
 /// Events buffered per partition between the poll thread and its worker.
 const PARTITION_QUEUE: usize = 1024;
@@ -61,11 +63,19 @@ pub(crate) struct Shared {
     pub(crate) producer: FutureProducer,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) metrics: Arc<ModuleMetrics>,
+    /// Where partitions report why they cannot proceed.
+    pub(crate) status: Arc<StatusBoard>,
     /// Settled watermark per partition (next offset to read).
     watermarks: Mutex<HashMap<TopicPartition, i64>>,
 }
 
 impl Shared {
+    /// Reports (or, with `None`, clears) why a partition cannot proceed.
+    pub(crate) fn problem(&self, tp: &TopicPartition, why: Option<String>) {
+        self.status
+            .problem(&self.name, &format!("{}[{}]", tp.0, tp.1), why);
+    }
+
     /// The current version of the module.
     pub(crate) fn current(&self) -> Arc<LoadedModule> {
         self.module.load_full()
@@ -388,6 +398,8 @@ pub struct RunnerSettings {
     pub drain_timeout: Duration,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// The modules' status, for operators.
+    pub status: Arc<StatusBoard>,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -416,6 +428,7 @@ pub fn spawn_runner(
         producer,
         runtime: tokio::runtime::Handle::current(),
         metrics: module_metrics.clone(),
+        status: settings.status.clone(),
         watermarks: Mutex::new(HashMap::new()),
     });
     let context = RunnerContext {

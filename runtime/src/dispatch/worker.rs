@@ -4,12 +4,18 @@
 //!
 //! Dispositions:
 //! - `ok`: the event's records are produced; once acknowledged, settled.
-//! - `reject`: logged with the reason and settled, nothing produced.
+//! - `reject`: the event failed for good (see below); nothing it emitted is
+//!   produced.
 //! - `retry`: called again after a capped exponential backoff; when
-//!   `retry.max-attempts` are used up it is rejected.
+//!   `retry.max-attempts` are used up it failed for good.
 //! - a trap (panic, time or memory limit): the instance is discarded and
-//!   replaced, and the event rejected. In batch mode the batch is first
-//!   re-run one event at a time to find the event that trapped.
+//!   replaced, and the event retried like `retry`. In batch mode the batch is
+//!   first re-run one event at a time to find the event that trapped.
+//!
+//! An event that failed for good follows the module's `on-failure` action:
+//! written to the dead-letter topic (and acknowledged) before it is settled,
+//! skipped with a log line, or the partition stops at it until a new version
+//! of the module is deployed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,10 +26,12 @@ use std::sync::OnceLock;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::failure::{Failure, FailureKind, dead_letter_record, event_size};
 use super::{Shared, TopicPartition};
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::invoke::{CallResult, Invoker};
 use crate::kafka::{is_permanent, produce_all};
+use crate::manifest::FailureAction;
 use crate::metrics::{Outcome, Outcomes};
 
 /// The worker was told to stop before the work was settled.
@@ -62,8 +70,8 @@ struct Settlement {
     settled: usize,
     /// Records to produce.
     produce: Vec<Pending>,
-    /// Events rejected: (offset, reason).
-    rejects: Vec<(i64, String)>,
+    /// Events that failed for good.
+    rejects: Vec<Failure>,
     /// The first unsettled event asked to be retried, for this reason.
     retry: Option<String>,
     /// Outcomes for `weir_events_processed_total`.
@@ -122,21 +130,46 @@ impl Worker {
                 return Err(Stopped);
             }
             let isolating = self.isolate > 0;
-            let take = if isolating { 1 } else { queue.len() };
-            let chunk: Vec<Event> = queue.drain(..take).collect();
-            let (chunk, result) = self.call(chunk).await?;
-            let mut plan = self.settle(&chunk, result, attempt);
+            let mut take = if isolating { 1 } else { queue.len() };
+            let max_event = self.shared.module.load().manifest.limits.max_event_bytes as usize;
+            let (chunk, mut plan) = match queue
+                .iter()
+                .take(take)
+                .position(|e| event_size(e) > max_event)
+            {
+                Some(0) => {
+                    let chunk: Vec<Event> = queue.drain(..1).collect();
+                    let plan = oversized(&chunk[0], max_event);
+                    (chunk, plan)
+                }
+                found => {
+                    take = found.unwrap_or(take);
+                    let chunk: Vec<Event> = queue.drain(..take).collect();
+                    let (chunk, result) = self.call(chunk).await?;
+                    let plan = self.settle(&chunk, result, attempt);
+                    (chunk, plan)
+                }
+            };
             if isolating {
                 self.isolate = self.isolate.saturating_sub(plan.settled);
             }
+            let action = self.shared.module.load().manifest.on_failure.action;
+            let halt = if action == FailureAction::Stop {
+                stop_at_first_failure(&chunk, &mut plan)
+            } else {
+                None
+            };
             let refused = self.produce(std::mem::take(&mut plan.produce)).await?;
-            plan.rejects.extend(refused);
+            plan.rejects
+                .extend(refused.into_iter().map(|(offset, reason)| Failure {
+                    offset,
+                    kind: FailureKind::Refused,
+                    reason,
+                    attempts: 1,
+                }));
+            self.fail(&chunk, &plan.rejects, action).await?;
             self.shared.metrics.processed(&plan.outcomes);
             in_flight.settled(plan.settled);
-            for (offset, reason) in &plan.rejects {
-                tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
-                    partition = self.tp.1, offset, reason = %reason, "event rejected");
-            }
             if plan.settled > 0 {
                 self.shared
                     .settle(&self.tp, chunk[plan.settled - 1].offset + 1);
@@ -144,6 +177,11 @@ impl Worker {
             }
             for event in chunk.into_iter().skip(plan.settled).rev() {
                 queue.push_front(event);
+            }
+            if let Some(failure) = halt {
+                self.halt(&failure).await?;
+                attempt = 1;
+                continue;
             }
             if let Some(reason) = plan.retry {
                 let backoff = self.shared.current().manifest.retry.backoff(attempt);
@@ -219,7 +257,19 @@ impl Worker {
     fn settle(&mut self, chunk: &[Event], result: CallResult, attempt: u32) -> Settlement {
         let max_attempts = self.shared.current().manifest.retry.max_attempts;
         let final_attempt = attempt >= max_attempts;
-        let give_up = |reason: &str| format!("gave up after {attempt} attempts: {reason}");
+        let give_up = |offset: i64, kind: FailureKind, reason: &str| Failure {
+            offset,
+            kind,
+            reason: reason.to_owned(),
+            attempts: attempt,
+        };
+        let trap_kind = |timed_out: bool| {
+            if timed_out {
+                FailureKind::Timeout
+            } else {
+                FailureKind::Trap
+            }
+        };
         let mut plan = Settlement::default();
         let batch_mode = self.invoker.as_ref().is_some_and(Invoker::is_batch);
 
@@ -232,8 +282,9 @@ impl Worker {
                         "batch call failed; re-running its events one at a time");
                     self.isolate = chunk.len();
                 } else if final_attempt {
+                    let kind = trap_kind(failure.timed_out);
                     plan.rejects
-                        .push((chunk[0].offset, give_up(&failure.reason)));
+                        .push(give_up(chunk[0].offset, kind, &failure.reason));
                     plan.settled = 1;
                 } else {
                     plan.retry = Some(failure.reason);
@@ -262,8 +313,14 @@ impl Worker {
                 });
                 match disposition {
                     Disposition::Ok => {}
-                    Disposition::Reject(r) => plan.rejects.push((event.offset, r.clone())),
-                    Disposition::Retry(r) => plan.rejects.push((event.offset, give_up(r))),
+                    Disposition::Reject(r) => {
+                        plan.rejects
+                            .push(give_up(event.offset, FailureKind::Rejected, r));
+                    }
+                    Disposition::Retry(r) => {
+                        plan.rejects
+                            .push(give_up(event.offset, FailureKind::RetriesExhausted, r));
+                    }
                 }
             }
             let owner = chunk[0].offset;
@@ -307,9 +364,15 @@ impl Worker {
                             owner,
                         }));
                 }
-                Disposition::Reject(r) => plan.rejects.push((event.offset, r)),
+                Disposition::Reject(r) => plan.rejects.push(Failure {
+                    offset: event.offset,
+                    kind: FailureKind::Rejected,
+                    reason: r,
+                    attempts: if index == 0 { attempt } else { 1 },
+                }),
                 Disposition::Retry(r) if give_up_now => {
-                    plan.rejects.push((event.offset, give_up(&r)))
+                    plan.rejects
+                        .push(give_up(event.offset, FailureKind::RetriesExhausted, &r));
                 }
                 Disposition::Retry(r) => {
                     if index == 0 {
@@ -328,7 +391,9 @@ impl Worker {
         {
             plan.outcomes.add(failed(&failure));
             if handled == 0 && final_attempt {
-                plan.rejects.push((event.offset, give_up(&failure.reason)));
+                let kind = trap_kind(failure.timed_out);
+                plan.rejects
+                    .push(give_up(event.offset, kind, &failure.reason));
                 plan.settled += 1;
             } else if handled == 0 {
                 plan.retry = Some(failure.reason);
@@ -392,6 +457,93 @@ impl Worker {
         Ok(refused)
     }
 
+    /// Applies the module's `on-failure` action to events that failed for
+    /// good (`Stop` was applied before producing, see
+    /// [`stop_at_first_failure`]). Returns once dead-letter records are
+    /// acknowledged: an event is only settled after that.
+    async fn fail(
+        &mut self,
+        chunk: &[Event],
+        failures: &[Failure],
+        action: FailureAction,
+    ) -> Result<(), Stopped> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let module = self.shared.current();
+        let dlq_topic = module.manifest.on_failure.dead_letter_topic(&module.name);
+        let mut records = Vec::new();
+        for failure in failures {
+            tracing::error!(module = &*self.shared.name, topic = %self.tp.0, partition = self.tp.1,
+                offset = failure.offset, kind = failure.kind.as_str(), attempts = failure.attempts,
+                reason = %failure.reason, action = ?action, "event failed");
+            if action != FailureAction::DeadLetter {
+                continue;
+            }
+            if let Some(event) = chunk.iter().find(|e| e.offset == failure.offset) {
+                let record =
+                    dead_letter_record(event, failure, &module.name, &module.digest, &dlq_topic);
+                records.push(Pending {
+                    record,
+                    timestamp_ms: event.timestamp_ms,
+                    owner: failure.offset,
+                });
+            }
+        }
+        let mut attempt: u32 = 1;
+        while !records.is_empty() {
+            let batch: Vec<(Outgoing, Option<i64>)> = records
+                .iter()
+                .map(|p| (p.record.clone(), p.timestamp_ms))
+                .collect();
+            let results = produce_all(&self.shared.producer, &batch).await;
+            let mut last_error = None;
+            let mut failed = Vec::new();
+            for (p, result) in records.into_iter().zip(results) {
+                match result {
+                    Ok(()) => self.shared.metrics.dead_lettered(),
+                    Err(err) => {
+                        last_error = Some(err);
+                        failed.push(p);
+                    }
+                }
+            }
+            records = failed;
+            if let Some(err) = last_error {
+                let why = format!("cannot write to dead-letter topic `{dlq_topic}`: {err}");
+                tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
+                    partition = self.tp.1, attempt, reason = %why,
+                    "partition paused: nothing is committed until the dead-letter write succeeds");
+                self.shared.problem(&self.tp, Some(why));
+                attempt += 1;
+                self.pause(Duration::from_secs(attempt.min(5).into()))
+                    .await?;
+            }
+        }
+        self.shared.problem(&self.tp, None);
+        Ok(())
+    }
+
+    /// `on-failure = stop`: waits, with the partition halted at `failure`,
+    /// until a new version of the module is deployed.
+    async fn halt(&mut self, failure: &Failure) -> Result<(), Stopped> {
+        let version = self.shared.current();
+        let why = format!(
+            "stopped at offset {} ({}: {}); deploy a new version of the module to continue",
+            failure.offset,
+            failure.kind.as_str(),
+            failure.reason
+        );
+        tracing::error!(module = &*self.shared.name, topic = %self.tp.0, partition = self.tp.1,
+            offset = failure.offset, reason = %why, "partition stopped");
+        self.shared.problem(&self.tp, Some(why));
+        while Arc::ptr_eq(&version, &self.shared.current()) {
+            self.pause(Duration::from_millis(200)).await?;
+        }
+        self.shared.problem(&self.tp, None);
+        Ok(())
+    }
+
     async fn pause(&mut self, duration: Duration) -> Result<(), Stopped> {
         tokio::select! {
             () = self.stop.cancelled() => Err(Stopped),
@@ -407,4 +559,36 @@ fn failed(failure: &crate::invoke::CallFailure) -> Outcome {
     } else {
         Outcome::Trap
     }
+}
+
+/// The plan for an event larger than `limits.max-event-bytes`: it fails
+/// without a call.
+fn oversized(event: &Event, max: usize) -> Settlement {
+    let mut plan = Settlement {
+        settled: 1,
+        ..Settlement::default()
+    };
+    plan.outcomes.add(Outcome::Rejected);
+    plan.rejects.push(Failure {
+        offset: event.offset,
+        kind: FailureKind::Oversized,
+        reason: format!(
+            "the event is {} bytes, over `limits.max-event-bytes` ({max})",
+            event_size(event)
+        ),
+        attempts: 0,
+    });
+    plan
+}
+
+/// `on-failure = stop`: cuts the plan at the first failure so that neither
+/// it nor anything after it is produced or settled; returns that failure.
+fn stop_at_first_failure(chunk: &[Event], plan: &mut Settlement) -> Option<Failure> {
+    let first = plan.rejects.iter().min_by_key(|f| f.offset)?.clone();
+    let index = chunk.iter().position(|e| e.offset == first.offset)?;
+    plan.settled = plan.settled.min(index);
+    plan.produce.retain(|p| p.owner < first.offset);
+    plan.rejects.clear();
+    plan.retry = None;
+    Some(first)
 }

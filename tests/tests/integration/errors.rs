@@ -94,3 +94,21 @@ fn reserved_kafka_keys_in_the_config_file_exit_with_usage_error() {
     );
     assert!(stderr.contains("weir.toml"), "{stderr}");
 }
+
+#[test]
+fn a_component_importing_the_filesystem_is_refused_naming_the_import() {
+    init_logging();
+    let dir = ModulesDir::new();
+    std::fs::copy(
+        weir_tests::test_guest("uses-files"),
+        dir.path().join("files.wasm"),
+    )
+    .unwrap();
+    dir.write("files.toml", GOOD.as_bytes());
+    let engine = WasmEngine::new().unwrap();
+    let report = load_dir(&engine, dir.path(), 50 << 20).unwrap();
+    assert!(report.loaded.is_empty());
+    let error = report.failed[0].to_string();
+    assert!(error.contains("files.wasm"), "{error}");
+    assert!(error.contains("wasi:filesystem/"), "{error}");
+}

@@ -5,6 +5,7 @@
 
 mod cli;
 mod errors;
+mod failures;
 mod metrics;
 mod offsets;
 mod pipeline;

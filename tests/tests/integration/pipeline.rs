@@ -84,17 +84,20 @@ async fn enrich_transforms_events_keeping_keys_headers_and_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn filter_forwards_matching_events_and_rejects_poison_without_blocking() {
+async fn filter_forwards_matching_events_and_dead_letters_poison_without_blocking() {
     init_logging();
     let (input, output, group) = (unique("orders"), unique("paid"), unique("g-filter"));
+    let dlq = unique("dlq");
     broker().create_topic(&input).await;
     broker().create_topic(&output).await;
+    broker().create_topic(&dlq).await;
     let modules = ModulesDir::new();
     modules.add(
         "filter",
         "filter",
         &format!(
             "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
+             [on-failure]\ndead-letter-topic = \"{dlq}\"\n\
              [config]\nfield = \"status\"\nequals = \"paid\"\noutput = \"{output}\"\n"
         ),
     );
@@ -133,6 +136,30 @@ async fn filter_forwards_matching_events_and_rejects_poison_without_blocking() {
             ("d".to_owned(), r#"{"status":"paid","n":4}"#.to_owned()),
         ]
     );
+    // The poison event went to the dead-letter topic, intact and annotated.
+    let dead = tokio::task::spawn_blocking(move || {
+        consume(&dlq, 1, Duration::from_secs(60), Duration::from_secs(1))
+    })
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d = &dead[0];
+    assert_eq!(d.key.as_deref(), Some(&b"c"[..]));
+    assert_eq!(d.text(), "this is not json");
+    assert_eq!(d.header("weir.error.kind").as_deref(), Some("rejected"));
+    assert!(
+        d.header("weir.error.message").unwrap().contains("JSON"),
+        "{d:?}"
+    );
+    assert_eq!(
+        d.header("weir.source.topic").as_deref(),
+        Some(input.as_str())
+    );
+    assert_eq!(d.header("weir.source.partition").as_deref(), Some("0"));
+    assert_eq!(d.header("weir.source.offset").as_deref(), Some("2"));
+    assert_eq!(d.header("weir.module").as_deref(), Some("filter"));
+    assert_eq!(d.header("weir.attempts").as_deref(), Some("1"));
+    assert_eq!(d.header("weir.module.digest").map(|h| h.len()), Some(64));
     // Every event, the rejected one included, is settled and committed.
     let committed = weir_tests::eventually(Duration::from_secs(30), "offset 5 committed", || {
         let c = weir_tests::committed(&group, &input);

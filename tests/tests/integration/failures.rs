@@ -1,0 +1,351 @@
+//! Poison events, retries, the dead-letter topic, and misbehaving guests
+//! (the `misbehave` fixture in tests/guests) contained by the sandbox.
+
+#![allow(clippy::print_stdout, reason = "tests print the figures they measure")]
+
+use std::time::{Duration, Instant};
+
+use weir_tests::{
+    Broker, ModulesDir, Received, Send, Weir, broker, committed, consume, eventually, init_logging,
+    produce, test_guest, unique,
+};
+
+struct Setup {
+    input: String,
+    output: String,
+    dlq: String,
+    group: String,
+    modules: ModulesDir,
+}
+
+/// Topics, and the `misbehave` fixture installed as module `bad` with
+/// `limits` (TOML lines for the `[limits]` table).
+async fn setup(prefix: &str, limits: &str, create_dlq: bool) -> Setup {
+    let s = Setup {
+        input: unique(&format!("{prefix}-in")),
+        output: unique(&format!("{prefix}-out")),
+        dlq: unique(&format!("{prefix}-dlq")),
+        group: unique(&format!("g-{prefix}")),
+        modules: ModulesDir::new(),
+    };
+    broker().create_topic(&s.input).await;
+    broker().create_topic(&s.output).await;
+    if create_dlq {
+        broker().create_topic(&s.dlq).await;
+    }
+    std::fs::copy(test_guest("misbehave"), s.modules.path().join("bad.wasm")).unwrap();
+    s.modules.write(
+        "bad.toml",
+        format!(
+            "input-topics = [\"{}\"]\noutput-topics = [\"{}\"]\ngroup-id = \"{}\"\n\
+             [limits]\n{limits}\n[retry]\nmax-attempts = 3\ninitial-backoff = \"10ms\"\n\
+             [on-failure]\ndead-letter-topic = \"{}\"\n[config]\noutput = \"{}\"\n",
+            s.input, s.output, s.group, s.dlq, s.output
+        )
+        .as_bytes(),
+    );
+    s
+}
+
+fn on(partition: i32, key: &str, value: &str) -> Send {
+    Send {
+        partition: Some(partition),
+        ..Send::kv(key, value)
+    }
+}
+
+async fn read(topic: &str, n: usize, quiet: Duration) -> Vec<Received> {
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || consume(&topic, n, Duration::from_secs(120), quiet))
+        .await
+        .unwrap()
+}
+
+fn total(offsets: &[Option<i64>]) -> i64 {
+    offsets.iter().map(|o| o.unwrap_or(0)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_kind_reaches_the_dead_letter_topic_with_exact_headers() {
+    init_logging();
+    let s = setup(
+        "kinds",
+        "timeout = \"1s\"\nmemory-mib = 32\nmax-event-bytes = 1000",
+        true,
+    )
+    .await;
+    let weir = Weir::start(s.modules.path(), &[]);
+    let big = "x".repeat(2000);
+    // (value, expected kind, expected attempts, a word of the message)
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        ("reject", "rejected", "1", "on purpose"),
+        ("panic", "trap", "3", "unreachable"),
+        ("recurse", "trap", "3", "stack"),
+        ("grow", "trap", "3", "memory"),
+        ("loop", "timeout", "3", "time limit"),
+        ("forbidden", "rejected", "1", "a-topic-nobody-allowed"),
+        ("flood", "rejected", "1", "1000"),
+        ("huge", "rejected", "1", "990000"),
+        (big.as_str(), "oversized", "0", "max-event-bytes"),
+    ];
+    let mut records: Vec<Send> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (v, ..))| on(0, &format!("k{i}"), v))
+        .collect();
+    records.insert(1, on(0, "flaky", "flaky"));
+    records.push(on(0, "fine", "fine"));
+    produce(&s.input, &records).await;
+
+    let dead = read(&s.dlq, cases.len(), Duration::from_secs(1)).await;
+    assert_eq!(dead.len(), cases.len(), "{dead:#?}");
+    for (value, kind, attempts, word) in &cases {
+        // Dead letters are keyed like their events, so they spread over
+        // partitions: find each by its value.
+        let d = dead
+            .iter()
+            .find(|d| d.text() == *value)
+            .expect("a dead letter per case");
+        assert_eq!(d.text(), *value, "the dead letter keeps the value");
+        let label = &value[..value.len().min(10)];
+        assert_eq!(
+            d.header("weir.error.kind").as_deref(),
+            Some(*kind),
+            "{label}"
+        );
+        assert_eq!(
+            d.header("weir.attempts").as_deref(),
+            Some(*attempts),
+            "{label}"
+        );
+        let message = d.header("weir.error.message").unwrap();
+        assert!(
+            message.to_lowercase().contains(&word.to_lowercase()),
+            "{label}: {message}"
+        );
+        assert_eq!(
+            d.header("weir.source.topic").as_deref(),
+            Some(s.input.as_str())
+        );
+        assert_eq!(d.header("weir.source.partition").as_deref(), Some("0"));
+        assert_eq!(d.header("weir.module").as_deref(), Some("bad"));
+        assert!(d.header("weir.source.timestamp").is_some());
+        println!("dead letter: {kind:<10} attempts {attempts}  {message}");
+    }
+    let out = read(&s.output, 2, Duration::from_secs(1)).await;
+    let mut values: Vec<String> = out.iter().map(Received::text).collect();
+    values.sort();
+    assert_eq!(
+        values,
+        ["fine", "flaky"],
+        "retry-then-succeed and the good event come out"
+    );
+    eventually(Duration::from_secs(30), "all offsets committed", || {
+        (total(&committed(&s.group, &s.input)) == records.len() as i64).then_some(())
+    })
+    .await;
+    weir.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_holds_up_only_its_own_partition() {
+    init_logging();
+    let s = setup("loop", "timeout = \"1s\"", true).await;
+    let weir = Weir::start(s.modules.path(), &[]);
+    produce(&s.input, &[on(1, "warm", "warm")]).await;
+    assert_eq!(read(&s.output, 1, Duration::ZERO).await.len(), 1);
+
+    let started = Instant::now();
+    produce(&s.input, &[on(0, "spin", "loop")]).await;
+    // While partition 0 spins, partition 1 keeps its pace.
+    let mut latencies = Vec::new();
+    for i in 0..5 {
+        let sent = Instant::now();
+        produce(&s.input, &[on(1, &format!("p1-{i}"), "ok")]).await;
+        read(&s.output, 2 + i, Duration::ZERO).await;
+        latencies.push(sent.elapsed());
+    }
+    let dead = read(&s.dlq, 1, Duration::ZERO).await;
+    let interrupted = started.elapsed();
+    assert_eq!(
+        dead[0].header("weir.error.kind").as_deref(),
+        Some("timeout")
+    );
+    latencies.sort();
+    println!(
+        "partition 1 during the loop: median {:?}, max {:?}; the looping event went to the dead-letter topic after {interrupted:?} (3 attempts x 1 s deadline + backoff)",
+        latencies[2], latencies[4]
+    );
+    assert!(
+        latencies[4] < Duration::from_secs(3),
+        "partition 1 waited for partition 0: {latencies:?}"
+    );
+    weir.stop().await.unwrap();
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_capped_and_rss_stays_bounded() {
+    init_logging();
+    let s = setup("bomb", "memory-mib = 16", true).await;
+    let weir = Weir::start(s.modules.path(), &[]);
+    produce(&s.input, &[on(0, "warm", "warm")]).await;
+    read(&s.output, 1, Duration::ZERO).await;
+    let before = rss_kib();
+    let bombs: Vec<Send> = (0..4)
+        .map(|i| on(i % 3, &format!("b{i}"), "grow"))
+        .collect();
+    produce(&s.input, &bombs).await;
+    let dead = read(&s.dlq, 4, Duration::ZERO).await;
+    let after = rss_kib();
+    println!(
+        "memory bombs: RSS {before} KiB before, {after} KiB after 4 x 3 attempts capped at 16 MiB"
+    );
+    assert_eq!(dead.len(), 4);
+    assert!(
+        dead.iter()
+            .all(|d| d.header("weir.error.kind").as_deref() == Some("trap"))
+    );
+    assert!(
+        after < before + 128 * 1024,
+        "RSS grew from {before} to {after} KiB"
+    );
+    weir.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_inputs_never_crash_the_host() {
+    init_logging();
+    let s = setup("odd", "max-event-bytes = 200000", true).await;
+    let weir = Weir::start(s.modules.path(), &[]);
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker().bootstrap())
+        .create()
+        .unwrap();
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+
+    // A tombstone without a key.
+    let t = Duration::from_secs(30);
+    let nothing: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&s.input).partition(0);
+    producer.send(nothing, t).await.unwrap();
+    // Non-UTF-8 header values and 1,000 headers.
+    let mut many = OwnedHeaders::new();
+    for i in 0..1000 {
+        many = many.insert(Header {
+            key: &format!("h{i}"),
+            value: Some(&[0xff, 0xfe, i as u8][..]),
+        });
+    }
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&s.input)
+                .partition(0)
+                .key(&b"\xff\x00"[..])
+                .payload(&b"x"[..])
+                .headers(many),
+            t,
+        )
+        .await
+        .unwrap();
+    // An empty value, and one just under the event size limit.
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&s.input)
+                .partition(0)
+                .payload(&b""[..]),
+            t,
+        )
+        .await
+        .unwrap();
+    let near = vec![b'n'; 199_990];
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&s.input)
+                .partition(0)
+                .payload(&near[..]),
+            t,
+        )
+        .await
+        .unwrap();
+
+    let out = read(&s.output, 4, Duration::from_secs(1)).await;
+    assert_eq!(out.len(), 4, "every odd event is echoed");
+    // Records without a key spread over partitions: find each by content.
+    let find = |pred: &dyn Fn(&Received) -> bool| out.iter().find(|r| pred(r)).cloned();
+    let tombstone = find(&|r| r.value.is_none()).expect("the tombstone stays a tombstone");
+    assert_eq!(tombstone.key, None);
+    let headers = find(&|r| r.headers.len() == 1000).expect("1,000 headers kept");
+    assert_eq!(headers.key.as_deref(), Some(&b"\xff\x00"[..]));
+    assert_eq!(
+        headers.headers[999],
+        ("h999".to_owned(), vec![0xff, 0xfe, 231])
+    );
+    assert!(
+        find(&|r| r.value.as_deref() == Some(&b""[..])).is_some(),
+        "empty is not a tombstone"
+    );
+    assert!(find(&|r| r.value.as_ref().map(Vec::len) == Some(199_990)).is_some());
+    weir.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_topic_pauses_the_partition_without_committing() {
+    init_logging();
+    let s = setup("nodlq", "", false).await;
+    if let Broker::Embedded(e) = broker() {
+        e.set_topic_unavailable(&s.dlq, true).unwrap();
+    }
+    let config = weir_tests::test_config(s.modules.path(), &[("message.timeout.ms", "2000")]);
+    let (weir, status) = Weir::start_config(config);
+    produce(&s.input, &[on(0, "a", "reject")]).await;
+    let why = eventually(
+        Duration::from_secs(60),
+        "the partition to report why it waits",
+        || {
+            let bad = status.snapshot().into_iter().find(|m| m.name == "bad")?;
+            bad.stalled.get(&format!("{}[0]", s.input)).cloned()
+        },
+    )
+    .await;
+    assert!(why.contains("cannot write to dead-letter topic"), "{why}");
+    assert!(why.contains(&s.dlq), "{why}");
+    // The partition waits: a later event is not handled.
+    produce(&s.input, &[on(0, "b", "after")]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        committed(&s.group, &s.input)[0],
+        None,
+        "nothing committed while the dead letter waits"
+    );
+    assert!(
+        read(&s.output, 0, Duration::from_secs(1)).await.is_empty(),
+        "the partition is paused"
+    );
+
+    match broker() {
+        Broker::Embedded(e) => e.set_topic_unavailable(&s.dlq, false).unwrap(),
+        Broker::External(_) => broker().create_topic(&s.dlq).await,
+    }
+    let dead = read(&s.dlq, 1, Duration::ZERO).await;
+    assert_eq!(dead[0].text(), "reject");
+    assert_eq!(read(&s.output, 1, Duration::ZERO).await[0].text(), "after");
+    eventually(Duration::from_secs(30), "offsets committed", || {
+        (committed(&s.group, &s.input)[0] == Some(2)).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the status to clear", || {
+        let bad = status.snapshot().into_iter().find(|m| m.name == "bad")?;
+        bad.stalled.is_empty().then_some(())
+    })
+    .await;
+    weir.stop().await.unwrap();
+}
