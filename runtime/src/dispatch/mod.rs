@@ -26,6 +26,7 @@
 //! over.
 
 mod failure;
+mod settle;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};
