@@ -103,4 +103,5 @@ fi
 
 step "cargo test ${CARGO_TEST_ARGS[*]} (WEIR_TEST_BROKERS=$WEIR_TEST_BROKERS)"
 cargo test "${CARGO_TEST_ARGS[@]}" || rc=$?
+[[ $# -gt 0 ]] || { step "benchmark smoke (weir-bench --smoke: embedded broker, fails only on missing outputs)"; cargo run -q -p weir-bench -- --smoke || rc=$?; }
 exit "$rc"

@@ -1,0 +1,1273 @@
+//! `weir-bench`: weir against a plain rdkafka consume→produce pipe.
+//!
+//! One run, one broker (a real one with `--brokers`, or the embedded mock):
+//!
+//! 1. prefills an input topic per value size with N events;
+//! 2. drains it with (a) a native rdkafka pipe, (b) weir with the
+//!    per-event identity component, (c) weir with the batch identity
+//!    component, each in a fresh child process (`weir-bench child ...`) and a
+//!    fresh consumer group and output topic, rotating the order every
+//!    repetition; throughput counts only records the broker acknowledged
+//!    (the output topic's end offsets), CPU is the child's getrusage;
+//! 3. measures end-to-end latency at a fixed rate (half the native maximum);
+//! 4. measures component compile time, fresh instance creation, per-call
+//!    cost, reload pause and RSS.
+//!
+//! See docs/BENCHMARKS.md for the method and the latest numbers.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, NoCustomPartitioner, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use weir::kafka::KafkaSettings;
+
+const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark weir against a plain rdkafka consume->produce pipe")]
+struct Args {
+    #[command(subcommand)]
+    child: Option<Internal>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Debug, clap::Args)]
+struct Opts {
+    /// Real broker bootstrap list; without it the embedded mock broker is used.
+    #[arg(long, global = true)]
+    brokers: Option<String>,
+    /// CI smoke run: embedded broker, a few thousand events, one repetition,
+    /// no latency/reload/RSS; fails only if outputs are missing.
+    #[arg(long)]
+    smoke: bool,
+    /// Events prefilled for 100-byte values.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Events prefilled for 1 KiB values.
+    #[arg(long, default_value_t = 300_000)]
+    events_1k: u64,
+    /// Value sizes to drain (bytes).
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    sizes: Vec<usize>,
+    /// Repetitions of each variant (order rotated every repetition).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Partitions of every benchmark topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// `[limits] max-batch` of the weir modules (the per-event module too:
+    /// it bounds how many events a worker settles per produce/ack round).
+    #[arg(long, default_value_t = 64)]
+    max_batch: u32,
+    /// librdkafka property for every client, native and weir alike
+    /// (repeatable, `key=value`); added to the defaults below.
+    #[arg(long = "kafka", value_parser = parse_kv)]
+    kafka: Vec<(String, String)>,
+    /// Variants to run (native, event, batch).
+    #[arg(long, value_delimiter = ',', default_value = "native,event,batch")]
+    variants: Vec<String>,
+    /// Seconds of latency measurement per variant (after a warm-up).
+    #[arg(long, default_value_t = 10)]
+    latency_secs: u64,
+    /// Latency test rate (events/s); default: half the native drain rate.
+    #[arg(long)]
+    latency_rate: Option<u64>,
+    /// Skip parts: any of drain, latency, micro, reload, rss.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
+    /// Folder with identity.wasm, identity-batch.wasm, echo-v1/v2.wasm.
+    #[arg(long)]
+    guests: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Internal {
+    /// Internal: one drain or latency run in a fresh process.
+    Child(ChildArgs),
+    /// Internal: weir with K idle identity modules; prints VmRSS.
+    Rss {
+        #[arg(long)]
+        modules: usize,
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        guests: PathBuf,
+        #[arg(long = "kafka", value_parser = parse_kv)]
+        kafka: Vec<(String, String)>,
+    },
+    /// Internal: reload pause under a steady stream.
+    Reload {
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: String,
+        #[arg(long)]
+        guests: PathBuf,
+        #[arg(long, default_value_t = 5000)]
+        rate: u64,
+        #[arg(long = "kafka", value_parser = parse_kv)]
+        kafka: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct ChildArgs {
+    #[arg(long)]
+    variant: String,
+    #[arg(long)]
+    input: String,
+    #[arg(long)]
+    output: String,
+    #[arg(long)]
+    partitions: i32,
+    /// Drain: events expected on the output.
+    #[arg(long, default_value_t = 0)]
+    events: u64,
+    #[arg(long)]
+    max_batch: u32,
+    #[arg(long)]
+    guests: PathBuf,
+    /// Latency mode: produce at this rate (events/s) instead of draining.
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    #[arg(long, default_value_t = 10)]
+    latency_secs: u64,
+    #[arg(long = "kafka", value_parser = parse_kv)]
+    kafka: Vec<(String, String)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got `{s}`"))
+}
+
+/// librdkafka settings shared by the native pipe and weir (weir gets them
+/// through `RunConfig.kafka`). Producer idempotence/acks are weir's own
+/// (idempotent, acks=all); the native pipe uses weir's producer config too.
+fn default_kafka() -> BTreeMap<String, String> {
+    [
+        ("linger.ms", "5"),
+        ("fetch.queue.backoff.ms", "20"),
+        ("queue.buffering.max.messages", "1000000"),
+        ("queued.max.messages.kbytes", "262144"),
+        ("log_level", "3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn kafka_map(extra: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut m = default_kafka();
+    m.extend(extra.iter().cloned());
+    m
+}
+
+fn kafka_args(map: &BTreeMap<String, String>) -> Vec<String> {
+    map.iter()
+        .flat_map(|(k, v)| ["--kafka".to_owned(), format!("{k}={v}")])
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    match args.child {
+        Some(Internal::Child(c)) => child(c),
+        Some(Internal::Rss {
+            modules,
+            input,
+            guests,
+            kafka,
+        }) => rss_child(
+            args.opts.brokers.as_deref().context("--brokers")?,
+            modules,
+            &input,
+            &guests,
+            &kafka,
+        ),
+        Some(Internal::Reload {
+            input,
+            output,
+            guests,
+            rate,
+            kafka,
+        }) => reload_child(
+            args.opts.brokers.as_deref().context("--brokers")?,
+            &input,
+            &output,
+            &guests,
+            rate,
+            &kafka,
+        ),
+        None => parent(args.opts),
+    }
+}
+
+// ---------------------------------------------------------------- parent --
+
+struct Broker {
+    bootstrap: String,
+    embedded: Option<weir::embedded::EmbeddedKafka>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Broker {
+    fn create(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        match &self.embedded {
+            Some(e) => e.create_topic(topic, partitions),
+            None => {
+                let settings = KafkaSettings {
+                    brokers: self.bootstrap.clone(),
+                    passthrough: BTreeMap::new(),
+                };
+                self.rt.block_on(weir::kafka::create_topics(
+                    &settings,
+                    &[topic.to_owned()],
+                    partitions,
+                ))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DrainResult {
+    variant: String,
+    events: u64,
+    secs: f64,
+    cpu_secs: f64,
+    rate: f64,
+    mb_s: f64,
+    cpu_us_per_event: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LatencyResult {
+    variant: String,
+    rate: u64,
+    samples: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+fn parent(mut o: Opts) -> anyhow::Result<()> {
+    if o.smoke {
+        o.events = 3_000;
+        o.events_1k = 1_000;
+        o.reps = 1;
+        o.latency_secs = 0;
+        o.skip
+            .extend(["latency", "reload", "rss"].map(String::from));
+        if o.brokers.is_some() {
+            bail!("--smoke always uses the embedded broker");
+        }
+    }
+    let guests = o
+        .guests
+        .clone()
+        .unwrap_or_else(|| Path::new(REPO).join("target/test-guests"));
+    for g in ["identity.wasm", "identity-batch.wasm"] {
+        if !guests.join(g).is_file() {
+            bail!(
+                "{} is missing: run scripts/build-guests.sh first",
+                guests.join(g).display()
+            );
+        }
+    }
+    let kafka = kafka_map(&o.kafka);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let broker = match &o.brokers {
+        Some(b) => Broker {
+            bootstrap: b.clone(),
+            embedded: None,
+            rt,
+        },
+        None => {
+            let e = weir::embedded::EmbeddedKafka::start()?;
+            Broker {
+                bootstrap: e.bootstrap_servers(),
+                embedded: Some(e),
+                rt,
+            }
+        }
+    };
+    let embedded = broker.embedded.is_some();
+    let run_id = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() % 1_000_000;
+    println!(
+        "weir-bench: broker {} ({}), partitions {}, max-batch {}, run {run_id}",
+        broker.bootstrap,
+        if embedded { "embedded mock" } else { "real" },
+        o.partitions,
+        o.max_batch
+    );
+    println!("kafka settings (all clients): {kafka:?}");
+    println!("load at start: {}", loadavg());
+    let skip = |s: &str| o.skip.iter().any(|x| x == s);
+    let mut failures = Vec::new();
+    let mut native_rate_100 = None;
+
+    if !skip("drain") {
+        for &size in &o.sizes {
+            let n = if size <= 100 { o.events } else { o.events_1k };
+            if embedded && n / o.partitions as u64 > 30_000 {
+                bail!(
+                    "the embedded broker keeps only ~39k events per partition; {n} events in {} \
+                     partition(s) would be silently truncated: use --brokers or fewer events",
+                    o.partitions
+                );
+            }
+            let input = format!("bench-{run_id}-in-{size}");
+            broker.create(&input, o.partitions)?;
+            let t = Instant::now();
+            prefill(&broker.bootstrap, &kafka, &input, o.partitions, n, size)?;
+            println!(
+                "\nprefilled {n} x {size} B into {input} in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+            let mut results: BTreeMap<String, Vec<DrainResult>> = BTreeMap::new();
+            for rep in 0..o.reps {
+                let mut order = o.variants.clone();
+                let len = order.len().max(1);
+                order.rotate_left(rep % len);
+                if rep % 2 == 1 {
+                    order.reverse();
+                }
+                for variant in order {
+                    let output = format!("bench-{run_id}-out-{size}-{variant}-{rep}");
+                    broker.create(&output, o.partitions)?;
+                    let c = ChildArgs {
+                        variant: variant.clone(),
+                        input: input.clone(),
+                        output,
+                        partitions: o.partitions,
+                        events: n,
+                        max_batch: o.max_batch,
+                        guests: guests.clone(),
+                        rate: None,
+                        size,
+                        latency_secs: 0,
+                        kafka: kafka.clone().into_iter().collect(),
+                    };
+                    match run_child::<DrainResult>(&broker.bootstrap, &c) {
+                        Ok(r) => {
+                            println!(
+                                "  {size:>5} B rep {rep} {variant:<6} {:>9.0} ev/s {:>7.1} MB/s {:>6.2} µs CPU/ev ({} ev in {:.2} s, load {})",
+                                r.rate,
+                                r.mb_s,
+                                r.cpu_us_per_event,
+                                r.events,
+                                r.secs,
+                                loadavg()
+                            );
+                            results.entry(variant).or_default().push(r);
+                        }
+                        Err(e) => {
+                            println!("  {size:>5} B rep {rep} {variant:<6} FAILED: {e:#}");
+                            failures.push(format!("{size} B {variant} rep {rep}: {e:#}"));
+                        }
+                    }
+                }
+            }
+            println!("\nmedians, {size} B values, {n} events, {} reps:", o.reps);
+            println!(
+                "  {:<7} {:>10} {:>8} {:>10} {:>12}",
+                "variant", "events/s", "MB/s", "CPU µs/ev", "vs native"
+            );
+            let native = results
+                .get("native")
+                .map(|r| median(r.iter().map(|x| x.rate)));
+            for (variant, rs) in &results {
+                let rate = median(rs.iter().map(|x| x.rate));
+                let mb = median(rs.iter().map(|x| x.mb_s));
+                let cpu = median(rs.iter().map(|x| x.cpu_us_per_event));
+                let ratio =
+                    native.map_or(String::from("-"), |n| format!("{:.1} %", 100.0 * rate / n));
+                println!("  {variant:<7} {rate:>10.0} {mb:>8.1} {cpu:>10.2} {ratio:>12}");
+            }
+            if size <= 100 {
+                native_rate_100 = native;
+            }
+        }
+    }
+
+    if !skip("latency") && o.latency_secs > 0 {
+        let native = native_rate_100.unwrap_or(20_000.0);
+        let rate = o.latency_rate.unwrap_or((native / 2.0).round() as u64);
+        println!(
+            "\nlatency at {rate} events/s, 100 B, {} s after 5 s warm-up:",
+            o.latency_secs
+        );
+        let mut lat = BTreeMap::new();
+        for (i, variant) in o.variants.iter().enumerate() {
+            let input = format!("bench-{run_id}-lat-in-{i}");
+            let output = format!("bench-{run_id}-lat-out-{i}");
+            broker.create(&input, o.partitions)?;
+            broker.create(&output, o.partitions)?;
+            let c = ChildArgs {
+                variant: variant.clone(),
+                input,
+                output,
+                partitions: o.partitions,
+                events: 0,
+                max_batch: o.max_batch,
+                guests: guests.clone(),
+                rate: Some(rate),
+                size: 100,
+                latency_secs: o.latency_secs,
+                kafka: kafka.clone().into_iter().collect(),
+            };
+            match run_child::<LatencyResult>(&broker.bootstrap, &c) {
+                Ok(r) => {
+                    println!(
+                        "  {variant:<6} p50 {:>6.2} ms  p99 {:>6.2} ms  p99.9 {:>6.2} ms  max {:>6.2} ms ({} samples)",
+                        r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms, r.samples
+                    );
+                    lat.insert(variant.clone(), r);
+                }
+                Err(e) => {
+                    println!("  {variant:<6} FAILED: {e:#}");
+                    failures.push(format!("latency {variant}: {e:#}"));
+                }
+            }
+        }
+        if let Some(n) = lat.get("native") {
+            for (v, r) in lat.iter().filter(|(v, _)| *v != "native") {
+                println!(
+                    "  added by weir {v:<6}: p50 {:+.2} ms, p99 {:+.2} ms",
+                    r.p50_ms - n.p50_ms,
+                    r.p99_ms - n.p99_ms
+                );
+            }
+        }
+    }
+
+    if !skip("micro")
+        && let Err(e) = micro(&guests, o.smoke)
+    {
+        failures.push(format!("micro: {e:#}"));
+        println!("micro FAILED: {e:#}");
+    }
+
+    if !skip("reload") {
+        let input = format!("bench-{run_id}-reload-in");
+        let output = format!("bench-{run_id}-reload-out");
+        broker.create(&input, 1)?;
+        broker.create(&output, 1)?;
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["reload", "--brokers", &broker.bootstrap, "--input", &input])
+            .args(["--output", &output, "--guests"])
+            .arg(&guests)
+            .args(kafka_args(&kafka));
+        match child_output(cmd) {
+            Ok(line) => println!("\nreload: {line}"),
+            Err(e) => {
+                println!("reload FAILED: {e:#}");
+                failures.push(format!("reload: {e:#}"));
+            }
+        }
+    }
+
+    if !skip("rss") {
+        let input = format!("bench-{run_id}-rss-in");
+        broker.create(&input, 1)?;
+        let mut rss = BTreeMap::new();
+        for k in [1usize, 10] {
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.args(["rss", "--brokers", &broker.bootstrap, "--input", &input])
+                .args(["--modules", &k.to_string(), "--guests"])
+                .arg(&guests)
+                .args(kafka_args(&kafka));
+            match child_output(cmd) {
+                Ok(line) => {
+                    let kib: f64 = line.trim().parse().context("rss child output")?;
+                    rss.insert(k, kib);
+                }
+                Err(e) => failures.push(format!("rss {k}: {e:#}")),
+            }
+        }
+        if let (Some(one), Some(ten)) = (rss.get(&1), rss.get(&10)) {
+            println!(
+                "\nRSS: 1 module {:.1} MiB, 10 modules {:.1} MiB, per extra module {:.2} MiB (each module: consumer + 1 live instance)",
+                one / 1024.0,
+                ten / 1024.0,
+                (ten - one) / 9.0 / 1024.0
+            );
+        }
+    }
+
+    println!("\nload at end: {}", loadavg());
+    if !failures.is_empty() {
+        bail!(
+            "{} part(s) failed:\n  {}",
+            failures.len(),
+            failures.join("\n  ")
+        );
+    }
+    println!("weir-bench: ok");
+    Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run_child<T: for<'de> Deserialize<'de>>(bootstrap: &str, c: &ChildArgs) -> anyhow::Result<T> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["child", "--brokers", bootstrap, "--variant", &c.variant])
+        .args(["--input", &c.input, "--output", &c.output])
+        .args(["--partitions", &c.partitions.to_string()])
+        .args(["--events", &c.events.to_string()])
+        .args(["--max-batch", &c.max_batch.to_string()])
+        .args(["--size", &c.size.to_string()])
+        .args(["--latency-secs", &c.latency_secs.to_string()])
+        .arg("--guests")
+        .arg(&c.guests)
+        .args(kafka_args(&c.kafka.iter().cloned().collect()));
+    if let Some(rate) = c.rate {
+        cmd.args(["--rate", &rate.to_string()]);
+    }
+    let line = child_output(cmd)?;
+    serde_json::from_str(&line).with_context(|| format!("child printed `{line}`"))
+}
+
+/// Runs a child and returns the last line of its stdout.
+fn child_output(mut cmd: Command) -> anyhow::Result<String> {
+    let out = cmd.stderr(Stdio::inherit()).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("child exited with {}: {}", out.status, stdout.trim());
+    }
+    stdout
+        .lines()
+        .last()
+        .map(str::to_owned)
+        .context("child printed nothing")
+}
+
+/// Produces `n` events of `size` bytes (no key), round-robin over the
+/// partitions, and checks the broker kept them all.
+fn prefill(
+    bootstrap: &str,
+    kafka: &BTreeMap<String, String>,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+    size: usize,
+) -> anyhow::Result<()> {
+    let settings = KafkaSettings {
+        brokers: bootstrap.to_owned(),
+        passthrough: kafka.clone(),
+    };
+    let mut config = settings.producer_config();
+    config.set("linger.ms", "20");
+    let (producer, acked) = counting_producer(&config)?;
+    let value = vec![b'x'; size];
+    for i in 0..n {
+        let p = (i % partitions as u64) as i32;
+        send_retry(
+            &producer,
+            BaseRecord::<(), [u8]>::to(topic)
+                .partition(p)
+                .payload(&value),
+        );
+    }
+    producer.flush(Duration::from_secs(120))?;
+    if acked.ok.load(Ordering::Relaxed) != n {
+        bail!(
+            "prefill: {} of {n} acknowledged ({} failed)",
+            acked.ok.load(Ordering::Relaxed),
+            acked.failed.load(Ordering::Relaxed)
+        );
+    }
+    let check = watcher(bootstrap)?;
+    let (mut low, mut high) = (0, 0);
+    for p in 0..partitions {
+        let (l, h) = check.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        low += l;
+        high += h;
+    }
+    if low != 0 || high != n as i64 {
+        bail!(
+            "prefill: the broker holds offsets {low}..{high} of {topic}, not 0..{n} (the embedded broker drops old events past ~39k per partition)"
+        );
+    }
+    Ok(())
+}
+
+// -------------------------------------------------------------- producers --
+
+#[derive(Debug, Default)]
+struct Acked {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct CountingContext(Arc<Acked>);
+
+impl ClientContext for CountingContext {}
+
+impl ProducerContext<NoCustomPartitioner> for CountingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+type Pipe = ThreadedProducer<CountingContext>;
+
+fn counting_producer(config: &ClientConfig) -> anyhow::Result<(Pipe, Arc<Acked>)> {
+    let acked = Arc::new(Acked::default());
+    let producer = config.create_with_context(CountingContext(acked.clone()))?;
+    Ok((producer, acked))
+}
+
+fn send_retry<'a>(producer: &Pipe, mut record: BaseRecord<'a, (), [u8]>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Err((e, _)) => panic!("produce failed: {e}"),
+        }
+    }
+}
+
+fn watcher(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-bench-watcher")
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()?)
+}
+
+fn end_offsets(c: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<i64> {
+    let mut sum = 0;
+    for p in 0..partitions {
+        sum += c.fetch_watermarks(topic, p, Duration::from_secs(5))?.1;
+    }
+    Ok(sum)
+}
+
+// ----------------------------------------------------------------- child --
+
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Starts the pipe under test; returns a guard that stops it.
+fn start_pipe(
+    bootstrap: &str,
+    c: &ChildArgs,
+    group: &str,
+    rt: &tokio::runtime::Runtime,
+    tmp: &Path,
+) -> anyhow::Result<CancellationToken> {
+    let kafka: BTreeMap<String, String> = c.kafka.iter().cloned().collect();
+    let cancel = CancellationToken::new();
+    match c.variant.as_str() {
+        "native" => {
+            let settings = KafkaSettings {
+                brokers: bootstrap.to_owned(),
+                passthrough: kafka,
+            };
+            let consumer: BaseConsumer = settings.consumer_config(group, "earliest").create()?;
+            consumer.subscribe(&[&c.input])?;
+            let (producer, _acked) = counting_producer(&settings.producer_config())?;
+            let (stop, output) = (cancel.clone(), c.output.clone());
+            std::thread::spawn(move || {
+                while !stop.is_cancelled() {
+                    match consumer.poll(Duration::from_millis(100)) {
+                        Some(Ok(m)) => {
+                            let mut r = BaseRecord::<[u8], [u8]>::to(&output);
+                            if let Some(k) = m.key() {
+                                r = r.key(k);
+                            }
+                            if let Some(v) = m.payload() {
+                                r = r.payload(v);
+                            }
+                            if let Some(ts) = m.timestamp().to_millis() {
+                                r = r.timestamp(ts);
+                            }
+                            loop {
+                                match producer.send(r) {
+                                    Ok(()) => break,
+                                    Err((_, back)) => {
+                                        r = back;
+                                        std::thread::sleep(Duration::from_micros(200));
+                                    }
+                                }
+                            }
+                        }
+                        Some(Err(e)) => eprintln!("native pipe: {e}"),
+                        None => {}
+                    }
+                }
+            });
+        }
+        "event" | "batch" => {
+            let guest = if c.variant == "event" {
+                "identity"
+            } else {
+                "identity-batch"
+            };
+            let dir = tmp.join("modules");
+            std::fs::create_dir_all(&dir)?;
+            std::fs::copy(
+                c.guests.join(format!("{guest}.wasm")),
+                dir.join("identity.wasm"),
+            )?;
+            std::fs::write(
+                dir.join("identity.toml"),
+                manifest(&c.input, &c.output, group, c.max_batch),
+            )?;
+            let config = weir::config::RunConfig {
+                brokers: Some(bootstrap.to_owned()),
+                modules: Some(dir),
+                http_listen: weir::http::HttpListen::Disabled,
+                watch: false,
+                shutdown_timeout: Duration::from_secs(5),
+                kafka,
+                ..Default::default()
+            };
+            let token = cancel.clone();
+            rt.spawn(async move {
+                if let Err(e) = weir::runtime::run(config, token).await {
+                    eprintln!("weir failed: {e:#}");
+                    std::process::exit(3);
+                }
+            });
+        }
+        other => bail!("unknown variant `{other}` (native, event, batch)"),
+    }
+    Ok(cancel)
+}
+
+fn manifest(input: &str, output: &str, group: &str, max_batch: u32) -> String {
+    format!(
+        "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
+         offset-reset = \"earliest\"\n[limits]\nmax-batch = {max_batch}\nmax-emits = {}\n\
+         [config]\noutput = \"{output}\"\n",
+        max_batch.max(1000)
+    )
+}
+
+fn child(c: ChildArgs) -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bootstrap = args.opts.brokers.context("--brokers")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tmp = tempfile::tempdir()?;
+    let group = format!("bench-{}-{}", c.output, std::process::id());
+    let _cancel = start_pipe(&bootstrap, &c, &group, &rt, tmp.path())?;
+    let line = match c.rate {
+        None => serde_json::to_string(&drain(&bootstrap, &c)?)?,
+        Some(rate) => serde_json::to_string(&latency(&bootstrap, &c, rate)?)?,
+    };
+    println!("{line}");
+    // Skip the graceful shutdown: every run uses a fresh group and topics.
+    std::process::exit(0);
+}
+
+fn drain(bootstrap: &str, c: &ChildArgs) -> anyhow::Result<DrainResult> {
+    let w = watcher(bootstrap)?;
+    let started = Instant::now();
+    let mut first: Option<(Instant, f64, i64)> = None;
+    let (mut last_count, mut last_progress) = (0, Instant::now());
+    loop {
+        let count = end_offsets(&w, &c.output, c.partitions)?;
+        let now = Instant::now();
+        if count > 0 && first.is_none() {
+            first = Some((now, cpu_secs(), count));
+        }
+        if count >= c.events as i64 {
+            let cpu = cpu_secs();
+            let (t0, cpu0, c0) = first.unwrap_or((started, 0.0, 0));
+            if (count - c0) * 2 < c.events as i64 {
+                eprintln!(
+                    "weir-bench: {}: {c0} of {} outputs were already there at the first sample; \
+                     too few events to time (use more)",
+                    c.variant, c.events
+                );
+            }
+            let events = (count - c0).max(1) as u64;
+            let secs = now.duration_since(t0).as_secs_f64().max(1e-6);
+            let rate = events as f64 / secs;
+            return Ok(DrainResult {
+                variant: c.variant.clone(),
+                events,
+                secs,
+                cpu_secs: cpu - cpu0,
+                rate,
+                mb_s: rate * c.size as f64 / 1e6,
+                cpu_us_per_event: (cpu - cpu0) * 1e6 / events as f64,
+            });
+        }
+        if count != last_count {
+            (last_count, last_progress) = (count, now);
+        } else if now.duration_since(last_progress) > Duration::from_secs(30) {
+            bail!(
+                "outputs missing: {count} of {} acknowledged on {} and no progress for 30 s",
+                c.events,
+                c.output
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Produces timestamped events at `rate` while reading the output, and
+/// reports the end-to-end latency of events sent after a 5 s warm-up.
+fn latency(bootstrap: &str, c: &ChildArgs, rate: u64) -> anyhow::Result<LatencyResult> {
+    let warmup = Duration::from_secs(5);
+    let measure = Duration::from_secs(c.latency_secs);
+    let kafka: BTreeMap<String, String> = c.kafka.iter().cloned().collect();
+    let settings = KafkaSettings {
+        brokers: bootstrap.to_owned(),
+        passthrough: kafka,
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let measure_from = now_ns() + warmup.as_nanos() as u64;
+    let measure_to = measure_from + measure.as_nanos() as u64;
+    let producer_thread = {
+        let (config, topic, size, done) = (
+            settings.producer_config(),
+            c.input.clone(),
+            c.size.max(8),
+            done.clone(),
+        );
+        std::thread::spawn(move || -> anyhow::Result<u64> {
+            let (producer, _) = counting_producer(&config)?;
+            let mut value = vec![b'x'; size];
+            let mut sent = 0u64;
+            let t0 = Instant::now();
+            // Keeps sending a little past the window, so the reader sees an
+            // event sent after it and knows it has everything.
+            while !done.load(Ordering::Relaxed) && now_ns() < measure_to + 1_000_000_000 {
+                let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
+                while sent < due {
+                    value[..8].copy_from_slice(&now_ns().to_le_bytes());
+                    send_retry(
+                        &producer,
+                        BaseRecord::<(), [u8]>::to(&topic).payload(&value),
+                    );
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Ok(sent)
+        })
+    };
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-bench-latency")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .set("fetch.queue.backoff.ms", "5")
+        .set("log_level", "3")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..c.partitions {
+        tpl.add_partition_offset(&c.output, p, Offset::Beginning)?;
+    }
+    reader.assign(&tpl)?;
+    let mut lat_ns: Vec<u64> = Vec::new();
+    let deadline = start + warmup + measure + Duration::from_secs(30);
+    loop {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
+            let now = now_ns();
+            if let Some(v) = m.payload().filter(|v| v.len() >= 8) {
+                let sent = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+                if (measure_from..measure_to).contains(&sent) {
+                    lat_ns.push(now.saturating_sub(sent));
+                }
+                if sent >= measure_to {
+                    done.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            done.store(true, Ordering::Relaxed);
+            eprintln!(
+                "weir-bench: latency {}: the pipe fell behind; {} of ~{} samples arrived within 30 s",
+                c.variant,
+                lat_ns.len(),
+                rate * c.latency_secs
+            );
+            if lat_ns.is_empty() {
+                bail!("latency run: no outputs arrived");
+            }
+            break;
+        }
+    }
+    let _ = producer_thread.join();
+    lat_ns.sort_unstable();
+    let pct = |q: f64| {
+        lat_ns
+            .get(((lat_ns.len() as f64 * q) as usize).min(lat_ns.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&x| x as f64 / 1e6)
+    };
+    Ok(LatencyResult {
+        variant: c.variant.clone(),
+        rate,
+        samples: lat_ns.len(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        p999_ms: pct(0.999),
+        max_ms: lat_ns.last().map_or(f64::NAN, |&x| x as f64 / 1e6),
+    })
+}
+
+// ------------------------------------------------------------ micro-bench --
+
+fn micro(guests: &Path, smoke: bool) -> anyhow::Result<()> {
+    use weir::bindings::weir::consumer::types::Event;
+    use weir::engine::WasmEngine;
+    use weir::invoke::Invoker;
+
+    let tmp = tempfile::tempdir()?;
+    for g in ["identity", "identity-batch"] {
+        std::fs::copy(
+            guests.join(format!("{g}.wasm")),
+            tmp.path().join(format!("{g}.wasm")),
+        )?;
+        std::fs::write(
+            tmp.path().join(format!("{g}.toml")),
+            manifest("in", "out", "g", 256),
+        )?;
+    }
+    // Compile time: a fresh engine per load (no digest cache hit).
+    let mut files: Vec<PathBuf> = vec![
+        tmp.path().join("identity.wasm"),
+        tmp.path().join("identity-batch.wasm"),
+    ];
+    let examples = Path::new(REPO).join("target/modules");
+    if let Ok(dir) = std::fs::read_dir(&examples) {
+        let mut ex: Vec<PathBuf> = dir
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+            .collect();
+        ex.sort();
+        files.extend(ex);
+    }
+    let reps = if smoke { 1 } else { 3 };
+    println!("\ncompile (WasmEngine::load, fresh engine, median of {reps}):");
+    for f in &files {
+        let mut times = Vec::new();
+        for _ in 0..reps {
+            let engine = WasmEngine::new()?;
+            let t = Instant::now();
+            engine.load(f, 50 << 20)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "  {:<16} {:>8} B {:>7.1} ms",
+            weir::engine::module_name(f),
+            std::fs::metadata(f)?.len(),
+            median(times.into_iter())
+        );
+    }
+    let engine = WasmEngine::new()?;
+    let iters = if smoke { 200 } else { 5000 };
+    let stop = CancellationToken::new();
+    for g in ["identity", "identity-batch"] {
+        let module = Arc::new(engine.load(&tmp.path().join(format!("{g}.wasm")), 50 << 20)?);
+        // Warm the pool slots.
+        for _ in 0..50 {
+            drop(Invoker::new(&engine, module.clone())?);
+        }
+        let mut times = Vec::with_capacity(iters);
+        for _ in 0..iters {
+            let t = Instant::now();
+            let inv = Invoker::new(&engine, module.clone())?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+            drop(inv);
+        }
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        times.sort_by(f64::total_cmp);
+        println!(
+            "fresh instance {g:<15} (Invoker::new: Store + InstancePre::instantiate): median {:.1} µs, p99 {:.1} µs, mean {mean:.1} µs ({iters} iters)",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100]
+        );
+        // Per-call cost on a warm instance, 100 B and 1 KiB values.
+        let mut inv = Invoker::new(&engine, module.clone())?;
+        for size in [100usize, 1024] {
+            let events: Vec<Event> = (0..256)
+                .map(|i| Event {
+                    topic: "in".into(),
+                    partition: 0,
+                    offset: i,
+                    timestamp_ms: Some(1),
+                    key: None,
+                    value: Some(vec![b'x'; size]),
+                    headers: Vec::new(),
+                })
+                .collect();
+            let rounds = if smoke { 20 } else { 400 };
+            let mut emitted = 0;
+            let t = Instant::now();
+            for _ in 0..rounds {
+                let r = inv.call(&events, &stop);
+                if r.failure.is_some() {
+                    bail!("{g}: call failed: {:?}", r.failure);
+                }
+                emitted += r.emitted.iter().map(Vec::len).sum::<usize>();
+            }
+            let per = t.elapsed().as_secs_f64() * 1e9 / (rounds * events.len()) as f64;
+            if emitted != rounds * events.len() {
+                bail!(
+                    "{g}: emitted {emitted} records for {} events",
+                    rounds * events.len()
+                );
+            }
+            println!(
+                "  call {g:<15} {size:>5} B: {per:>6.0} ns/event (Invoker::call, 256 events per call, emit included)"
+            );
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------ reload, RSS --
+
+fn rss_kib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn rss_child(
+    bootstrap: &str,
+    k: usize,
+    input: &str,
+    guests: &Path,
+    kafka: &[(String, String)],
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tmp = tempfile::tempdir()?;
+    let pid = std::process::id();
+    for i in 0..k {
+        std::fs::copy(
+            guests.join("identity.wasm"),
+            tmp.path().join(format!("id{i}.wasm")),
+        )?;
+        std::fs::write(
+            tmp.path().join(format!("id{i}.toml")),
+            manifest(input, input, &format!("bench-rss-{pid}-{i}"), 64),
+        )?;
+    }
+    let config = weir::config::RunConfig {
+        brokers: Some(bootstrap.to_owned()),
+        modules: Some(tmp.path().to_path_buf()),
+        http_listen: weir::http::HttpListen::Disabled,
+        watch: false,
+        kafka: kafka.iter().cloned().collect(),
+        ..Default::default()
+    };
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    rt.spawn(async move { weir::runtime::run(config, token).await });
+    // Let every module join its group and sit idle.
+    std::thread::sleep(Duration::from_secs(10));
+    println!("{}", rss_kib());
+    std::process::exit(0);
+}
+
+fn reload_child(
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    guests: &Path,
+    rate: u64,
+    kafka: &[(String, String)],
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let group = format!("bench-reload-{}", std::process::id());
+    std::fs::write(dir.join("echo.toml"), manifest(input, output, &group, 64))?;
+    std::fs::copy(guests.join("echo-v1.wasm"), dir.join("echo.wasm"))?;
+    let debounce = Duration::from_millis(100);
+    let config = weir::config::RunConfig {
+        brokers: Some(bootstrap.to_owned()),
+        modules: Some(dir.to_path_buf()),
+        http_listen: weir::http::HttpListen::Disabled,
+        watch: true,
+        reload_debounce: debounce,
+        kafka: kafka.iter().cloned().collect(),
+        ..Default::default()
+    };
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    rt.spawn(async move { weir::runtime::run(config, token).await });
+
+    let settings = KafkaSettings {
+        brokers: bootstrap.to_owned(),
+        passthrough: kafka.iter().cloned().collect(),
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let (config, topic, d) = (settings.producer_config(), input.to_owned(), done.clone());
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let (producer, _) = counting_producer(&config)?;
+        let mut value = vec![b'x'; 100];
+        let (mut sent, t0) = (0u64, Instant::now());
+        while !d.load(Ordering::Relaxed) {
+            let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
+            while sent < due {
+                value[..8].copy_from_slice(&now_ns().to_le_bytes());
+                send_retry(
+                    &producer,
+                    BaseRecord::<(), [u8]>::to(&topic).payload(&value),
+                );
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        Ok(())
+    });
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-bench-reload")
+        .set("fetch.wait.max.ms", "5")
+        .set("log_level", "3")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(output, 0, Offset::Beginning)?;
+    reader.assign(&tpl)?;
+    // (send ns, arrival ns, version)
+    let mut seen: Vec<(u64, u64, bool)> = Vec::new();
+    let start = Instant::now();
+    let mut swap_ns = None;
+    while start.elapsed() < Duration::from_secs(16) {
+        if swap_ns.is_none() && start.elapsed() > Duration::from_secs(10) {
+            let tmpfile = dir.join(".echo.wasm.tmp");
+            std::fs::copy(guests.join("echo-v2.wasm"), &tmpfile)?;
+            swap_ns = Some(now_ns());
+            std::fs::rename(&tmpfile, dir.join("echo.wasm"))?;
+        }
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(20)) {
+            let now = now_ns();
+            use rdkafka::message::Headers;
+            let v2 = m.headers().is_some_and(|h| {
+                h.iter()
+                    .any(|x| x.key == "weir-version" && x.value == Some(b"v2".as_slice()))
+            });
+            if let Some(v) = m.payload().filter(|v| v.len() >= 8) {
+                let sent = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+                seen.push((sent, now, v2));
+            }
+        }
+    }
+    done.store(true, Ordering::Relaxed);
+    let swap = swap_ns.context("no swap")?;
+    let first_v2 = seen
+        .iter()
+        .filter(|s| s.2)
+        .map(|s| s.1)
+        .min()
+        .context("no output from v2 within 6 s of the swap")?;
+    let mut before: Vec<u64> = seen
+        .iter()
+        .filter(|s| s.0 + 3_000_000_000 > swap && s.0 < swap)
+        .map(|s| s.1 - s.0)
+        .collect();
+    before.sort_unstable();
+    let around_max = seen
+        .iter()
+        .filter(|s| s.0 >= swap.saturating_sub(200_000_000) && s.0 < swap + 3_000_000_000)
+        .map(|s| s.1 - s.0)
+        .max()
+        .unwrap_or(0);
+    let p99_before = before.get(before.len() * 99 / 100).copied().unwrap_or(0);
+    println!(
+        "rename -> first v2 output {:.0} ms (includes the {} ms debounce, compile and the first v2 call); \
+         e2e latency p99 before the swap {:.2} ms, max around the swap {:.2} ms => event-handling stall ≈ {:.2} ms \
+         ({} events at {rate}/s, echo-v1 -> echo-v2, per-event world)",
+        (first_v2.saturating_sub(swap)) as f64 / 1e6,
+        debounce.as_millis(),
+        p99_before as f64 / 1e6,
+        around_max as f64 / 1e6,
+        around_max.saturating_sub(p99_before) as f64 / 1e6,
+        seen.len(),
+    );
+    std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parses() {
+        let text = manifest("a", "b", "g", 64);
+        weir::manifest::Manifest::parse(&text, Path::new("x.toml")).unwrap();
+    }
+}
