@@ -79,6 +79,7 @@ async fn every_failure_kind_reaches_the_dead_letter_topic_with_exact_headers() {
     // (value, expected kind, expected attempts, a word of the message)
     let cases: Vec<(&str, &str, &str, &str)> = vec![
         ("reject", "rejected", "1", "on purpose"),
+        ("retry", "retries-exhausted", "3", "always asks for a retry"),
         ("panic", "trap", "3", "unreachable"),
         ("recurse", "trap", "3", "stack"),
         ("grow", "trap", "3", "memory"),

@@ -13,6 +13,7 @@
 //! | `flood` | emits 1,000,000 records; the host's cap rejects the event |
 //! | `huge` | emits one 20 MB record; the size cap rejects the event |
 //! | `flaky` | asks for a retry twice, then echoes |
+//! | `retry` | always asks for a retry |
 //! | `reject` | always rejects |
 
 use std::cell::RefCell;
@@ -29,7 +30,10 @@ thread_local! {
     static SEEN: RefCell<HashMap<(i32, i64), u32>> = RefCell::new(HashMap::new());
 }
 
-#[allow(unconditional_recursion, reason = "the fixture overflows the stack on purpose")]
+#[allow(
+    unconditional_recursion,
+    reason = "the fixture overflows the stack on purpose"
+)]
 fn recurse(depth: u64) -> u64 {
     std::hint::black_box(recurse(depth + 1)) + 1
 }
@@ -71,6 +75,7 @@ impl Consumer for Misbehave {
                 }
                 ctx.emit(event.forward_to(output.as_str()))?;
             }
+            "retry" => return Err(Error::retry("the fixture always asks for a retry")),
             "reject" => return Err(Error::reject("the fixture rejects this on purpose")),
             _ => ctx.emit(event.forward_to(output.as_str()))?,
         }
