@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::manifest::Limits;
+
 /// Everything `weir run` needs, after the file and the flags are merged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -48,6 +50,16 @@ pub struct RunConfig {
     #[serde(default)]
     pub http_listen: crate::http::HttpListen,
 
+    /// Default limits of every module; a manifest's `[limits]` overrides
+    /// them key by key (see [`Limits`]).
+    #[serde(default)]
+    pub limits: Limits,
+
+    /// Wasm stack available to a guest call, in bytes (the same for every
+    /// module); deeper recursion traps.
+    #[serde(default = "default_max_wasm_stack")]
+    pub max_wasm_stack: usize,
+
     /// Watch the modules folder and apply changes live: new files load,
     /// changed ones reload, removed ones unload. Off: the folder is read
     /// once at start.
@@ -74,6 +86,10 @@ fn default_shutdown_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_max_wasm_stack() -> usize {
+    crate::engine::DEFAULT_MAX_WASM_STACK
+}
+
 fn default_watch() -> bool {
     true
 }
@@ -97,6 +113,8 @@ impl Default for RunConfig {
             shutdown_timeout: default_shutdown_timeout(),
             max_module_bytes: default_max_module_bytes(),
             http_listen: crate::http::HttpListen::Default,
+            limits: Limits::default(),
+            max_wasm_stack: default_max_wasm_stack(),
             watch: default_watch(),
             reload_debounce: default_reload_debounce(),
             kafka: BTreeMap::new(),
@@ -192,6 +210,17 @@ impl RunConfig {
         if self.commit_interval.is_zero() {
             problems.push("`commit-interval` must be greater than zero".into());
         }
+        if self.limits.timeout.is_zero()
+            || self.limits.memory_mib == 0
+            || self.limits.max_batch == 0
+        {
+            problems.push(
+                "[limits] `timeout`, `memory-mib` and `max-batch` must be greater than zero".into(),
+            );
+        }
+        if self.max_wasm_stack < 64 * 1024 {
+            problems.push("`max-wasm-stack` must be at least 65536 bytes".into());
+        }
         if self.max_module_bytes == 0 {
             problems.push("`max-module-bytes` must be greater than zero".into());
         }
@@ -283,6 +312,38 @@ mod tests {
         assert!(text.contains("`modules` is not set"), "{text}");
         assert!(!text.contains("linger.ms"), "{text}");
         assert_eq!(err.problems.len(), 4);
+    }
+
+    #[test]
+    fn runtime_limits_are_defaults_and_checked() {
+        let cfg = RunConfig::from_toml(
+            "brokers = \"b\"\nmodules = \"m\"\nmax-wasm-stack = 1048576\n[limits]\ntimeout = \"2s\"\nmemory-mib = 16\n",
+            None,
+        )
+        .unwrap();
+        cfg.validate(None).unwrap();
+        assert_eq!(cfg.limits.timeout, Duration::from_secs(2));
+        assert_eq!(cfg.limits.memory_mib, 16);
+        assert_eq!(cfg.limits.max_batch, 64, "unset keys keep their defaults");
+        assert_eq!(cfg.max_wasm_stack, 1 << 20);
+        let err = RunConfig::from_toml(
+            "[limits]
+memory = 3",
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `memory`"), "{err}");
+        let cfg = RunConfig::from_toml(
+            "brokers = \"b\"\nmodules = \"m\"\nmax-wasm-stack = 10",
+            None,
+        )
+        .unwrap();
+        assert!(
+            cfg.validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("max-wasm-stack")
+        );
     }
 
     #[test]

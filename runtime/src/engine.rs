@@ -22,6 +22,9 @@ use crate::bindings::{Consumer, ConsumerPre};
 use crate::host::{GuestPolicy, HostState};
 use crate::manifest::Manifest;
 
+/// wasmtime's default wasm stack limit, 512 KiB.
+pub const DEFAULT_MAX_WASM_STACK: usize = 512 * 1024;
+
 /// Granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -158,12 +161,18 @@ impl WasmEngine {
     /// Creates the engine, the linker with every import weir provides, and
     /// the epoch ticker thread.
     pub fn new() -> anyhow::Result<Self> {
-        let engine = match Engine::new(&engine_config(true)) {
+        Self::with_max_wasm_stack(DEFAULT_MAX_WASM_STACK)
+    }
+
+    /// [`WasmEngine::new`] with guest calls limited to `max_wasm_stack`
+    /// bytes of wasm stack (deeper recursion traps).
+    pub fn with_max_wasm_stack(max_wasm_stack: usize) -> anyhow::Result<Self> {
+        let engine = match Engine::new(&engine_config(true, max_wasm_stack)) {
             Ok(engine) => engine,
             Err(err) => {
                 tracing::warn!(error = %format_args!("{err:#}"),
                     "pooling allocator unavailable, using on-demand allocation");
-                Engine::new(&engine_config(false))
+                Engine::new(&engine_config(false, max_wasm_stack))
                     .map_err(|e| anyhow::anyhow!("failed to create the wasm engine: {e:#}"))?
             }
         };
@@ -313,10 +322,11 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
     std::fs::read(path).map_err(read_err)
 }
 
-fn engine_config(pooling: bool) -> Config {
+fn engine_config(pooling: bool, max_wasm_stack: usize) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.max_wasm_stack(max_wasm_stack);
     if pooling {
         // Sized for a few dozen modules with one instance per assigned
         // partition each; slots are only address space until used.

@@ -86,6 +86,7 @@ impl HostState {
             limits: GuestLimiter {
                 inner: StoreLimitsBuilder::new()
                     .memory_size(memory)
+                    .table_elements(policy.limits.table_elements as usize)
                     .trap_on_grow_failure(true)
                     .build(),
                 memory: 0,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a module starts reading when its group has no committed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -30,8 +30,10 @@ impl OffsetReset {
     }
 }
 
-/// Resource limits applied to every call into the module.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// Resource limits applied to every call into the module. The runtime
+/// config's `[limits]` table sets the defaults; a manifest's `[limits]`
+/// overrides them key by key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
     /// Wall-clock budget of one handler call (one event, or one batch). A call
@@ -54,6 +56,10 @@ pub struct Limits {
     /// a larger one fails with kind `oversized` without a call.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: u32,
+    /// Maximum elements of one wasm table (function references), per
+    /// instance.
+    #[serde(default = "default_table_elements")]
+    pub table_elements: u32,
 }
 
 fn default_timeout() -> Duration {
@@ -73,6 +79,11 @@ fn default_max_record_bytes() -> u32 {
 fn default_max_batch() -> u32 {
     64
 }
+/// Rust guests use a few hundred table entries; 10,000 leaves room for
+/// large programs while bounding what a hostile one can allocate.
+fn default_table_elements() -> u32 {
+    10_000
+}
 /// Kafka's default `max.message.bytes` for a topic is about 1 MiB.
 fn default_max_event_bytes() -> u32 {
     1 << 20
@@ -87,6 +98,7 @@ impl Default for Limits {
             max_record_bytes: default_max_record_bytes(),
             max_batch: default_max_batch(),
             max_event_bytes: default_max_event_bytes(),
+            table_elements: default_table_elements(),
         }
     }
 }
@@ -302,6 +314,30 @@ impl Manifest {
         }
     }
 
+    /// [`Manifest::parse`] with the runtime's `[limits]` as defaults: the
+    /// keys the manifest's own `[limits]` sets win, `defaults` fills the rest.
+    pub fn parse_with(text: &str, path: &Path, defaults: &Limits) -> Result<Self, ManifestError> {
+        let mut manifest = Self::parse(text, path)?;
+        if *defaults == Limits::default() {
+            return Ok(manifest);
+        }
+        let invalid = |message: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let own = toml::from_str::<toml::Table>(text)
+            .map_err(|e| invalid(e.to_string()))?
+            .remove("limits")
+            .and_then(|v| v.as_table().cloned())
+            .unwrap_or_default();
+        let mut merged = toml::Table::try_from(defaults).map_err(|e| invalid(e.to_string()))?;
+        merged.extend(own);
+        manifest.limits = toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(format!("[limits]: {e}")))?;
+        Ok(manifest)
+    }
+
     /// The consumer group of module `name`.
     pub fn group_id(&self, name: &str) -> String {
         self.group_id
@@ -440,6 +476,27 @@ mod tests {
         assert_eq!(m.on_failure.dead_letter_topic("x"), "dlq");
         let err = parse("input-topics = [\"a\"]\n[on-failure]\naction = \"drop\"").unwrap_err();
         assert!(err.to_string().contains("unknown variant `drop`"), "{err}");
+    }
+
+    #[test]
+    fn runtime_limit_defaults_fill_what_the_manifest_leaves_out() {
+        let defaults = Limits {
+            timeout: Duration::from_secs(9),
+            memory_mib: 8,
+            ..Limits::default()
+        };
+        let m = Manifest::parse_with(
+            "input-topics = [\"a\"]\n[limits]\nmemory-mib = 32\n",
+            Path::new("m.toml"),
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(m.limits.timeout, Duration::from_secs(9), "from the runtime");
+        assert_eq!(m.limits.memory_mib, 32, "the manifest wins");
+        assert_eq!(m.limits.table_elements, 10_000);
+        let m =
+            Manifest::parse_with("input-topics = [\"a\"]", Path::new("m.toml"), &defaults).unwrap();
+        assert_eq!(m.limits, defaults);
     }
 
     #[test]

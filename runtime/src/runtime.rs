@@ -70,7 +70,8 @@ pub async fn run_with_status(
     let mut supervisor = Supervisor {
         dir: config.modules_dir().to_path_buf(),
         max_bytes: config.max_module_bytes,
-        engine: Arc::new(WasmEngine::new()?),
+        engine: Arc::new(WasmEngine::with_max_wasm_stack(config.max_wasm_stack)?),
+        limits: config.limits.clone(),
         producer: kafka.producer()?,
         settings: RunnerSettings {
             kafka,
@@ -201,6 +202,8 @@ struct Supervisor {
     status: Arc<StatusBoard>,
     cancel: CancellationToken,
     running: HashMap<String, Running>,
+    /// Default limits from the runtime config.
+    limits: crate::manifest::Limits,
     /// Content that failed to load, so it is reported once, not per rescan.
     rejected: HashMap<String, Source>,
 }
@@ -272,13 +275,15 @@ impl Supervisor {
             return Ok(());
         }
         let loaded = {
+            let limits = self.limits.clone();
             let (engine, file, name) = (
                 self.engine.clone(),
                 path.to_path_buf(),
                 Arc::<str>::from(name),
             );
             tokio::task::spawn_blocking(move || {
-                let manifest = Manifest::parse(&manifest_text, &file.with_extension("toml"))?;
+                let manifest =
+                    Manifest::parse_with(&manifest_text, &file.with_extension("toml"), &limits)?;
                 engine.load_bytes(name, &file, &bytes, manifest)
             })
             .await
