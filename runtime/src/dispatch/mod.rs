@@ -485,7 +485,12 @@ fn poll_loop(
     let module = context.shared.name.clone();
     let mut next_commit = Instant::now() + commit_interval;
     while !cancel.is_cancelled() {
-        match consumer.poll(Duration::from_millis(100)) {
+        // While events are held for full worker queues, poll briefly so
+        // they are passed on (and their partitions resumed) soon after the
+        // workers catch up.
+        let holding = !lock(&context.held).is_empty();
+        let timeout = Duration::from_millis(if holding { 2 } else { 100 });
+        match consumer.poll(timeout) {
             Some(Ok(message)) => context.dispatch(&consumer, to_event(&message)),
             Some(Err(err)) => {
                 tracing::warn!(module = &*module, error = %err, "kafka consumer error")
