@@ -10,7 +10,7 @@ use crate::bindings::Consumer;
 use crate::bindings::batch::BatchConsumer;
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
-use crate::host::{EventRef, HostState};
+use crate::host::HostState;
 use crate::metrics::ModuleMetrics;
 
 /// The result of one call into a module.
@@ -223,11 +223,10 @@ fn begin(store: &mut Store<HostState>, deadline_ticks: u64, event: &Event) {
     store.set_epoch_deadline(deadline_ticks);
     let state = store.data_mut();
     state.emitted.clear();
-    state.current = EventRef {
-        topic: event.topic.clone(),
-        partition: event.partition,
-        offset: event.offset,
-    };
+    // The topic rarely changes between calls: reuse its allocation.
+    state.current.topic.clone_from(&event.topic);
+    state.current.partition = event.partition;
+    state.current.offset = event.offset;
 }
 
 fn new_store(engine: &WasmEngine, module: &LoadedModule) -> Store<HostState> {

@@ -140,13 +140,13 @@ pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
 ///
 /// Records are enqueued strictly in order, waiting while librdkafka's queue
 /// is full, so per-partition order follows emit order.
-pub async fn produce_all(
+pub async fn produce_all<'a>(
     producer: &FutureProducer,
-    records: &[(Outgoing, Option<i64>)],
+    records: impl IntoIterator<Item = (&'a Outgoing, Option<i64>)>,
 ) -> Vec<Result<(), KafkaError>> {
-    let mut pending = Vec::with_capacity(records.len());
+    let mut pending = Vec::new();
     for (record, timestamp_ms) in records {
-        pending.push(enqueue(producer, record, *timestamp_ms).await);
+        pending.push(enqueue(producer, record, timestamp_ms).await);
     }
     let mut results = Vec::with_capacity(pending.len());
     for delivery in pending {

@@ -240,11 +240,11 @@ impl Worker {
         let mut pending = records;
         let mut attempt = 1;
         while !pending.is_empty() {
-            let batch: Vec<(Outgoing, Option<i64>)> = pending
+            let batch: Vec<(&Outgoing, Option<i64>)> = pending
                 .iter()
-                .map(|p| (p.record.clone(), p.timestamp_ms))
+                .map(|p| (&p.record, p.timestamp_ms))
                 .collect();
-            let results = produce_all(&self.shared.producer, &batch).await;
+            let results = produce_all(&self.shared.producer, batch).await;
             let mut failed = Vec::new();
             let mut last_error = None;
             for (p, result) in pending.into_iter().zip(results) {
@@ -320,11 +320,11 @@ impl Worker {
         }
         let mut attempt: u32 = 1;
         while !records.is_empty() {
-            let batch: Vec<(Outgoing, Option<i64>)> = records
+            let batch: Vec<(&Outgoing, Option<i64>)> = records
                 .iter()
-                .map(|p| (p.record.clone(), p.timestamp_ms))
+                .map(|p| (&p.record, p.timestamp_ms))
                 .collect();
-            let results = produce_all(&self.shared.producer, &batch).await;
+            let results = produce_all(&self.shared.producer, batch).await;
             let mut last_error = None;
             let mut failed = Vec::new();
             for (p, result) in records.into_iter().zip(results) {
