@@ -45,6 +45,11 @@ impl KafkaSettings {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", offset_reset);
+        // Cooperative rebalancing: when a member joins or leaves, only the
+        // partitions that move are revoked; the others keep flowing.
+        if config.get("partition.assignment.strategy").is_none() {
+            config.set("partition.assignment.strategy", "cooperative-sticky");
+        }
         config
     }
 
@@ -146,20 +151,22 @@ pub async fn produce_all<'a>(
 ) -> Vec<Result<(), KafkaError>> {
     let mut pending = Vec::new();
     for (record, timestamp_ms) in records {
-        pending.push(enqueue(producer, record, timestamp_ms).await);
+        pending.push(send(producer, record, timestamp_ms).await);
     }
     let mut results = Vec::with_capacity(pending.len());
     for delivery in pending {
-        results.push(match delivery {
-            Err(err) => Err(err),
-            Ok(delivery) => match delivery.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((err, _))) => Err(err),
-                Err(_canceled) => Err(KafkaError::Canceled),
-            },
-        });
+        results.push(delivered(delivery).await);
     }
     results
+}
+
+/// Waits for the broker's answer on a record [`send`] enqueued.
+pub async fn delivered(sent: Result<DeliveryFuture, KafkaError>) -> Result<(), KafkaError> {
+    match sent?.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((err, _))) => Err(err),
+        Err(_canceled) => Err(KafkaError::Canceled),
+    }
 }
 
 /// Whether producing a record failed for a reason that retrying cannot fix
@@ -179,7 +186,9 @@ pub fn is_permanent(err: &KafkaError) -> bool {
     )
 }
 
-async fn enqueue(
+/// Enqueues one record (waiting while librdkafka's queue is full) and
+/// returns its delivery, to be awaited with [`delivered`].
+pub async fn send(
     producer: &FutureProducer,
     record: &Outgoing,
     timestamp_ms: Option<i64>,
@@ -238,6 +247,10 @@ mod tests {
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         assert_eq!(c.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(c.get("auto.offset.reset"), Some("latest"));
+        assert_eq!(
+            c.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
         assert_eq!(c.get("linger.ms"), Some("7"));
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
     }

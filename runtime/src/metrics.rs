@@ -630,6 +630,17 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Moves `n` of these events (at most all that are left) to a new guard,
+    /// which settles them when it is dropped or told so.
+    pub fn split(&mut self, n: usize) -> InFlight {
+        let n = (n as i64).min(self.left);
+        self.left -= n;
+        InFlight {
+            gauge: self.gauge.clone(),
+            left: n,
+        }
+    }
+
     /// `n` more events settled.
     pub fn settled(&mut self, n: usize) {
         let n = (n as i64).min(self.left);

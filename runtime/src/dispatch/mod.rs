@@ -25,6 +25,7 @@
 //! the worker, commits, and only then lets librdkafka hand the partition
 //! over.
 
+mod ack;
 mod failure;
 mod settle;
 mod worker;
@@ -48,7 +49,10 @@ use crate::metrics::{Metrics, ModuleMetrics};
 use crate::status::StatusBoard;
 
 /// Events buffered per partition between the poll thread and its worker.
-const PARTITION_QUEUE: usize = 1024;
+/// When it is full the partition is paused, and resumed once half of it is
+/// free again: pausing makes librdkafka drop what it prefetched for the
+/// partition, so flapping between the two would refetch constantly.
+const PARTITION_QUEUE: usize = 4096;
 
 /// A topic and partition.
 pub(crate) type TopicPartition = (String, i32);
@@ -248,7 +252,7 @@ impl RunnerContext {
     }
 
     /// Passes held events on to workers that have room again, resuming their
-    /// partitions once nothing is held.
+    /// partitions once nothing is held and half the worker's queue is free.
     fn flush_held(&self, consumer: &BaseConsumer<Self>) {
         let mut held = lock(&self.held);
         if held.is_empty() {
@@ -268,6 +272,9 @@ impl RunnerContext {
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
+            }
+            if handle.events.capacity() < PARTITION_QUEUE / 2 {
+                return true;
             }
             pause(consumer, tp, false);
             false

@@ -1,6 +1,7 @@
-//! One partition's worker: calls the module for its events in offset order,
-//! produces what they emitted, waits for the acknowledgements, then moves the
-//! partition's watermark.
+//! One partition's worker: calls the module for its events in offset order
+//! and produces what they emitted; its acknowledging half ([`super::ack`])
+//! waits for the broker's acknowledgements, writes dead letters, then moves
+//! the partition's watermark.
 //!
 //! Dispositions:
 //! - `ok`: the event's records are produced; once acknowledged, settled.
@@ -19,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use std::sync::OnceLock;
@@ -26,32 +28,47 @@ use std::sync::OnceLock;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::failure::{Failure, FailureKind, dead_letter_record, event_size};
-use super::settle::{Pending, oversized, stop_at_first_failure};
+use super::ack::{Acker, Flight, Stopped, send_all};
+use super::failure::{Failure, event_size};
+use super::settle::{oversized, stop_at_first_failure};
 use super::{Shared, TopicPartition};
-use crate::bindings::weir::consumer::types::{Event, Outgoing};
+use crate::bindings::weir::consumer::types::Event;
 use crate::invoke::{CallResult, Invoker};
-use crate::kafka::{is_permanent, produce_all};
 use crate::manifest::FailureAction;
 
-/// The worker was told to stop before the work was settled.
-struct Stopped;
+/// Settled runs of events handed to the acknowledging half and not yet
+/// landed, per partition. Calls go on while earlier outputs are on their way;
+/// this bounds how far ahead they get.
+const FLIGHTS: usize = 32;
 
-/// Starts the worker of `tp`.
+/// Starts the worker of `tp`: the calling half and the acknowledging half
+/// ([`Acker`]) run as one task.
 pub(super) fn spawn(
     shared: Arc<Shared>,
     tp: TopicPartition,
     events: mpsc::Receiver<Event>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let (flights, landing) = mpsc::channel(FLIGHTS);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let acker = Acker {
+        shared: shared.clone(),
+        tp: tp.clone(),
+        stop: stop.clone(),
+        stalled: stalled.clone(),
+    };
     let worker = Worker {
         shared: shared.clone(),
         tp,
         invoker: None,
         isolate: 0,
         stop,
+        flights,
+        stalled,
     };
-    shared.runtime.spawn(worker.run(events))
+    shared.runtime.spawn(async move {
+        tokio::join!(worker.run(events), acker.run(landing));
+    })
 }
 
 pub(super) struct Worker {
@@ -61,6 +78,10 @@ pub(super) struct Worker {
     /// Events still to be called one at a time after a batch trapped.
     pub(super) isolate: usize,
     stop: CancellationToken,
+    /// To the acknowledging half.
+    flights: mpsc::Sender<Flight>,
+    /// Set by the acknowledging half while it retries a delivery.
+    stalled: Arc<AtomicBool>,
 }
 
 /// Limits concurrent guest calls to the machine's cores: call deadlines are
@@ -106,10 +127,13 @@ impl Worker {
             if self.stop.is_cancelled() {
                 return Err(Stopped);
             }
+            while self.stalled.load(Ordering::Acquire) {
+                self.pause(Duration::from_millis(20)).await?;
+            }
             let isolating = self.isolate > 0;
             let mut take = if isolating { 1 } else { queue.len() };
             let max_event = self.shared.module.load().manifest.limits.max_event_bytes as usize;
-            let (chunk, mut plan) = match queue
+            let (mut chunk, mut plan) = match queue
                 .iter()
                 .take(take)
                 .position(|e| event_size(e) > max_event)
@@ -136,23 +160,23 @@ impl Worker {
             } else {
                 None
             };
-            let refused = self.produce(std::mem::take(&mut plan.produce)).await?;
-            plan.rejects
-                .extend(refused.into_iter().map(|(offset, reason)| Failure {
-                    offset,
-                    kind: FailureKind::Refused,
-                    reason,
-                    attempts: 1,
-                }));
-            self.fail(&chunk, &plan.rejects, action).await?;
-            self.shared.metrics.processed(&plan.outcomes);
-            in_flight.settled(plan.settled);
-            if plan.settled > 0 {
-                self.shared
-                    .settle(&self.tp, chunk[plan.settled - 1].offset + 1);
+            let rest = chunk.split_off(plan.settled.min(chunk.len()));
+            if chunk.is_empty() {
+                self.shared.metrics.processed(&plan.outcomes);
+            } else {
+                let sent = send_all(&self.shared, std::mem::take(&mut plan.produce)).await;
+                let flight = Flight {
+                    events: chunk,
+                    sent,
+                    rejects: std::mem::take(&mut plan.rejects),
+                    action,
+                    outcomes: std::mem::take(&mut plan.outcomes),
+                    in_flight: in_flight.split(plan.settled),
+                };
+                self.flights.send(flight).await.map_err(|_| Stopped)?;
                 attempt = 1;
             }
-            for event in chunk.into_iter().skip(plan.settled).rev() {
+            for event in rest.into_iter().rev() {
                 queue.push_front(event);
             }
             if let Some(failure) = halt {
@@ -228,128 +252,6 @@ impl Worker {
                 .await?;
             attempt += 1;
         }
-    }
-
-    /// Produces records until the broker has acknowledged each of them, or
-    /// refused it for good. Records that failed for a transient reason are
-    /// produced again after a backoff (only those: the acknowledged ones are
-    /// not repeated); a permanent refusal (too large, no such partition, not
-    /// authorised) rejects the event that emitted the record.
-    async fn produce(&mut self, records: Vec<Pending>) -> Result<Vec<(i64, String)>, Stopped> {
-        let mut refused = Vec::new();
-        let mut pending = records;
-        let mut attempt = 1;
-        while !pending.is_empty() {
-            let batch: Vec<(&Outgoing, Option<i64>)> = pending
-                .iter()
-                .map(|p| (&p.record, p.timestamp_ms))
-                .collect();
-            let results = produce_all(&self.shared.producer, batch).await;
-            let mut failed = Vec::new();
-            let mut last_error = None;
-            for (p, result) in pending.into_iter().zip(results) {
-                match result {
-                    Ok(()) => {
-                        let bytes = crate::host::record_size(&p.record);
-                        self.shared.metrics.emitted(&p.record.topic, bytes);
-                    }
-                    Err(err) if is_permanent(&err) => {
-                        self.shared.metrics.produce_error();
-                        refused.push((
-                            p.owner,
-                            format!(
-                                "the broker refused a record emitted to `{}`: {err}",
-                                p.record.topic
-                            ),
-                        ));
-                    }
-                    Err(err) => {
-                        self.shared.metrics.produce_error();
-                        last_error = Some(err);
-                        failed.push(p);
-                    }
-                }
-            }
-            pending = failed;
-            if let Some(err) = last_error {
-                let backoff = Duration::from_millis(200)
-                    .saturating_mul(1 << attempt.min(5))
-                    .min(Duration::from_secs(5));
-                tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
-                    partition = self.tp.1, error = %err, records = pending.len(), attempt,
-                    backoff = ?backoff, "producing outputs failed; offsets stay uncommitted, retrying");
-                attempt += 1;
-                self.pause(backoff).await?;
-            }
-        }
-        Ok(refused)
-    }
-
-    /// Applies the module's `on-failure` action to events that failed for
-    /// good (`Stop` was applied before producing, see
-    /// [`stop_at_first_failure`]). Returns once dead-letter records are
-    /// acknowledged: an event is only settled after that.
-    async fn fail(
-        &mut self,
-        chunk: &[Event],
-        failures: &[Failure],
-        action: FailureAction,
-    ) -> Result<(), Stopped> {
-        if failures.is_empty() {
-            return Ok(());
-        }
-        let module = self.shared.current();
-        let dlq_topic = module.manifest.on_failure.dead_letter_topic(&module.name);
-        let mut records = Vec::new();
-        for failure in failures {
-            tracing::error!(module = &*self.shared.name, topic = %self.tp.0, partition = self.tp.1,
-                offset = failure.offset, kind = failure.kind.as_str(), attempts = failure.attempts,
-                reason = %failure.reason, action = ?action, "event failed");
-            if action != FailureAction::DeadLetter {
-                continue;
-            }
-            if let Some(event) = chunk.iter().find(|e| e.offset == failure.offset) {
-                let record =
-                    dead_letter_record(event, failure, &module.name, &module.digest, &dlq_topic);
-                records.push(Pending {
-                    record,
-                    timestamp_ms: event.timestamp_ms,
-                    owner: failure.offset,
-                });
-            }
-        }
-        let mut attempt: u32 = 1;
-        while !records.is_empty() {
-            let batch: Vec<(&Outgoing, Option<i64>)> = records
-                .iter()
-                .map(|p| (&p.record, p.timestamp_ms))
-                .collect();
-            let results = produce_all(&self.shared.producer, batch).await;
-            let mut last_error = None;
-            let mut failed = Vec::new();
-            for (p, result) in records.into_iter().zip(results) {
-                match result {
-                    Ok(()) => self.shared.metrics.dead_lettered(),
-                    Err(err) => {
-                        last_error = Some(err);
-                        failed.push(p);
-                    }
-                }
-            }
-            records = failed;
-            if let Some(err) = last_error {
-                let why = format!("cannot write to dead-letter topic `{dlq_topic}`: {err}");
-                tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
-                    partition = self.tp.1, attempt, reason = %why,
-                    "partition paused: nothing is committed until the dead-letter write succeeds");
-                self.shared.problem(&self.tp, Some(why));
-                attempt += 1;
-                self.pause(Duration::from_secs(attempt.min(5).into()))
-                    .await?;
-            }
-        }
-        self.shared.problem(&self.tp, None);
-        Ok(())
     }
 
     /// `on-failure = stop`: waits, with the partition halted at `failure`,

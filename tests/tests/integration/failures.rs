@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use weir_tests::{
-    Broker, ModulesDir, Received, Send, Weir, broker, committed, consume, eventually, init_logging,
-    produce, test_guest, unique,
+    Broker, ModulesDir, Received, Send, Weir, broker, committed, consume, eventually, free_port,
+    http_get, init_logging, produce, sample, test_guest, unique,
 };
 
 struct Setup {
@@ -358,6 +358,58 @@ async fn an_unwritable_dead_letter_topic_pauses_the_partition_without_committing
     eventually(Duration::from_secs(10), "the status to clear", || {
         let bad = status.snapshot().into_iter().find(|m| m.name == "bad")?;
         bad.stalled.is_empty().then_some(())
+    })
+    .await;
+    weir.stop().await.unwrap();
+}
+
+/// Calls run ahead of acknowledgements (a partition has several calls'
+/// outputs in flight), but the commit never passes an event that is not
+/// settled: here a later event's output is acknowledged while an earlier
+/// event's dead letter cannot be written, and nothing is committed until it
+/// is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_acknowledged_event_never_commits_past_an_unsettled_one() {
+    init_logging();
+    let s = setup("order", "", false).await;
+    if let Broker::Embedded(e) = broker() {
+        e.set_topic_unavailable(&s.dlq, true).unwrap();
+    }
+    let http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // The dead letter times out after 5 s; until then the partition is not
+    // held back, so the second event gets its own call meanwhile.
+    let weir = Weir::start_with_http(s.modules.path(), &[("message.timeout.ms", "5000")], http);
+    produce(&s.input, &[on(0, "a", "reject")]).await;
+    let calls = r#"weir_handler_duration_seconds_count{module="bad"}"#;
+    eventually(Duration::from_secs(60), "the first call", || {
+        let (_, _, text) = http_get(http, "/metrics").ok()?;
+        (sample(&text, calls)? >= 1.0).then_some(())
+    })
+    .await;
+    produce(&s.input, &[on(0, "b", "after")]).await;
+    let out = read(&s.output, 1, Duration::ZERO).await;
+    assert_eq!(
+        out[0].text(),
+        "after",
+        "the later event's output is acknowledged"
+    );
+    let (_, _, text) = http_get(http, "/metrics").unwrap();
+    assert!(sample(&text, calls).unwrap() >= 2.0, "two calls: {text}");
+    assert_eq!(
+        committed(&s.group, &s.input)[0],
+        None,
+        "nothing committed while the first event's dead letter waits"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(committed(&s.group, &s.input)[0], None);
+
+    match broker() {
+        Broker::Embedded(e) => e.set_topic_unavailable(&s.dlq, false).unwrap(),
+        Broker::External(_) => broker().create_topic(&s.dlq).await,
+    }
+    assert_eq!(read(&s.dlq, 1, Duration::ZERO).await[0].text(), "reject");
+    eventually(Duration::from_secs(30), "both offsets committed", || {
+        (committed(&s.group, &s.input)[0] == Some(2)).then_some(())
     })
     .await;
     weir.stop().await.unwrap();
