@@ -72,8 +72,8 @@ struct Opts {
     #[arg(long, default_value_t = 1)]
     partitions: i32,
     /// `[limits] max-batch` of the weir modules (the per-event module too:
-    /// it bounds how many events a worker settles per produce/ack round).
-    #[arg(long, default_value_t = 64)]
+    /// it bounds how many events a worker takes per call).
+    #[arg(long, default_value_t = 256)]
     max_batch: u32,
     /// librdkafka property for every client, native and weir alike
     /// (repeatable, `key=value`); added to the defaults below.

@@ -324,7 +324,7 @@ mod tests {
         cfg.validate(None).unwrap();
         assert_eq!(cfg.limits.timeout, Duration::from_secs(2));
         assert_eq!(cfg.limits.memory_mib, 16);
-        assert_eq!(cfg.limits.max_batch, 64, "unset keys keep their defaults");
+        assert_eq!(cfg.limits.max_batch, 256, "unset keys keep their defaults");
         assert_eq!(cfg.max_wasm_stack, 1 << 20);
         let err = RunConfig::from_toml(
             "[limits]

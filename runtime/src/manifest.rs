@@ -77,7 +77,7 @@ fn default_max_record_bytes() -> u32 {
     990_000
 }
 fn default_max_batch() -> u32 {
-    64
+    256
 }
 /// Rust guests use a few hundred table entries; 10,000 leaves room for
 /// large programs while bounding what a hostile one can allocate.

@@ -444,12 +444,12 @@ impl ModuleMetrics {
         self.forget_partitions(None);
     }
 
-    /// An event was read from `topic`.
-    pub fn consumed(&self, topic: &str) {
+    /// `n` events were read from `topic`.
+    pub fn consumed(&self, topic: &str, n: usize) {
         self.metrics
             .events_consumed
             .with_label_values(&[&self.name, topic])
-            .inc();
+            .inc_by(n as u64);
     }
 
     /// Events settled by one call.
@@ -462,9 +462,12 @@ impl ModuleMetrics {
     }
 
     /// One acknowledged emitted record of `bytes` bytes to `topic`.
-    pub fn emitted(&self, topic: &str, bytes: usize) {
+    pub fn emitted(&self, topic: &str, records: usize, bytes: usize) {
         let labels = [self.name.as_str(), topic];
-        self.metrics.events_emitted.with_label_values(&labels).inc();
+        self.metrics
+            .events_emitted
+            .with_label_values(&labels)
+            .inc_by(records as u64);
         self.metrics
             .emitted_bytes
             .with_label_values(&labels)
@@ -739,7 +742,7 @@ mod tests {
     fn encodes_prometheus_text_with_bounded_labels() {
         let metrics = Arc::new(Metrics::new());
         let m = metrics.module("enrich");
-        m.consumed("orders");
+        m.consumed("orders", 1);
         let mut outcomes = Outcomes::default();
         outcomes.add(Outcome::Ok);
         outcomes.add(Outcome::Ok);

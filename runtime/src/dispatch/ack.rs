@@ -121,6 +121,8 @@ impl Acker {
     ) -> Result<Vec<(i64, String)>, Stopped> {
         let mut refused = Vec::new();
         let mut attempt: u32 = 1;
+        // Acknowledged outputs per topic: (topic, records, bytes).
+        let mut tally: Vec<(String, usize, usize)> = Vec::new();
         while !sent.is_empty() {
             let mut failed = Vec::new();
             let mut last_error = None;
@@ -128,7 +130,10 @@ impl Acker {
                 match delivered(delivery).await {
                     Ok(()) if purpose == Purpose::Outputs => {
                         let bytes = crate::host::record_size(&p.record);
-                        self.shared.metrics.emitted(&p.record.topic, bytes);
+                        match tally.iter_mut().find(|t| t.0 == p.record.topic) {
+                            Some(t) => (t.1, t.2) = (t.1 + 1, t.2 + bytes),
+                            None => tally.push((p.record.topic, 1, bytes)),
+                        }
                     }
                     Ok(()) => self.shared.metrics.dead_lettered(),
                     Err(err) if purpose == Purpose::Outputs && is_permanent(&err) => {
@@ -167,6 +172,9 @@ impl Acker {
             attempt += 1;
             self.pause(backoff).await?;
             sent = send_all(&self.shared, failed).await;
+        }
+        for (topic, records, bytes) in tally {
+            self.shared.metrics.emitted(&topic, records, bytes);
         }
         if attempt > 1 {
             self.stalled.store(false, Ordering::Release);

@@ -2,9 +2,13 @@
 //! workers, and committing what they finished.
 //!
 //! Each module has one Kafka consumer, in its own group, polled by a
-//! dedicated thread. Every assigned partition gets a [`worker`] task that
-//! handles its events strictly in offset order; partitions and modules run
-//! in parallel.
+//! dedicated thread that serves the group (rebalances, commits, errors).
+//! Every assigned partition gets a [`worker`] task that reads the
+//! partition's own librdkafka queue (split off the consumer's queue when the
+//! partition is assigned) and handles its events strictly in offset order;
+//! partitions and modules run in parallel. A slow partition only fills its
+//! own queue: librdkafka stops prefetching it at `queued.max.messages.kbytes`
+//! while the other partitions keep flowing.
 //!
 //! # Offsets
 //!
@@ -30,8 +34,8 @@ mod failure;
 mod settle;
 mod worker;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -39,20 +43,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::bindings::weir::consumer::types::Event;
 use crate::engine::{LoadedModule, WasmEngine};
-use crate::kafka::{KafkaSettings, to_event};
+use crate::kafka::KafkaSettings;
 use crate::metrics::{Metrics, ModuleMetrics};
 use crate::status::StatusBoard;
-
-/// Events buffered per partition between the poll thread and its worker.
-/// When it is full the partition is paused, and resumed once half of it is
-/// free again: pausing makes librdkafka drop what it prefetched for the
-/// partition, so flapping between the two would refetch constantly.
-const PARTITION_QUEUE: usize = 4096;
 
 /// A topic and partition.
 pub(crate) type TopicPartition = (String, i32);
@@ -98,7 +94,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct WorkerHandle {
-    events: mpsc::Sender<Event>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -108,8 +103,11 @@ struct WorkerHandle {
 struct RunnerContext {
     shared: Arc<Shared>,
     workers: Mutex<HashMap<TopicPartition, WorkerHandle>>,
-    /// Events fetched for paused partitions whose worker queue was full.
-    held: Mutex<HashMap<TopicPartition, VecDeque<Event>>>,
+    /// The consumer itself, to split partition queues off it on assignment.
+    consumer: OnceLock<Weak<BaseConsumer<RunnerContext>>>,
+    /// Partitions a message arrived for on the consumer's own queue, which
+    /// their worker never sees: never committed again until revoked.
+    stray: Mutex<HashSet<TopicPartition>>,
     /// Parent of every worker's stop token: the module's cancellation.
     stop: CancellationToken,
     committed: Mutex<HashMap<TopicPartition, i64>>,
@@ -153,6 +151,9 @@ impl ConsumerContext for RunnerContext {
             Rebalance::Assign(tpl) => {
                 tracing::info!(module, partitions = %describe(tpl), "partitions assigned");
                 self.shared.metrics.assigned(tpl.count());
+                for e in tpl.elements() {
+                    self.start_worker((e.topic().to_owned(), e.partition()));
+                }
             }
             Rebalance::Revoke(tpl) => {
                 let lost = consumer.assignment_lost();
@@ -162,14 +163,6 @@ impl ConsumerContext for RunnerContext {
                     .iter()
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
-                {
-                    // A held (paused) partition must not stay paused if it
-                    // comes back to this member.
-                    let held = lock(&self.held);
-                    for tp in revoked.iter().filter(|tp| held.contains_key(*tp)) {
-                        pause(consumer, tp, false);
-                    }
-                }
                 self.stop_workers(&revoked);
                 self.shared.metrics.revoked(&revoked, lost);
                 if !lost {
@@ -177,9 +170,11 @@ impl ConsumerContext for RunnerContext {
                 }
                 let mut marks = lock(&self.shared.watermarks);
                 let mut committed = lock(&self.committed);
+                let mut stray = lock(&self.stray);
                 for tp in &revoked {
                     marks.remove(tp);
                     committed.remove(tp);
+                    stray.remove(tp);
                 }
             }
             Rebalance::Error(err) => {
@@ -215,70 +210,52 @@ impl ConsumerContext for RunnerContext {
 }
 
 impl RunnerContext {
-    /// Routes an event to its partition's worker, starting one if needed.
-    /// Never blocks the poll thread: when the worker's queue is full the
-    /// partition is paused and the event held until [`Self::flush_held`]
-    /// can pass it on (librdkafka resumes fetching after the last event it
-    /// handed out, so nothing is skipped).
-    fn dispatch(&self, consumer: &BaseConsumer<Self>, event: Event) {
-        let tp = (event.topic.clone(), event.partition);
-        self.shared.metrics.consumed(&tp.0);
-        let mut held = lock(&self.held);
-        if let Some(queue) = held.get_mut(&tp) {
-            queue.push_back(event);
+    /// Starts the worker of a newly assigned partition on the partition's
+    /// own queue. Called before librdkafka starts fetching it, so every
+    /// message of the partition lands in that queue.
+    fn start_worker(&self, tp: TopicPartition) {
+        let module = &*self.shared.name;
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            // Only while the consumer is being closed: nothing to start.
+            return;
+        };
+        let mut workers = lock(&self.workers);
+        if workers.contains_key(&tp) {
             return;
         }
-        let sender = {
-            let mut workers = lock(&self.workers);
-            let handle = workers.entry(tp.clone()).or_insert_with(|| {
-                let (events, rx) = mpsc::channel(PARTITION_QUEUE);
-                let stop = self.stop.child_token();
-                let task = worker::spawn(self.shared.clone(), tp.clone(), rx, stop.clone());
-                WorkerHandle { events, stop, task }
-            });
-            handle.events.clone()
+        let Some(queue) = consumer.split_partition_queue(&tp.0, tp.1) else {
+            tracing::error!(module, topic = %tp.0, partition = tp.1,
+                "cannot split off the partition's queue; it is not handled until the next rebalance");
+            return;
         };
-        match sender.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                pause(consumer, &tp, true);
-                held.insert(tp, VecDeque::from([event]));
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::error!(module = &*self.shared.name, topic = %tp.0, partition = tp.1,
-                    "the partition's worker has stopped; the partition is stalled until the next rebalance or restart");
-            }
-        }
+        let stop = self.stop.child_token();
+        let task = worker::spawn(self.shared.clone(), tp.clone(), queue, stop.clone());
+        workers.insert(tp, WorkerHandle { stop, task });
     }
 
-    /// Passes held events on to workers that have room again, resuming their
-    /// partitions once nothing is held and half the worker's queue is free.
-    fn flush_held(&self, consumer: &BaseConsumer<Self>) {
-        let mut held = lock(&self.held);
-        if held.is_empty() {
-            return;
+    /// A message on the consumer's own queue: its partition has no queue of
+    /// its own, so its worker will never see it. Not handled, and the
+    /// partition is never committed again until it is revoked, so the
+    /// message is redelivered rather than skipped.
+    fn stray(&self, topic: &str, partition: i32, offset: i64) {
+        let tp = (topic.to_owned(), partition);
+        let newly = lock(&self.stray).insert(tp.clone());
+        if newly {
+            tracing::error!(
+                module = &*self.shared.name,
+                topic,
+                partition,
+                offset,
+                "a message arrived outside its partition's queue; the partition is no longer \
+                 committed until it is revoked or weir restarts (its events will be redelivered)"
+            );
+            self.shared.problem(
+                &tp,
+                Some(format!(
+                    "message at offset {offset} arrived outside the partition's queue; commits held"
+                )),
+            );
         }
-        let workers = lock(&self.workers);
-        held.retain(|tp, queue| {
-            let Some(handle) = workers.get(tp) else {
-                return false;
-            };
-            while let Some(event) = queue.pop_front() {
-                match handle.events.try_send(event) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(event)) => {
-                        queue.push_front(event);
-                        return true;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                }
-            }
-            if handle.events.capacity() < PARTITION_QUEUE / 2 {
-                return true;
-            }
-            pause(consumer, tp, false);
-            false
-        });
     }
 
     /// Stops the workers of `partitions` (all when empty) and waits up to the
@@ -295,18 +272,11 @@ impl RunnerContext {
                 .filter_map(|tp| workers.remove(&tp).map(|h| (tp, h)))
                 .collect()
         };
-        {
-            let mut held = lock(&self.held);
-            for (tp, _) in &handles {
-                held.remove(tp);
-            }
-        }
         for (_, handle) in &handles {
             handle.stop.cancel();
         }
         let deadline = Instant::now() + self.drain_timeout;
         for (tp, handle) in handles {
-            drop(handle.events);
             let remaining = deadline.saturating_duration_since(Instant::now());
             let mut task = handle.task;
             let joined = self
@@ -343,8 +313,12 @@ impl RunnerContext {
         {
             let marks = lock(&self.shared.watermarks);
             let committed = lock(&self.committed);
+            let stray = lock(&self.stray);
             for (tp, &next) in marks.iter() {
-                if only.is_some_and(|o| !o.contains(tp)) || committed.get(tp) == Some(&next) {
+                if only.is_some_and(|o| !o.contains(tp))
+                    || committed.get(tp) == Some(&next)
+                    || stray.contains(tp)
+                {
                     continue;
                 }
                 if tpl
@@ -366,21 +340,6 @@ impl RunnerContext {
             Err(err) => tracing::warn!(module = &*self.shared.name, error = %err,
                 offsets = %describe(&tpl), "offset commit failed; will retry"),
         }
-    }
-}
-
-/// Pauses or resumes fetching one partition.
-fn pause<C: ConsumerContext>(consumer: &BaseConsumer<C>, tp: &TopicPartition, pause: bool) {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&tp.0, tp.1);
-    let result = if pause {
-        consumer.pause(&tpl)
-    } else {
-        consumer.resume(&tpl)
-    };
-    if let Err(err) = result {
-        tracing::warn!(topic = %tp.0, partition = tp.1, pause, error = %err,
-            "cannot pause or resume the partition");
     }
 }
 
@@ -442,7 +401,8 @@ pub fn spawn_runner(
     let context = RunnerContext {
         shared,
         workers: Mutex::new(HashMap::new()),
-        held: Mutex::new(HashMap::new()),
+        consumer: OnceLock::new(),
+        stray: Mutex::new(HashSet::new()),
         stop: cancel.child_token(),
         committed: Mutex::new(HashMap::new()),
         drain_timeout: settings.drain_timeout,
@@ -453,14 +413,15 @@ pub fn spawn_runner(
     if config.get("statistics.interval.ms").is_none() {
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     }
-    let consumer: BaseConsumer<RunnerContext> =
-        config.create_with_context(context).map_err(|e| {
+    let consumer: Arc<BaseConsumer<RunnerContext>> =
+        Arc::new(config.create_with_context(context).map_err(|e| {
             module_metrics.stopped();
             anyhow::anyhow!(
                 "failed to create the consumer of module `{}`: {e}",
                 module.name
             )
-        })?;
+        })?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     let topics: Vec<&str> = module
         .manifest
         .input_topics
@@ -484,7 +445,7 @@ pub fn spawn_runner(
 }
 
 fn poll_loop(
-    consumer: BaseConsumer<RunnerContext>,
+    consumer: Arc<BaseConsumer<RunnerContext>>,
     commit_interval: Duration,
     cancel: CancellationToken,
 ) {
@@ -492,19 +453,16 @@ fn poll_loop(
     let module = context.shared.name.clone();
     let mut next_commit = Instant::now() + commit_interval;
     while !cancel.is_cancelled() {
-        // While events are held for full worker queues, poll briefly so
-        // they are passed on (and their partitions resumed) soon after the
-        // workers catch up.
-        let holding = !lock(&context.held).is_empty();
-        let timeout = Duration::from_millis(if holding { 2 } else { 100 });
-        match consumer.poll(timeout) {
-            Some(Ok(message)) => context.dispatch(&consumer, to_event(&message)),
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                use rdkafka::Message as _;
+                context.stray(message.topic(), message.partition(), message.offset());
+            }
             Some(Err(err)) => {
                 tracing::warn!(module = &*module, error = %err, "kafka consumer error")
             }
             None => {}
         }
-        context.flush_held(&consumer);
         if Instant::now() >= next_commit {
             context.commit(&consumer, None, CommitMode::Async);
             next_commit = Instant::now() + commit_interval;
@@ -518,8 +476,12 @@ fn poll_loop(
     context.commit(&consumer, None, CommitMode::Sync);
     consumer.unsubscribe();
     // Dropping the consumer closes it: it leaves the group (running the
-    // revoke callback, which finds nothing left to drain).
+    // revoke callback, which finds nothing left to drain). The workers held
+    // the other references; they have all ended.
     let metrics = context.shared.metrics.clone();
+    if Arc::strong_count(&consumer) > 1 {
+        tracing::warn!(module = &*module, "a partition queue outlived its worker");
+    }
     drop(consumer);
     metrics.stopped();
     tracing::info!(module = &*module, "module stopped");

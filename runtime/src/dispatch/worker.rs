@@ -25,15 +25,17 @@ use std::time::Duration;
 
 use std::sync::OnceLock;
 
-use tokio::sync::{Semaphore, mpsc};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::ack::{Acker, Flight, Stopped, send_all};
 use super::failure::{Failure, event_size};
 use super::settle::{oversized, stop_at_first_failure};
-use super::{Shared, TopicPartition};
+use super::{RunnerContext, Shared, TopicPartition};
 use crate::bindings::weir::consumer::types::Event;
 use crate::invoke::{CallResult, Invoker};
+use crate::kafka::to_event;
 use crate::manifest::FailureAction;
 
 /// Settled runs of events handed to the acknowledging half and not yet
@@ -46,9 +48,15 @@ const FLIGHTS: usize = 32;
 pub(super) fn spawn(
     shared: Arc<Shared>,
     tp: TopicPartition,
-    events: mpsc::Receiver<Event>,
+    mut queue: PartitionQueue<RunnerContext>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
+    let ready = Arc::new(Notify::new());
+    let wake = ready.clone();
+    // Called by librdkafka when the queue goes from empty to non-empty; a
+    // wake-up that finds the worker busy is kept for its next wait.
+    queue.set_nonempty_callback(move || wake.notify_one());
+    let source = Source { queue, ready };
     let (flights, landing) = mpsc::channel(FLIGHTS);
     let stalled = Arc::new(AtomicBool::new(false));
     let acker = Acker {
@@ -67,8 +75,32 @@ pub(super) fn spawn(
         stalled,
     };
     shared.runtime.spawn(async move {
-        tokio::join!(worker.run(events), acker.run(landing));
+        tokio::join!(worker.run(source), acker.run(landing));
     })
+}
+
+/// A partition's own librdkafka queue, and its wake-up.
+struct Source {
+    queue: PartitionQueue<RunnerContext>,
+    ready: Arc<Notify>,
+}
+
+impl Source {
+    /// Takes up to `max` events that are ready, without waiting.
+    fn take(&self, shared: &Shared, tp: &TopicPartition, max: usize) -> Vec<Event> {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            match self.queue.poll(Duration::ZERO) {
+                Some(Ok(message)) => batch.push(to_event(&message)),
+                Some(Err(err)) => {
+                    tracing::warn!(module = &*shared.name, topic = %tp.0, partition = tp.1,
+                        error = %err, "kafka consumer error");
+                }
+                None => break,
+            }
+        }
+        batch
+    }
 }
 
 pub(super) struct Worker {
@@ -94,24 +126,18 @@ fn call_permits() -> &'static Semaphore {
 }
 
 impl Worker {
-    async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+    async fn run(mut self, source: Source) {
         loop {
-            let first = tokio::select! {
-                biased;
-                () = self.stop.cancelled() => break,
-                event = events.recv() => match event {
-                    Some(event) => event,
-                    None => break,
-                },
-            };
             let max_batch = self.shared.module.load().manifest.limits.max_batch as usize;
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match events.try_recv() {
-                    Ok(event) => batch.push(event),
-                    Err(_) => break,
+            let batch = source.take(&self.shared, &self.tp, max_batch);
+            if batch.is_empty() {
+                tokio::select! {
+                    biased;
+                    () = self.stop.cancelled() => break,
+                    () = source.ready.notified() => continue,
                 }
             }
+            self.shared.metrics.consumed(&self.tp.0, batch.len());
             if self.handle(batch).await.is_err() {
                 break;
             }
