@@ -174,9 +174,53 @@ pub struct Manifest {
     /// What happens to an event that fails for good.
     #[serde(default)]
     pub on_failure: FailurePolicy,
+    /// Delivery guarantee.
+    #[serde(default)]
+    pub delivery: Delivery,
     /// Key/value configuration the guest reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// A module's delivery guarantee (`[delivery]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Delivery {
+    /// `at-least-once` (default) or `exactly-once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// Exactly-once only: how long a partition's transaction stays open
+    /// before it is committed (outputs become visible to `read_committed`
+    /// readers at each commit).
+    #[serde(default = "default_transaction_interval", with = "humantime_serde")]
+    pub transaction_interval: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            guarantee: Guarantee::default(),
+            transaction_interval: default_transaction_interval(),
+        }
+    }
+}
+
+fn default_transaction_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+/// See [`Delivery::guarantee`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Outputs are acknowledged before the input offset is committed; a
+    /// crash can repeat outputs, never lose them.
+    #[default]
+    AtLeastOnce,
+    /// Read-process-write in Kafka transactions, one transactional producer
+    /// per input partition: outputs, dead letters and the input offset
+    /// commit together or not at all.
+    ExactlyOnce,
 }
 
 /// What to do with an event that fails for good: rejected by the handler,
@@ -302,6 +346,10 @@ impl Manifest {
             ("limits.max-batch", limits.max_batch == 0),
             ("limits.max-record-bytes", limits.max_record_bytes == 0),
             ("retry.max-attempts", manifest.retry.max_attempts == 0),
+            (
+                "delivery.transaction-interval",
+                manifest.delivery.transaction_interval.is_zero(),
+            ),
         ] {
             if zero {
                 problems.push(format!("`{key}` must be greater than zero"));

@@ -154,6 +154,7 @@ struct Subscription {
     topics: Vec<String>,
     group: String,
     offset_reset: &'static str,
+    guarantee: crate::manifest::Guarantee,
 }
 
 impl Subscription {
@@ -165,6 +166,7 @@ impl Subscription {
             topics,
             group: m.group_id(&module.name),
             offset_reset: m.offset_reset.as_kafka(),
+            guarantee: m.delivery.guarantee,
         }
     }
 }

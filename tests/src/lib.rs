@@ -317,11 +317,25 @@ pub async fn produce(topic: &str, records: &[Send]) {
 
 /// Reads `topic` from the beginning until `expected` records arrived (or
 /// `timeout` passed), then keeps reading for `quiet` to catch extras.
+/// Records of aborted transactions are not seen (`read_committed`).
 pub fn consume(topic: &str, expected: usize, timeout: Duration, quiet: Duration) -> Vec<Received> {
+    consume_as(topic, expected, timeout, quiet, "read_committed")
+}
+
+/// [`consume`] with the given `isolation.level` (`read_uncommitted` also
+/// sees records of aborted and open transactions).
+pub fn consume_as(
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+    quiet: Duration,
+    isolation: &str,
+) -> Vec<Received> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker().bootstrap())
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();

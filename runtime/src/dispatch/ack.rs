@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::DeliveryFuture;
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -47,11 +47,11 @@ pub(super) struct Flight {
     pub(super) in_flight: InFlight,
 }
 
-/// Enqueues `records` to the producer in order.
-pub(super) async fn send_all(shared: &Shared, records: Vec<Pending>) -> Vec<Sent> {
+/// Enqueues `records` to `producer` in order.
+pub(super) async fn send_all(producer: &FutureProducer, records: Vec<Pending>) -> Vec<Sent> {
     let mut sent = Vec::with_capacity(records.len());
     for p in records {
-        let delivery = send(&shared.producer, &p.record, p.timestamp_ms).await;
+        let delivery = send(producer, &p.record, p.timestamp_ms).await;
         sent.push((p, delivery));
     }
     sent
@@ -171,7 +171,7 @@ impl Acker {
             self.stalled.store(true, Ordering::Release);
             attempt += 1;
             self.pause(backoff).await?;
-            sent = send_all(&self.shared, failed).await;
+            sent = send_all(&self.shared.producer, failed).await;
         }
         for (topic, records, bytes) in tally {
             self.shared.metrics.emitted(&topic, records, bytes);
@@ -218,7 +218,7 @@ impl Acker {
                 });
             }
         }
-        let sent = send_all(&self.shared, records).await;
+        let sent = send_all(&self.shared.producer, records).await;
         self.deliver(sent, Purpose::DeadLetters).await?;
         Ok(())
     }

@@ -32,6 +32,7 @@
 mod ack;
 mod failure;
 mod settle;
+mod txn;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
@@ -62,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) module: Arc<ArcSwap<LoadedModule>>,
     pub(crate) engine: Arc<WasmEngine>,
     pub(crate) producer: FutureProducer,
+    /// Kafka settings, for exactly-once partitions' own producers.
+    pub(crate) kafka: KafkaSettings,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) metrics: Arc<ModuleMetrics>,
     /// Where partitions report why they cannot proceed.
@@ -229,7 +232,13 @@ impl RunnerContext {
             return;
         };
         let stop = self.stop.child_token();
-        let task = worker::spawn(self.shared.clone(), tp.clone(), queue, stop.clone());
+        let task = worker::spawn(
+            self.shared.clone(),
+            tp.clone(),
+            queue,
+            consumer.clone(),
+            stop.clone(),
+        );
         workers.insert(tp, WorkerHandle { stop, task });
     }
 
@@ -393,6 +402,7 @@ pub fn spawn_runner(
         module: slot,
         engine,
         producer,
+        kafka: settings.kafka.clone(),
         runtime: tokio::runtime::Handle::current(),
         metrics: module_metrics.clone(),
         status: settings.status.clone(),
@@ -410,6 +420,10 @@ pub fn spawn_runner(
     let mut config = settings
         .kafka
         .consumer_config(&group, module.manifest.offset_reset.as_kafka());
+    if module.manifest.delivery.guarantee == crate::manifest::Guarantee::ExactlyOnce {
+        // Never read other transactions' aborted records.
+        config.set("isolation.level", "read_committed");
+    }
     if config.get("statistics.interval.ms").is_none() {
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     }

@@ -21,22 +21,25 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use std::sync::OnceLock;
 
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::producer::FutureProducer;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::ack::{Acker, Flight, Stopped, send_all};
 use super::failure::{Failure, event_size};
 use super::settle::{oversized, stop_at_first_failure};
+use super::txn::Txn;
 use super::{RunnerContext, Shared, TopicPartition};
 use crate::bindings::weir::consumer::types::Event;
 use crate::invoke::{CallResult, Invoker};
 use crate::kafka::to_event;
-use crate::manifest::FailureAction;
+use crate::manifest::{FailureAction, Guarantee};
 
 /// Settled runs of events handed to the acknowledging half and not yet
 /// landed, per partition. Calls go on while earlier outputs are on their way;
@@ -49,6 +52,7 @@ pub(super) fn spawn(
     shared: Arc<Shared>,
     tp: TopicPartition,
     mut queue: PartitionQueue<RunnerContext>,
+    consumer: Arc<BaseConsumer<RunnerContext>>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let ready = Arc::new(Notify::new());
@@ -65,18 +69,32 @@ pub(super) fn spawn(
         stop: stop.clone(),
         stalled: stalled.clone(),
     };
-    let worker = Worker {
+    let exactly_once = shared.current().manifest.delivery.guarantee == Guarantee::ExactlyOnce;
+    let mut worker = Worker {
         shared: shared.clone(),
+        producer: shared.producer.clone(),
         tp,
         invoker: None,
         isolate: 0,
         stop,
         flights,
         stalled,
+        txn: None,
     };
     shared.runtime.spawn(async move {
+        if exactly_once && worker.start_txn(consumer).await.is_err() {
+            return;
+        }
         tokio::join!(worker.run(source), acker.run(landing));
     })
+}
+
+/// Sleeps until `due` (forever when `None`; only polled when `Some`).
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A partition's own librdkafka queue, and its wake-up.
@@ -105,6 +123,9 @@ impl Source {
 
 pub(super) struct Worker {
     pub(super) shared: Arc<Shared>,
+    /// Where outputs go: the shared producer, or this partition's
+    /// transactional one.
+    producer: FutureProducer,
     pub(super) tp: TopicPartition,
     pub(super) invoker: Option<Invoker>,
     /// Events still to be called one at a time after a batch trapped.
@@ -114,6 +135,9 @@ pub(super) struct Worker {
     flights: mpsc::Sender<Flight>,
     /// Set by the acknowledging half while it retries a delivery.
     stalled: Arc<AtomicBool>,
+    /// Exactly-once: the partition's transaction (settled events go there
+    /// instead of to the acknowledging half).
+    txn: Option<Txn>,
 }
 
 /// Limits concurrent guest calls to the machine's cores: call deadlines are
@@ -128,19 +152,62 @@ fn call_permits() -> &'static Semaphore {
 impl Worker {
     async fn run(mut self, source: Source) {
         loop {
+            let due = self.txn.as_ref().and_then(Txn::due);
+            if due.is_some_and(|due| Instant::now() >= due) && self.commit_txn().await.is_err() {
+                return;
+            }
             let max_batch = self.shared.module.load().manifest.limits.max_batch as usize;
             let batch = source.take(&self.shared, &self.tp, max_batch);
             if batch.is_empty() {
+                let due = self.txn.as_ref().and_then(Txn::due);
                 tokio::select! {
                     biased;
                     () = self.stop.cancelled() => break,
                     () = source.ready.notified() => continue,
+                    () = sleep_until(due), if due.is_some() => continue,
                 }
             }
             self.shared.metrics.consumed(&self.tp.0, batch.len());
             if self.handle(batch).await.is_err() {
                 break;
             }
+        }
+        // Stopped (revoked or shutting down): what is settled commits.
+        let _ = self.commit_txn().await;
+    }
+
+    /// Exactly-once: creates the partition's transactional producer,
+    /// retrying with backoff until it is ready or the worker is stopped.
+    async fn start_txn(
+        &mut self,
+        consumer: Arc<BaseConsumer<RunnerContext>>,
+    ) -> Result<(), Stopped> {
+        let mut attempt = 1;
+        loop {
+            match Txn::start(&self.shared, &self.tp, consumer.clone()).await {
+                Ok(txn) => {
+                    self.producer = txn.producer.clone();
+                    self.txn = Some(txn);
+                    return Ok(());
+                }
+                Err(err) => {
+                    let why = format!("{err:#}");
+                    tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
+                        partition = self.tp.1, error = %why, "exactly-once partition cannot start; will retry");
+                    self.shared.problem(&self.tp, Some(why));
+                }
+            }
+            self.pause(self.shared.current().manifest.retry.backoff(attempt))
+                .await?;
+            attempt += 1;
+        }
+    }
+
+    /// Exactly-once: commits the partition's open transaction, if any.
+    async fn commit_txn(&mut self) -> Result<(), Stopped> {
+        match &mut self.txn {
+            Some(txn) => txn.commit(&self.shared, &self.tp).await,
+            None => Ok(()),
         }
     }
 
@@ -190,7 +257,14 @@ impl Worker {
             if chunk.is_empty() {
                 self.shared.metrics.processed(&plan.outcomes);
             } else {
-                let sent = send_all(&self.shared, std::mem::take(&mut plan.produce)).await;
+                if let Some(txn) = &mut self.txn
+                    && let Err(err) = txn.begin()
+                {
+                    tracing::error!(module = &*self.shared.name, topic = %self.tp.0,
+                        partition = self.tp.1, error = %err, "cannot begin a transaction; stopping the partition");
+                    return Err(Stopped);
+                }
+                let sent = send_all(&self.producer, std::mem::take(&mut plan.produce)).await;
                 let flight = Flight {
                     events: chunk,
                     sent,
@@ -199,13 +273,17 @@ impl Worker {
                     outcomes: std::mem::take(&mut plan.outcomes),
                     in_flight: in_flight.split(plan.settled),
                 };
-                self.flights.send(flight).await.map_err(|_| Stopped)?;
+                match &mut self.txn {
+                    Some(txn) => txn.add(flight),
+                    None => self.flights.send(flight).await.map_err(|_| Stopped)?,
+                }
                 attempt = 1;
             }
             for event in rest.into_iter().rev() {
                 queue.push_front(event);
             }
             if let Some(failure) = halt {
+                self.commit_txn().await?;
                 self.halt(&failure).await?;
                 attempt = 1;
                 continue;

@@ -5,6 +5,7 @@
 
 mod cli;
 mod errors;
+mod exactly_once;
 mod failures;
 mod metrics;
 mod offsets;
