@@ -247,10 +247,13 @@ impl WeirProcess {
     }
 
     /// The input partitions of `topic` this process owned when its log
-    /// ended: its "partitions assigned" lines minus its "partitions revoked"
-    /// lines, in order.
+    /// ended, or was still revoking: its "partitions assigned" lines minus
+    /// its "partitions revoked" lines, in order, plus those of a revocation
+    /// not followed by an assignment (the log line comes before the
+    /// revocation's commit, which a kill may have cut short).
     pub fn owned_partitions(&self, topic: &str) -> std::collections::BTreeSet<i32> {
         let mut owned = std::collections::BTreeSet::new();
+        let mut revoking = std::collections::BTreeSet::new();
         for line in self.log().lines() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
@@ -261,15 +264,18 @@ impl WeirProcess {
                 Some("partitions revoked") => false,
                 _ => continue,
             };
-            let list = fields["partitions"].as_str().unwrap_or_default();
-            for p in parse_partitions(list, topic) {
-                if assign {
-                    owned.insert(p);
-                } else {
+            let list = parse_partitions(fields["partitions"].as_str().unwrap_or_default(), topic);
+            if assign {
+                revoking.clear();
+                owned.extend(list);
+            } else {
+                for p in list {
                     owned.remove(&p);
+                    revoking.insert(p);
                 }
             }
         }
+        owned.extend(revoking);
         owned
     }
 }

@@ -184,6 +184,16 @@ fn assert_complete(report: &Report) {
     );
 }
 
+/// `/status` lists module `ident` as running.
+fn assert_running(weir: &WeirProcess) {
+    let status = weir.status().expect("/status answers");
+    let ident = status
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["name"] == "ident"))
+        .unwrap_or_else(|| panic!("module `ident` missing from /status: {status}"));
+    assert_eq!(ident["state"], "running", "{status}");
+}
+
 /// SIGKILL weir `kills` times at random moments while `events` flow at
 /// `rate`, restarting it each time.
 fn crash_loop(label: &str, events: usize, rate: usize, kills: (u64, u64)) {
@@ -203,6 +213,7 @@ fn crash_loop(label: &str, events: usize, rate: usize, kills: (u64, u64)) {
         marks.push(pipe.mark(None, true));
         weir = WeirProcess::start(&format!("{label}-{k}"), &config);
         weir.wait_ready(READY);
+        assert_running(&weir);
     }
     let produced = pipe.produced(producing);
     pipe.wait_all_committed();
@@ -398,10 +409,26 @@ fn broker_restart_under_load() {
     pipe.wait_all_committed();
     assert!(weir.running(), "weir exited after the broker came back");
     stop(&mut weir, &config);
+    let lost = lost_assignments(&weir);
     let report = pipe.audit(&produced, &[]);
     println!(
-        "delivery broker-restart: seed={seed} readyz during the outage: {:?}; {report}",
+        "delivery broker-restart: seed={seed} readyz during the outage: {:?}; {report}; \
+         assignment lost {lost} time(s) (outage > session.timeout.ms): its uncommitted events replay",
         not_ready.trim()
     );
     assert_complete(&report);
+    assert!(
+        report.duplicates == 0 || lost > 0,
+        "duplicates although weir never lost its assignment: {report}"
+    );
+}
+
+/// How often the process logged a revocation of partitions as lost (its
+/// group session expired, so nothing could be committed).
+fn lost_assignments(weir: &WeirProcess) -> usize {
+    weir.log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "partitions revoked" && v["fields"]["lost"] == true)
+        .count()
 }

@@ -247,6 +247,8 @@ pub struct Report {
     pub missing: usize,
     /// Output records beyond the first for their event.
     pub duplicates: usize,
+    /// Hard kills the audit was given.
+    pub kills: usize,
     /// Duplicates not explained by the in-flight window of a hard kill.
     pub unexplained: usize,
     /// First copies out of input order within one output partition.
@@ -267,18 +269,23 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "produced={} consumed={} missing={} duplicate={} (bound {}, unexplained {}, max copies {}) \
-             order_violations={} unknown={}",
+            "produced={} consumed={} missing={} duplicate={} order_violations={} unknown={} max_copies={}",
             self.produced,
             self.consumed,
             self.missing,
             self.duplicates,
-            self.window,
-            self.unexplained,
-            self.max_copies,
             self.order_violations,
-            self.unknown
-        )
+            self.unknown,
+            self.max_copies
+        )?;
+        if self.kills > 0 {
+            write!(
+                f,
+                " (kills={}: in-flight windows {} events, duplicates outside them {})",
+                self.kills, self.window, self.unexplained
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -305,6 +312,7 @@ pub fn audit(
     let mut report = Report {
         produced: produced.iter().sum(),
         consumed: output.len(),
+        kills: kills.len(),
         ..Report::default()
     };
     let mut sorted: Vec<&Record> = output.iter().collect();
