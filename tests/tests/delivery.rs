@@ -385,6 +385,7 @@ fn broker_restart_under_load() {
     let mut weir = WeirProcess::start("broker-restart", &config);
     weir.wait_ready(READY);
     rng.pause(1000, 3000);
+    let down = std::time::Instant::now();
     let outage = control.stop();
     let mut seen = None;
     for _ in 0..600 {
@@ -404,6 +405,7 @@ fn broker_restart_under_load() {
     });
     assert!(weir.running(), "weir exited during the broker outage");
     outage.restart();
+    let down = down.elapsed();
     weir.wait_ready(READY);
     let produced = pipe.produced(producing);
     pipe.wait_all_committed();
@@ -412,7 +414,8 @@ fn broker_restart_under_load() {
     let lost = lost_assignments(&weir);
     let report = pipe.audit(&produced, &[]);
     println!(
-        "delivery broker-restart: seed={seed} readyz during the outage: {:?}; {report}; \
+        "delivery broker-restart: seed={seed} broker stopped and restarted in {down:.1?}, \
+         readyz during the outage: {:?}; {report}; \
          assignment lost {lost} time(s) (outage > session.timeout.ms): its uncommitted events replay",
         not_ready.trim()
     );
