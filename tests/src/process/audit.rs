@@ -420,3 +420,64 @@ fn kill_windows(
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(partition: i32, values: &[&str]) -> Vec<Record> {
+        values
+            .iter()
+            .zip(0..)
+            .map(|(v, offset)| Record {
+                partition,
+                offset,
+                value: v.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_from_the_committed_offset_is_explained_by_the_kill() {
+        let input = records(0, &["0:0", "0:1", "0:2"]);
+        let output = records(0, &["0:0", "0:1", "0:1", "0:2"]);
+        let kill = KillMark {
+            committed: vec![1],
+            output_ends: vec![2],
+            owned: None,
+        };
+        let report = audit(&[3], &input, &output, &[kill]);
+        assert_eq!(
+            (report.missing, report.duplicates, report.unexplained),
+            (0, 1, 0)
+        );
+        assert_eq!((report.window, report.order_violations), (1, 0));
+        // Without the kill the same duplicate is unexplained.
+        assert_eq!(audit(&[3], &input, &output, &[]).unexplained, 1);
+        // Nor does a kill explain replaying what was committed before it.
+        let early = KillMark {
+            committed: vec![2],
+            output_ends: vec![2],
+            owned: None,
+        };
+        assert_eq!(audit(&[3], &input, &output, &[early]).unexplained, 1);
+        // Nor one of a partition the killed process did not own.
+        let other = KillMark {
+            committed: vec![1],
+            output_ends: vec![2],
+            owned: Some(BTreeSet::from([1])),
+        };
+        assert_eq!(audit(&[3], &input, &output, &[other]).unexplained, 1);
+    }
+
+    #[test]
+    fn missing_events_and_order_violations_are_counted() {
+        let input = records(0, &["0:0", "0:1", "0:2"]);
+        let output = records(0, &["0:1", "0:0", "x"]);
+        let report = audit(&[3], &input, &output, &[]);
+        assert_eq!(report.missing, 1);
+        assert_eq!(report.order_violations, 1);
+        assert_eq!(report.unknown, 1);
+        assert_eq!(report.consumed, 3);
+    }
+}
