@@ -67,6 +67,16 @@ pub async fn run_with_status(
         brokers: config.brokers().to_owned(),
         passthrough: config.kafka.clone(),
     };
+    // Rejected credentials are a configuration error: check them while the
+    // modules load, and stop with a clear error rather than retry forever.
+    let check_stop = CancellationToken::new();
+    let _check_stop = check_stop.clone().drop_guard();
+    let mut credentials = tokio::task::spawn_blocking({
+        let kafka = kafka.clone();
+        move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
+    });
+    let mut checking = true;
+    let mut fatal = None;
     let mut supervisor = Supervisor {
         dir: config.modules_dir().to_path_buf(),
         max_bytes: config.max_module_bytes,
@@ -118,6 +128,21 @@ pub async fn run_with_status(
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
+            checked = &mut credentials, if checking => {
+                checking = false;
+                match checked {
+                    Ok(Ok(true)) => tracing::debug!("kafka cluster answered; credentials accepted"),
+                    Ok(Ok(false)) => tracing::warn!(brokers = config.brokers(),
+                        within = ?CREDENTIAL_CHECK,
+                        "kafka cluster did not answer yet; librdkafka keeps retrying"),
+                    Ok(Err(auth)) => {
+                        tracing::error!(error = %auth, "kafka authentication failed; shutting down");
+                        fatal = Some(auth);
+                        break;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
+                }
+            }
             () = changes.notified() => {
                 if let Err(err) = supervisor.sync().await {
                     tracing::error!(error = %format_args!("{err:#}"), "cannot rescan the modules folder");
@@ -137,9 +162,16 @@ pub async fn run_with_status(
     if let Err(err) = tokio::task::spawn_blocking(move || producer.flush(timeout)).await? {
         tracing::warn!(error = %err, "producer flush did not complete");
     }
+    if let Some(auth) = fatal {
+        return Err(auth.into());
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// How long weir waits at start for the cluster to accept or reject its
+/// credentials (see [`KafkaSettings::check_credentials`]).
+const CREDENTIAL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Identifies a module's files by content.
 #[derive(Debug, Clone, PartialEq, Eq)]
