@@ -42,7 +42,9 @@ use crate::status::StatusBoard;
 /// acknowledgements, commit, flush the producer, leave the groups.
 ///
 /// Fails at start if the configuration is invalid, or if the folder holds
-/// modules and none of them loads.
+/// modules and none of them loads; fails (after a graceful shutdown) if the
+/// cluster rejects weir's credentials within 30 s of the start
+/// ([`crate::kafka::AuthError`]).
 pub async fn run(config: RunConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     run_with_status(config, Arc::new(StatusBoard::default()), cancel).await
 }
