@@ -16,7 +16,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -78,9 +77,8 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 /// A single broker with a SASL_SSL listener (PLAIN and SCRAM-SHA-512, one
-/// user with a password made up for this run) besides its PLAINTEXT one.
-/// Shared by the tests of a binary that run at the same time; stopped when
-/// the last [`Arc`] drops.
+/// user with a password made up for this run) besides its PLAINTEXT one;
+/// stopped on drop.
 #[derive(Debug)]
 pub struct SecureBroker {
     env: Vec<(&'static str, String)>,
@@ -99,20 +97,8 @@ pub struct SecureBroker {
 }
 
 impl SecureBroker {
-    /// The running secure broker, started (fresh: wiped, new password) if
-    /// no test holds it.
-    pub fn shared() -> Arc<Self> {
-        static SHARED: Mutex<Weak<SecureBroker>> = Mutex::new(Weak::new());
-        let mut slot = SHARED.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(broker) = slot.upgrade() {
-            return broker;
-        }
-        let broker = Arc::new(Self::start());
-        *slot = Arc::downgrade(&broker);
-        broker
-    }
-
-    fn start() -> Self {
+    /// Starts a fresh secure broker (previous data wiped, new password).
+    pub fn start() -> Self {
         let port = port_from_env("WEIR_TEST_SECURE_PORT", 19292);
         let home = state_dir("secure");
         // Letters and digits only (kafka.sh's rule), different every run.
