@@ -110,26 +110,55 @@ impl KafkaSettings {
     }
 }
 
-/// The cluster refused weir's credentials: wrong user or password, or a
-/// mechanism the listener does not offer. Retrying cannot fix it.
+/// The cluster cannot be used with these security settings, and retrying
+/// cannot fix it.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "kafka at {brokers} rejected weir's credentials ({settings}): {reason}; \
-     check `sasl.mechanism`, `sasl.username` and `sasl.password` in [kafka]"
-)]
-pub struct AuthError {
-    /// The bootstrap servers.
-    pub brokers: String,
-    /// The (non-secret) security settings in use, e.g.
-    /// `security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.username=weir`.
-    pub settings: String,
-    /// librdkafka's reason, secrets removed.
-    pub reason: String,
+pub enum SecurityError {
+    /// A broker rejected the credentials: wrong user or password, or a
+    /// mechanism the listener does not offer.
+    #[error(
+        "kafka at {brokers} rejected weir's credentials ({settings}): {reason}; \
+         check `sasl.mechanism`, `sasl.username` and `sasl.password` in [kafka]"
+    )]
+    Credentials {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The non-secret security settings in use, e.g.
+        /// `security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.username=weir`.
+        settings: String,
+        /// librdkafka's reason, secrets removed.
+        reason: String,
+    },
+    /// A broker's TLS certificate failed verification (unknown CA, or a
+    /// name that does not match the address).
+    #[error(
+        "cannot verify the TLS certificate of kafka at {brokers} ({settings}): {reason}; \
+         check `ssl.ca.location` in [kafka]"
+    )]
+    Certificate {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The non-secret security settings in use.
+        settings: String,
+        /// librdkafka's reason, secrets removed.
+        reason: String,
+    },
 }
 
-/// Records the first authentication failure a probing client reports.
+/// What a librdkafka error says about the security settings, if anything
+/// retrying cannot fix: `Some(true)` rejected credentials, `Some(false)` an
+/// unverifiable certificate.
+fn security_failure(error: &KafkaError, reason: &str) -> Option<bool> {
+    match error.rdkafka_error_code()? {
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => Some(true),
+        RDKafkaErrorCode::SSL if reason.contains("certificate verify failed") => Some(false),
+        _ => None,
+    }
+}
+
+/// Records the first security failure a probing client reports.
 struct ProbeContext {
-    auth_failure: std::sync::Mutex<Option<String>>,
+    failure: std::sync::Mutex<Option<(bool, String)>>,
 }
 
 impl rdkafka::ClientContext for ProbeContext {
@@ -139,16 +168,12 @@ impl rdkafka::ClientContext for ProbeContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        if matches!(
-            code,
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
-        ) {
+        if let Some(credentials) = security_failure(&error, reason) {
             let mut slot = self
-                .auth_failure
+                .failure
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            slot.get_or_insert_with(|| reason.to_owned());
+            slot.get_or_insert_with(|| (credentials, reason.to_owned()));
         } else {
             tracing::debug!(target: "weir::kafka", error = %error, "credential check: {reason}");
         }
@@ -167,21 +192,33 @@ impl KafkaSettings {
     ///
     /// Returns `Ok(true)` once the cluster answered, `Ok(false)` if it did
     /// not answer in time (unreachable brokers are not fatal: librdkafka keeps
-    /// reconnecting), and [`AuthError`] as soon as a broker rejects the
-    /// credentials.
+    /// reconnecting), and a [`SecurityError`] as soon as a broker rejects the
+    /// credentials or its certificate fails verification.
     pub fn check_credentials(
         &self,
         within: Duration,
         stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<bool, AuthError> {
+    ) -> Result<bool, SecurityError> {
         use rdkafka::producer::{BaseProducer, Producer};
         let context = ProbeContext {
-            auth_failure: std::sync::Mutex::new(None),
+            failure: std::sync::Mutex::new(None),
         };
-        let auth_error = |reason: &str| AuthError {
-            brokers: self.brokers.clone(),
-            settings: self.security_summary(),
-            reason: Scrubber::new(&self.passthrough).scrub(reason),
+        let fail = |credentials: bool, reason: &str| {
+            let (brokers, settings) = (self.brokers.clone(), self.security_summary());
+            let reason = Scrubber::new(&self.passthrough).scrub(reason);
+            if credentials {
+                SecurityError::Credentials {
+                    brokers,
+                    settings,
+                    reason,
+                }
+            } else {
+                SecurityError::Certificate {
+                    brokers,
+                    settings,
+                    reason,
+                }
+            }
         };
         let client: BaseProducer<ProbeContext> = match self.base().create_with_context(context) {
             Ok(client) => client,
@@ -196,30 +233,24 @@ impl KafkaSettings {
             client.poll(Duration::ZERO);
             let failure = client
                 .context()
-                .auth_failure
+                .failure
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone();
-            if let Some(reason) = failure {
-                return Err(auth_error(&reason));
+            if let Some((credentials, reason)) = failure {
+                return Err(fail(credentials, &reason));
             }
             match attempt {
                 Ok(_) => return Ok(true),
-                Err(err)
-                    if matches!(
-                        err.rdkafka_error_code(),
-                        Some(
-                            RDKafkaErrorCode::Authentication
-                                | RDKafkaErrorCode::SaslAuthenticationFailed
-                        )
-                    ) =>
-                {
-                    return Err(auth_error(&err.to_string()));
+                Err(err) => {
+                    let reason = err.to_string();
+                    if let Some(credentials) = security_failure(&err, &reason) {
+                        return Err(fail(credentials, &reason));
+                    }
+                    if stop.is_cancelled() || std::time::Instant::now() >= deadline {
+                        return Ok(false);
+                    }
                 }
-                Err(_) if stop.is_cancelled() || std::time::Instant::now() >= deadline => {
-                    return Ok(false);
-                }
-                Err(_) => {}
             }
         }
     }

@@ -42,9 +42,9 @@ use crate::status::StatusBoard;
 /// acknowledgements, commit, flush the producer, leave the groups.
 ///
 /// Fails at start if the configuration is invalid, or if the folder holds
-/// modules and none of them loads; fails (after a graceful shutdown) if the
-/// cluster rejects weir's credentials within 30 s of the start
-/// ([`crate::kafka::AuthError`]).
+/// modules and none of them loads; fails (after a graceful shutdown) if,
+/// within 30 s of the start, the cluster rejects weir's credentials or its
+/// TLS certificate cannot be verified ([`crate::kafka::SecurityError`]).
 pub async fn run(config: RunConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     run_with_status(config, Arc::new(StatusBoard::default()), cancel).await
 }
@@ -69,8 +69,9 @@ pub async fn run_with_status(
         brokers: config.brokers().to_owned(),
         passthrough: config.kafka.clone(),
     };
-    // Rejected credentials are a configuration error: check them while the
-    // modules load, and stop with a clear error rather than retry forever.
+    // Rejected credentials or an unverifiable broker certificate are
+    // configuration errors: check while the modules load, and stop with a
+    // clear error rather than retry forever.
     let check_stop = CancellationToken::new();
     let _check_stop = check_stop.clone().drop_guard();
     let mut credentials = tokio::task::spawn_blocking({
@@ -137,9 +138,10 @@ pub async fn run_with_status(
                     Ok(Ok(false)) => tracing::warn!(brokers = config.brokers(),
                         within = ?CREDENTIAL_CHECK,
                         "kafka cluster did not answer yet; librdkafka keeps retrying"),
-                    Ok(Err(auth)) => {
-                        tracing::error!(error = %auth, "kafka authentication failed; shutting down");
-                        fatal = Some(auth);
+                    Ok(Err(refused)) => {
+                        tracing::error!(error = %refused,
+                            "kafka refused weir's security settings; shutting down");
+                        fatal = Some(refused);
                         break;
                     }
                     Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
@@ -164,8 +166,8 @@ pub async fn run_with_status(
     if let Err(err) = tokio::task::spawn_blocking(move || producer.flush(timeout)).await? {
         tracing::warn!(error = %err, "producer flush did not complete");
     }
-    if let Some(auth) = fatal {
-        return Err(auth.into());
+    if let Some(refused) = fatal {
+        return Err(refused.into());
     }
     tracing::info!("shutdown complete");
     Ok(())

@@ -2,8 +2,9 @@
 //!
 //! - a broker with a SASL_SSL listener: weir consumes and produces through
 //!   it with SCRAM-SHA-512 and with PLAIN; a wrong password stops weir with
-//!   an authentication error; the password shows nowhere in weir's log,
-//!   errors, `/status` or `/metrics`;
+//!   an authentication error, an untrusted broker certificate with a TLS
+//!   error; the password shows nowhere in weir's log, errors, `/status` or
+//!   `/metrics`;
 //! - a three-node cluster (replication factor 3, `min.insync.replicas=2`):
 //!   weir copies 20,000 events while the leader of an input partition is
 //!   SIGKILLed and later restarted; nothing is lost or duplicated.
@@ -125,9 +126,9 @@ async fn secure_topics(broker: &SecureBroker, prefix: &str) -> (String, String) 
     (input, output)
 }
 
-/// One broker for the three scenarios (a start costs 10-20 s).
+/// One broker for the four scenarios (a start costs 10-20 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sasl_ssl_scram_plain_and_wrong_password() {
+async fn sasl_ssl_scram_plain_wrong_password_and_untrusted_ca() {
     if skipped("sasl_ssl") {
         return;
     }
@@ -137,6 +138,7 @@ async fn sasl_ssl_scram_plain_and_wrong_password() {
     scram_copies_everything_and_never_shows_the_password(&broker).await;
     plain_copies_everything_in_process(&broker).await;
     wrong_password_stops_weir_with_an_authentication_error(&broker).await;
+    untrusted_certificate_stops_weir_with_a_tls_error(&broker).await;
 }
 
 /// SCRAM-SHA-512 through `weir run --config`: N in, N out; the password
@@ -267,23 +269,21 @@ async fn plain_copies_everything_in_process(broker: &SecureBroker) {
     assert_eq!((counts.missing, counts.duplicates), (0, 0));
 }
 
-/// A wrong password: `weir run` exits 1 with an error naming the brokers,
-/// mechanism and user, and never prints the password.
-async fn wrong_password_stops_weir_with_an_authentication_error(broker: &SecureBroker) {
-    let (input, output) = secure_topics(broker, "badpw").await;
+/// Runs `weir run` with `kafka` until it exits by itself; returns its exit
+/// code, its log and its `weir failed` line.
+async fn refused_run(
+    broker: &SecureBroker,
+    what: &str,
+    kafka: &[(String, String)],
+) -> (Option<i32>, String, String) {
+    let (input, output) = secure_topics(broker, "refused").await;
     let modules = identity_modules(&input, &output);
-    let wrong = format!("Wr0ng{}", std::process::id());
     let work = ModulesDir::new();
     let http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let config = work.path().join("weir.toml");
     std::fs::write(
         &config,
-        weir_toml(
-            &broker.secure,
-            modules.path(),
-            &http.to_string(),
-            &broker.client_props("SCRAM-SHA-512", &wrong),
-        ),
+        weir_toml(&broker.secure, modules.path(), &http.to_string(), kafka),
     )
     .expect("write weir.toml");
     let log_path = work.path().join("weir.log");
@@ -294,19 +294,25 @@ async fn wrong_password_stops_weir_with_an_authentication_error(broker: &SecureB
             .await
             .expect("wait");
     let log = std::fs::read_to_string(&log_path).expect("weir log");
-    println!(
-        "wrong password: weir exited with {status} after {:.1?}; its error:\n{}",
-        t0.elapsed(),
-        log.lines()
-            .filter(|l| l.contains("weir failed"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert_eq!(status.code(), Some(1), "log:\n{log}");
     let failure = log
         .lines()
         .find(|l| l.contains("weir failed"))
-        .unwrap_or_else(|| panic!("no `weir failed` line in:\n{log}"));
+        .unwrap_or_else(|| panic!("{what}: no `weir failed` line in:\n{log}"))
+        .to_owned();
+    println!(
+        "{what}: weir exited with {status} after {:.1?}; its error:\n{failure}",
+        t0.elapsed()
+    );
+    (status.code(), log, failure)
+}
+
+/// A wrong password: `weir run` exits 1 with an error naming the brokers,
+/// mechanism and user, and never prints the password.
+async fn wrong_password_stops_weir_with_an_authentication_error(broker: &SecureBroker) {
+    let wrong = format!("Wr0ng{}", std::process::id());
+    let props = broker.client_props("SCRAM-SHA-512", &wrong);
+    let (code, log, failure) = refused_run(broker, "wrong password", &props).await;
+    assert_eq!(code, Some(1), "log:\n{log}");
     for part in [
         "rejected weir's credentials",
         &broker.secure,
@@ -320,6 +326,41 @@ async fn wrong_password_stops_weir_with_an_authentication_error(broker: &SecureB
         !log.contains(&wrong),
         "the password appears in the log:\n{log}"
     );
+    assert!(!log.contains(&broker.password), "{log}");
+}
+
+/// The right password but a CA that did not sign the broker's certificate:
+/// `weir run` exits 1 saying the certificate cannot be verified.
+async fn untrusted_certificate_stops_weir_with_a_tls_error(broker: &SecureBroker) {
+    let dir = ModulesDir::new();
+    let other_ca = dir.path().join("other-ca.pem");
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=not-the-broker-ca", "-keyout"])
+        .arg(dir.path().join("other-ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "openssl: {made:?}");
+    let mut props = broker.client_props("SCRAM-SHA-512", &broker.password);
+    for (k, v) in &mut props {
+        if k == "ssl.ca.location" {
+            *v = other_ca.display().to_string();
+        }
+    }
+    let (code, log, failure) = refused_run(broker, "untrusted CA", &props).await;
+    assert_eq!(code, Some(1), "log:\n{log}");
+    for part in [
+        "cannot verify the TLS certificate",
+        &broker.secure,
+        "certificate verify failed",
+        "ssl.ca.location",
+    ] {
+        assert!(failure.contains(part), "`{part}` missing from: {failure}");
+    }
     assert!(!log.contains(&broker.password), "{log}");
 }
 
