@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Single-node Apache Kafka broker (KRaft, combined broker+controller) for
-# weir's integration tests, run from Maven Central jars: no Docker, no tarball.
+# Apache Kafka brokers (KRaft, combined broker+controller) for weir's tests,
+# run from Maven Central jars: no Docker, no tarball. One node by default;
+# optionally with a SASL_SSL listener, or a three-node cluster.
 #
 # Usage: scripts/kafka.sh start|stop|status|wipe|kill|run <MainClass> [args...]
 #        scripts/kafka.sh cluster-start|cluster-stop|cluster-status|cluster-wipe
@@ -16,6 +17,7 @@
 #           port accepts connections; exit 1 otherwise.
 #   wipe    Stop, then delete data and logs (the jar cache is kept).
 #   kill    SIGKILL the broker (a crash, for fault tests); no clean shutdown.
+#   wait    Wait until a launched broker serves (used by cluster-start).
 #   run     Run a Java main class on the broker's classpath, e.g.
 #           scripts/kafka.sh run org.apache.kafka.tools.TopicCommand \
 #               --bootstrap-server 127.0.0.1:19092 --list
@@ -54,7 +56,7 @@
 #   WEIR_KAFKA_SASL_PASSWORD  its password (default weir-secret)
 #   WEIR_KAFKA_CLUSTER_PORT   first port of the cluster (default 19100; uses 6)
 #   WEIR_KAFKA_CLUSTER_HOME   cluster state dir (default: $WEIR_KAFKA_HOME/cluster)
-#   WEIR_KAFKA_HEAP           broker heap, e.g. 384m (default 512m)
+#   WEIR_KAFKA_HEAP           broker heap (default 512m; cluster nodes 384m)
 #   WEIR_KAFKA_START_TIMEOUT  seconds to wait for readiness (default 120)
 #   JAVA                      java binary (default: $JAVA_HOME/bin/java or java)
 set -euo pipefail

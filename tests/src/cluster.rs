@@ -111,18 +111,21 @@ impl SecureBroker {
             ("WEIR_KAFKA_SASL_USER", user.clone()),
             ("WEIR_KAFKA_SASL_PASSWORD", password.clone()),
         ];
-        kafka_sh(&env, &["wipe"]);
-        let t0 = Instant::now();
-        let plaintext = kafka_sh(&env, &["start"]);
-        Self {
-            plaintext,
+        // The guard exists before the start, so a failed start is stopped too.
+        let mut broker = Self {
+            plaintext: String::new(),
             secure: format!("127.0.0.1:{}", port + 2),
             ca: home.join("tls/ca.pem"),
             user,
             password,
-            startup: t0.elapsed(),
+            startup: Duration::ZERO,
             env,
-        }
+        };
+        kafka_sh(&broker.env, &["wipe"]);
+        let t0 = Instant::now();
+        broker.plaintext = kafka_sh(&broker.env, &["start"]);
+        broker.startup = t0.elapsed();
+        broker
     }
 
     /// The `[kafka]` properties of a SASL_SSL client with `mechanism`
@@ -178,14 +181,17 @@ impl Cluster {
                 port_from_env("WEIR_TEST_CLUSTER_PORT", 19300).to_string(),
             ),
         ];
-        kafka_sh(&env, &["cluster-wipe"]);
-        let t0 = Instant::now();
-        let bootstrap = kafka_sh(&env, &["cluster-start"]);
-        Self {
+        // The guard exists before the start, so a failed start is stopped too.
+        let mut cluster = Self {
             env,
-            bootstrap,
-            startup: t0.elapsed(),
-        }
+            bootstrap: String::new(),
+            startup: Duration::ZERO,
+        };
+        kafka_sh(&cluster.env, &["cluster-wipe"]);
+        let t0 = Instant::now();
+        cluster.bootstrap = kafka_sh(&cluster.env, &["cluster-start"]);
+        cluster.startup = t0.elapsed();
+        cluster
     }
 
     /// SIGKILLs node `id`.
