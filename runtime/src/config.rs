@@ -14,7 +14,9 @@ use serde::Deserialize;
 use crate::manifest::Limits;
 
 /// Everything `weir run` needs, after the file and the flags are merged.
-#[derive(Debug, Clone, Deserialize)]
+/// Its `Debug` output redacts secret `[kafka]` values (see
+/// [`crate::secrets`]).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunConfig {
     /// Kafka bootstrap servers, e.g. `"127.0.0.1:9092"` (librdkafka's
@@ -119,6 +121,38 @@ impl Default for RunConfig {
             reload_debounce: default_reload_debounce(),
             kafka: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for RunConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let Self {
+            brokers,
+            modules,
+            commit_interval,
+            shutdown_timeout,
+            max_module_bytes,
+            http_listen,
+            limits,
+            max_wasm_stack,
+            watch,
+            reload_debounce,
+            kafka,
+        } = self;
+        f.debug_struct("RunConfig")
+            .field("brokers", brokers)
+            .field("modules", modules)
+            .field("commit_interval", commit_interval)
+            .field("shutdown_timeout", shutdown_timeout)
+            .field("max_module_bytes", max_module_bytes)
+            .field("http_listen", http_listen)
+            .field("limits", limits)
+            .field("max_wasm_stack", max_wasm_stack)
+            .field("watch", watch)
+            .field("reload_debounce", reload_debounce)
+            .field("kafka", &crate::secrets::redacted(kafka))
+            .finish()
     }
 }
 
@@ -269,6 +303,31 @@ mod tests {
         assert_eq!(cfg.commit_interval, Duration::from_millis(250));
         assert_eq!(cfg.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(cfg.kafka["security.protocol"], "ssl");
+    }
+
+    #[test]
+    fn debug_output_redacts_kafka_secrets() {
+        let cfg = RunConfig::from_toml(
+            r#"
+            brokers = "k1:9093"
+            modules = "m"
+            [kafka]
+            "security.protocol" = "SASL_SSL"
+            "sasl.username" = "weir"
+            "sasl.password" = "p4ss-in-toml"
+            "ssl.key.password" = "key-p4ss"
+            "#,
+            None,
+        )
+        .unwrap();
+        let shown = format!("{cfg:?} {cfg:#?}");
+        assert!(!shown.contains("p4ss-in-toml"), "{shown}");
+        assert!(!shown.contains("key-p4ss"), "{shown}");
+        assert!(shown.contains(r#""sasl.password": "***""#), "{shown}");
+        assert!(
+            shown.contains("SASL_SSL") && shown.contains("k1:9093"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -14,10 +14,12 @@ use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message,
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::bindings::weir::consumer::types::{Event, Header, Outgoing};
+use crate::secrets::{Scrubber, redacted};
 
 /// librdkafka settings shared by every client weir creates: the bootstrap
-/// servers plus the user's `[kafka]` passthrough table.
-#[derive(Debug, Clone)]
+/// servers plus the user's `[kafka]` passthrough table. Its `Debug` output
+/// redacts secrets (see [`crate::secrets`]).
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
     pub brokers: String,
@@ -25,7 +27,30 @@ pub struct KafkaSettings {
     pub passthrough: BTreeMap<String, String>,
 }
 
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("passthrough", &redacted(&self.passthrough))
+            .finish()
+    }
+}
+
 impl KafkaSettings {
+    /// A librdkafka error as text safe to log or return: a configuration
+    /// error names the property but never shows its value (a secret under a
+    /// misspelt key is still a secret), and the values of secret `[kafka]`
+    /// properties are removed from any other message.
+    pub fn describe_error(&self, err: &KafkaError) -> String {
+        let scrubber = Scrubber::new(&self.passthrough);
+        match err {
+            KafkaError::ClientConfig(_, desc, key, _value) => {
+                format!("invalid property `{key}`: {}", scrubber.scrub(desc))
+            }
+            other => scrubber.scrub(&other.to_string()),
+        }
+    }
+
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
@@ -71,16 +96,186 @@ impl KafkaSettings {
 
     /// The idempotent producer shared by every module.
     pub fn producer(&self) -> anyhow::Result<FutureProducer> {
-        self.producer_config()
-            .create()
-            .map_err(|e| anyhow::anyhow!("failed to create the kafka producer: {e}"))
+        self.producer_config().create().map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create the kafka producer: {}",
+                self.describe_error(&e)
+            )
+        })
     }
 
     /// An admin client.
     pub fn admin(&self) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-        self.base()
-            .create()
-            .map_err(|e| anyhow::anyhow!("failed to create a kafka admin client: {e}"))
+        self.base().create().map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create a kafka admin client: {}",
+                self.describe_error(&e)
+            )
+        })
+    }
+}
+
+/// The cluster cannot be used with these security settings, and retrying
+/// cannot fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A broker rejected the credentials: wrong user or password, or a
+    /// mechanism the listener does not offer.
+    #[error(
+        "kafka at {brokers} rejected weir's credentials ({settings}): {reason}; \
+         check `sasl.mechanism`, `sasl.username` and `sasl.password` in [kafka]"
+    )]
+    Credentials {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The non-secret security settings in use, e.g.
+        /// `security.protocol=SASL_SSL, sasl.mechanism=SCRAM-SHA-512, sasl.username=weir`.
+        settings: String,
+        /// librdkafka's reason, secrets removed.
+        reason: String,
+    },
+    /// A broker's TLS certificate failed verification (unknown CA, or a
+    /// name that does not match the address).
+    #[error(
+        "cannot verify the TLS certificate of kafka at {brokers} ({settings}): {reason}; \
+         check `ssl.ca.location` in [kafka]"
+    )]
+    Certificate {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The non-secret security settings in use.
+        settings: String,
+        /// librdkafka's reason, secrets removed.
+        reason: String,
+    },
+}
+
+/// What a librdkafka error says about the security settings, if anything
+/// retrying cannot fix: `Some(true)` rejected credentials, `Some(false)` an
+/// unverifiable certificate.
+fn security_failure(error: &KafkaError, reason: &str) -> Option<bool> {
+    match error.rdkafka_error_code()? {
+        RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => Some(true),
+        RDKafkaErrorCode::SSL if reason.contains("certificate verify failed") => Some(false),
+        _ => None,
+    }
+}
+
+/// Records the first security failure a probing client reports.
+struct ProbeContext {
+    failure: std::sync::Mutex<Option<(bool, String)>>,
+}
+
+impl rdkafka::ClientContext for ProbeContext {
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        // The module consumers log the same connection troubles.
+        tracing::debug!(target: "weir::kafka", facility = fac, "credential check: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(credentials) = security_failure(&error, reason) {
+            let mut slot = self
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            slot.get_or_insert_with(|| (credentials, reason.to_owned()));
+        } else {
+            tracing::debug!(target: "weir::kafka", error = %error, "credential check: {reason}");
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ProbeContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+impl KafkaSettings {
+    /// Connects to the cluster with the `[kafka]` settings and waits up to
+    /// `within` (or until `stop` fires) for it to answer a metadata request.
+    /// Blocking.
+    ///
+    /// Returns `Ok(true)` once the cluster answered, `Ok(false)` if it did
+    /// not answer in time (unreachable brokers are not fatal: librdkafka keeps
+    /// reconnecting), and a [`SecurityError`] as soon as a broker rejects the
+    /// credentials or its certificate fails verification.
+    pub fn check_credentials(
+        &self,
+        within: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<bool, SecurityError> {
+        use rdkafka::producer::{BaseProducer, Producer};
+        let context = ProbeContext {
+            failure: std::sync::Mutex::new(None),
+        };
+        let fail = |credentials: bool, reason: &str| {
+            let (brokers, settings) = (self.brokers.clone(), self.security_summary());
+            let reason = Scrubber::new(&self.passthrough).scrub(reason);
+            if credentials {
+                SecurityError::Credentials {
+                    brokers,
+                    settings,
+                    reason,
+                }
+            } else {
+                SecurityError::Certificate {
+                    brokers,
+                    settings,
+                    reason,
+                }
+            }
+        };
+        let client: BaseProducer<ProbeContext> = match self.base().create_with_context(context) {
+            Ok(client) => client,
+            // weir's own producer reports configuration errors.
+            Err(_) => return Ok(false),
+        };
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let attempt = client
+                .client()
+                .fetch_metadata(None, Duration::from_millis(500));
+            client.poll(Duration::ZERO);
+            let failure = client
+                .context()
+                .failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some((credentials, reason)) = failure {
+                return Err(fail(credentials, &reason));
+            }
+            match attempt {
+                Ok(_) => return Ok(true),
+                Err(err) => {
+                    let reason = err.to_string();
+                    if let Some(credentials) = security_failure(&err, &reason) {
+                        return Err(fail(credentials, &reason));
+                    }
+                    if stop.is_cancelled() || std::time::Instant::now() >= deadline {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The non-secret security settings, for messages.
+    fn security_summary(&self) -> String {
+        let shown: Vec<String> = [
+            "security.protocol",
+            "sasl.mechanism",
+            "sasl.mechanisms",
+            "sasl.username",
+        ]
+        .iter()
+        .filter_map(|k| self.passthrough.get(*k).map(|v| format!("{k}={v}")))
+        .collect();
+        if shown.is_empty() {
+            "security.protocol=plaintext".to_owned()
+        } else {
+            shown.join(", ")
+        }
     }
 }
 
@@ -103,7 +298,7 @@ pub async fn create_topics(
     let results = admin
         .create_topics(&new, &options)
         .await
-        .map_err(|e| anyhow::anyhow!("failed to create topics: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("failed to create topics: {}", settings.describe_error(&e)))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -253,6 +448,48 @@ mod tests {
         );
         assert_eq!(c.get("linger.ms"), Some("7"));
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn debug_and_errors_never_show_secret_values() {
+        let mut s = settings();
+        s.passthrough
+            .insert("sasl.password".into(), "pw-in-config-1".into());
+        s.passthrough
+            .insert("ssl.keystore.password".into(), "store-pw-2".into());
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("pw-in-config-1"), "{debug}");
+        assert!(!debug.contains("store-pw-2"), "{debug}");
+        assert!(
+            debug.contains("linger.ms") && debug.contains("***"),
+            "{debug}"
+        );
+
+        // A secret under a misspelt key: librdkafka rejects the key, and the
+        // error must still not carry the value.
+        s.passthrough
+            .insert("sasl.pasword".into(), "typo-secret-3".into());
+        let Err(err) = s.producer() else {
+            panic!("a producer with an unknown property was created");
+        };
+        let text = format!("{err:#}");
+        assert!(text.contains("sasl.pasword"), "{text}");
+        assert!(!text.contains("typo-secret-3"), "{text}");
+    }
+
+    #[test]
+    fn librdkafka_is_built_with_tls_and_sasl() {
+        let (_, version) = rdkafka::util::get_rdkafka_version();
+        let features = ClientConfig::new()
+            .create_native_config()
+            .and_then(|c| c.get("builtin.features"))
+            .expect("builtin.features");
+        for feature in ["ssl", "sasl_plain", "sasl_scram"] {
+            assert!(
+                features.split(',').any(|f| f == feature),
+                "librdkafka {version} lacks `{feature}`: {features}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //!   step with the folder (hot reload), and graceful shutdown.
 //! - [`watch`]: the debounced folder watch.
 //! - [`status`]: per-module state for operators.
+//! - [`secrets`]: keeping `[kafka]` secrets out of logs, errors and status.
 //! - [`embedded`]: the in-memory broker behind `weir dev`.
 //! - [`client`]: the small clients behind `weir produce` and `weir consume`.
 
@@ -41,6 +42,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod modules;
 pub mod runtime;
+pub mod secrets;
 pub mod status;
 pub mod watch;
 

@@ -42,7 +42,9 @@ use crate::status::StatusBoard;
 /// acknowledgements, commit, flush the producer, leave the groups.
 ///
 /// Fails at start if the configuration is invalid, or if the folder holds
-/// modules and none of them loads.
+/// modules and none of them loads; fails (after a graceful shutdown) if,
+/// within 30 s of the start, the cluster rejects weir's credentials or its
+/// TLS certificate cannot be verified ([`crate::kafka::SecurityError`]).
 pub async fn run(config: RunConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     run_with_status(config, Arc::new(StatusBoard::default()), cancel).await
 }
@@ -67,6 +69,17 @@ pub async fn run_with_status(
         brokers: config.brokers().to_owned(),
         passthrough: config.kafka.clone(),
     };
+    // Rejected credentials or an unverifiable broker certificate are
+    // configuration errors: check while the modules load, and stop with a
+    // clear error rather than retry forever.
+    let check_stop = CancellationToken::new();
+    let _check_stop = check_stop.clone().drop_guard();
+    let mut credentials = tokio::task::spawn_blocking({
+        let kafka = kafka.clone();
+        move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
+    });
+    let mut checking = true;
+    let mut fatal = None;
     let mut supervisor = Supervisor {
         dir: config.modules_dir().to_path_buf(),
         max_bytes: config.max_module_bytes,
@@ -118,6 +131,22 @@ pub async fn run_with_status(
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
+            checked = &mut credentials, if checking => {
+                checking = false;
+                match checked {
+                    Ok(Ok(true)) => tracing::debug!("kafka cluster answered; credentials accepted"),
+                    Ok(Ok(false)) => tracing::warn!(brokers = config.brokers(),
+                        within = ?CREDENTIAL_CHECK,
+                        "kafka cluster did not answer yet; librdkafka keeps retrying"),
+                    Ok(Err(refused)) => {
+                        tracing::error!(error = %refused,
+                            "kafka refused weir's security settings; shutting down");
+                        fatal = Some(refused);
+                        break;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
+                }
+            }
             () = changes.notified() => {
                 if let Err(err) = supervisor.sync().await {
                     tracing::error!(error = %format_args!("{err:#}"), "cannot rescan the modules folder");
@@ -137,9 +166,16 @@ pub async fn run_with_status(
     if let Err(err) = tokio::task::spawn_blocking(move || producer.flush(timeout)).await? {
         tracing::warn!(error = %err, "producer flush did not complete");
     }
+    if let Some(refused) = fatal {
+        return Err(refused.into());
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// How long weir waits at start for the cluster to accept or reject its
+/// credentials (see [`KafkaSettings::check_credentials`]).
+const CREDENTIAL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Identifies a module's files by content.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,8 @@
 //! - weir: in-process through [`weir::runtime::run`], or the built `weir`
 //!   binary for command-line behaviour.
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -196,7 +196,9 @@ impl ConsumerContext for RunnerContext {
             }
             Err(err) => {
                 tracing::warn!(module = &*self.shared.name, error = %err,
-                    offsets = %describe(offsets), "offset commit failed; will retry");
+                    offsets = %describe(offsets),
+                    "offset commit failed; retried at the next commit while the partitions stay assigned \
+                     (a revoked partition's next owner replays from its last committed offset)");
                 // Forget these so the next periodic commit sends them again.
                 let mut committed = lock(&self.committed);
                 for e in offsets.elements() {
@@ -431,8 +433,9 @@ pub fn spawn_runner(
         Arc::new(config.create_with_context(context).map_err(|e| {
             module_metrics.stopped();
             anyhow::anyhow!(
-                "failed to create the consumer of module `{}`: {e}",
-                module.name
+                "failed to create the consumer of module `{}`: {}",
+                module.name,
+                settings.kafka.describe_error(&e)
             )
         })?);
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
