@@ -313,6 +313,11 @@ impl RunnerContext {
 
     /// Commits watermarks that moved since the last commit, for `only`
     /// partitions or all.
+    ///
+    /// A synchronous commit (revocation, shutdown) sends every watermark
+    /// again: an earlier asynchronous commit of the same offset may still be
+    /// unanswered, or refused during the rebalance that is revoking the
+    /// partition, and the next owner starts from whatever is committed.
     fn commit(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -321,13 +326,14 @@ impl RunnerContext {
     ) {
         let mut tpl = TopicPartitionList::new();
         let mut newly = Vec::new();
+        let again = matches!(mode, CommitMode::Sync);
         {
             let marks = lock(&self.shared.watermarks);
             let committed = lock(&self.committed);
             let stray = lock(&self.stray);
             for (tp, &next) in marks.iter() {
                 if only.is_some_and(|o| !o.contains(tp))
-                    || committed.get(tp) == Some(&next)
+                    || (!again && committed.get(tp) == Some(&next))
                     || stray.contains(tp)
                 {
                     continue;
