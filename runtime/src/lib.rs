@@ -25,11 +25,13 @@
 //! - [`status`]: per-module state for operators.
 //! - [`embedded`]: the in-memory broker behind `weir dev`.
 //! - [`client`]: the small clients behind `weir produce` and `weir consume`.
+//! - [`devtools`]: `weir new`, `weir build`, `weir check` and `weir replay`.
 
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
+pub mod devtools;
 pub mod dispatch;
 pub mod embedded;
 pub mod engine;
