@@ -24,6 +24,8 @@ use weir::config::RunConfig;
 use weir::embedded::EmbeddedKafka;
 use weir::kafka::KafkaSettings;
 
+pub mod devtools;
+
 /// Partitions of every topic the tests create.
 pub const PARTITIONS: i32 = 3;
 
