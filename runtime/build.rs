@@ -5,17 +5,29 @@
 //! Embeds every project template under `templates/<lang>/` into the binary
 //! (for `weir new`), generically: a new directory there is a new `--lang`.
 //!
+//! A template may also name files of the weir source tree to ship with it
+//! (a helper library, the WIT), in a file `.weir-embed` at its root, one
+//! `<path in the project> = <path from the repository root>` per line
+//! (`#` comments; a source directory is copied whole). Those are embedded
+//! too and written verbatim, without placeholder substitution.
+//!
 //! Generates `$OUT_DIR/templates.rs` with one `include_bytes!` per file.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The name of the embed list in a template.
+const EMBED_LIST: &str = ".weir-embed";
+
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let repo = manifest_dir.parent().expect("runtime/ has a parent");
+    let root = manifest_dir.join("templates");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut out = String::from(
-        "/// One template file: its path relative to the template, and its bytes.\n\
-         pub(crate) type File = (&'static str, &'static [u8]);\n\
+        "/// One template file: its path in the project, its bytes, and whether\n\
+         /// placeholders are substituted in it.\n\
+         pub(crate) type File = (&'static str, &'static [u8], bool);\n\
          /// Every embedded template: language, then its files.\n\
          pub(crate) static TEMPLATES: &[(&str, &[File])] = &[\n",
     );
@@ -26,20 +38,45 @@ fn main() {
             .file_name()
             .and_then(|n| n.to_str())
             .expect("utf-8 template name");
-        let mut files = Vec::new();
-        collect(&lang, &mut files);
+        // (path in the project, source file, substitute placeholders)
+        let mut files: Vec<(String, PathBuf, bool)> = Vec::new();
+        let mut own = Vec::new();
+        collect(&lang, &mut own);
+        for file in own {
+            let rel = relative(&file, &lang);
+            if rel != EMBED_LIST {
+                files.push((rel, file, true));
+            }
+        }
+        for (dest, source) in embed_list(&lang.join(EMBED_LIST)) {
+            let source_path = repo.join(&source);
+            println!("cargo:rerun-if-changed={}", source_path.display());
+            if source_path.is_dir() {
+                let mut found = Vec::new();
+                collect(&source_path, &mut found);
+                for file in found {
+                    files.push((
+                        format!("{dest}/{}", relative(&file, &source_path)),
+                        file,
+                        false,
+                    ));
+                }
+            } else if source_path.is_file() {
+                files.push((dest, source_path, false));
+            } else {
+                panic!(
+                    "{}: `{source}` does not exist under {}",
+                    lang.join(EMBED_LIST).display(),
+                    repo.display()
+                );
+            }
+        }
         files.sort();
         writeln!(out, "    ({name:?}, &[").unwrap();
-        for file in files {
-            let rel = file
-                .strip_prefix(&lang)
-                .expect("under the template")
-                .to_str()
-                .expect("utf-8 path");
-            let rel = rel.replace('\\', "/");
+        for (rel, file, substitute) in files {
             writeln!(
                 out,
-                "        ({rel:?}, include_bytes!({:?})),",
+                "        ({rel:?}, include_bytes!({:?}), {substitute}),",
                 file.display().to_string()
             )
             .unwrap();
@@ -51,6 +88,35 @@ fn main() {
     std::fs::write(dest, out).expect("write templates.rs");
 }
 
+/// The `dest = source` lines of an embed list (none if it does not exist).
+fn embed_list(path: &Path) -> Vec<(String, String)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (dest, source) = l.split_once('=').unwrap_or_else(|| {
+                panic!("{}: expected `dest = source`, got {l:?}", path.display())
+            });
+            (
+                dest.trim().trim_end_matches('/').to_owned(),
+                source.trim().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn relative(file: &Path, base: &Path) -> String {
+    let rel = file
+        .strip_prefix(base)
+        .expect("under its base")
+        .to_str()
+        .expect("utf-8 path");
+    rel.replace('\\', "/")
+}
+
 fn read_dir(dir: &Path) -> Vec<PathBuf> {
     match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -60,8 +126,9 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// Every file below `dir`, skipping build output a developer may have left
-/// in a template while trying it (`target/`, `dist/`, `node_modules/`).
+/// Every file below `dir`, skipping build output and caches a developer may
+/// have left while trying a template (`target/`, `dist/`, `node_modules/`,
+/// `__pycache__/`, `.venv/`).
 fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
     for path in read_dir(dir) {
         let name = path
@@ -69,7 +136,10 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if path.is_dir() {
-            if !matches!(name, "target" | "dist" | "node_modules" | "__pycache__") {
+            if !matches!(
+                name,
+                "target" | "dist" | "node_modules" | "__pycache__" | ".venv"
+            ) {
                 collect(&path, files);
             }
         } else {

@@ -1,6 +1,7 @@
 //! Running the developer-loop commands (`weir new|build|check|replay`) of
 //! the built `weir` binary.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -58,12 +59,17 @@ impl From<Output> for Run {
     }
 }
 
-/// Runs `weir <args>` in `dir` (plain text logs, no colour) and waits.
+/// Runs `weir <args>` in `dir` and waits.
 pub fn weir(dir: &Path, args: &[&str]) -> Run {
+    weir_with_env(dir, args, &[])
+}
+
+/// [`weir`] with extra environment variables.
+pub fn weir_with_env(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Run {
     Command::new(weir_binary())
         .args(args)
         .current_dir(dir)
-        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .env("CARGO_TERM_COLOR", "never")
         // Template builds share one target dir under the repo's target/, so
         // weir-sdk and wit-bindgen compile once across runs.

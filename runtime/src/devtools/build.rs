@@ -25,8 +25,10 @@ pub struct Toolchain {
     pub lang: &'static str,
     /// A file in the project root that identifies the language.
     pub marker: &'static str,
-    /// Where to look for the tool, in order: paths relative to the project
-    /// (a local virtualenv or node_modules), then the bare name on `PATH`.
+    /// Where to look for the tool, in order: a path relative to the project
+    /// (a local virtualenv or node_modules), `{repo}/...` in the weir source
+    /// tree this binary was built from (where its scripts install the
+    /// tools), or a bare name on `PATH`.
     pub tool: &'static [&'static str],
     /// The arguments; `{out}` is the component path, `{name}` the module.
     pub args: &'static [&'static str],
@@ -35,19 +37,25 @@ pub struct Toolchain {
 }
 
 /// Non-Rust languages. Both build against the project's `wit/` directory
-/// (the template writes a copy of weir's `wit/consumer.wit` there).
+/// (templates ship a copy of weir's `wit/consumer.wit`, see `.weir-embed`).
 pub const TOOLCHAINS: &[Toolchain] = &[
     Toolchain {
         lang: "python",
         marker: "app.py",
-        tool: &[".venv/bin/componentize-py", "componentize-py"],
+        tool: &[
+            ".venv/bin/componentize-py",
+            "{repo}/.venv/bin/componentize-py",
+            "componentize-py",
+        ],
         args: &[
-            "--wit-path",
+            "-d",
             "wit",
-            "--world",
+            "-w",
             "consumer",
             "componentize",
             "app",
+            "-p",
+            ".",
             "-o",
             "{out}",
         ],
@@ -55,8 +63,12 @@ pub const TOOLCHAINS: &[Toolchain] = &[
     },
     Toolchain {
         lang: "js",
-        marker: "package.json",
-        tool: &["node_modules/.bin/jco", "jco"],
+        marker: "app.js",
+        tool: &[
+            "node_modules/.bin/jco",
+            "{repo}/node_modules/.bin/jco",
+            "jco",
+        ],
         args: &[
             "componentize",
             "app.js",
@@ -263,4 +275,46 @@ fn which(tool: &Path) -> bool {
     tool.components().count() == 1
         && std::env::var_os("PATH")
             .is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_says_how_to_install_it() {
+        let tc = Toolchain {
+            lang: "python",
+            marker: "app.py",
+            tool: &[
+                "no-such-dir/bin/no-such-tool",
+                "{repo}/no-such-tool",
+                "no-such-tool-on-path",
+            ],
+            args: &[],
+            install: "pip install no-such-tool",
+        };
+        let dir = std::env::temp_dir();
+        let err = run_toolchain(&tc, &dir, "m", &dir.join("m.wasm")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("the python toolchain `no-such-tool-on-path` is not installed"),
+            "{msg}"
+        );
+        assert!(msg.contains("run `pip install no-such-tool`"), "{msg}");
+    }
+
+    #[test]
+    fn the_manifest_names_the_module() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = find_manifest(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no module manifest"), "{err}");
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"x\"\n").unwrap();
+        std::fs::write(dir.path().join("my-mod.toml"), "input-topics = [\"a\"]\n").unwrap();
+        let (name, path) = find_manifest(dir.path()).unwrap();
+        assert_eq!(
+            (name.as_str(), path),
+            ("my-mod", dir.path().join("my-mod.toml"))
+        );
+    }
 }

@@ -219,3 +219,77 @@ pub(super) fn record_json(record: &Outgoing) -> Value {
     }
     Value::Object(object)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(line: &str) -> anyhow::Result<Event> {
+        let mut events = parse(line, "t", &["in".to_owned()])?;
+        Ok(events.remove(0).event)
+    }
+
+    #[test]
+    fn values_are_text_json_base64_or_tombstones() {
+        assert_eq!(
+            one(r#"{"value": "abc"}"#).unwrap().value,
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(
+            one(r#"{"value": {"b": [1, 2]}}"#).unwrap().value,
+            Some(br#"{"b":[1,2]}"#.to_vec())
+        );
+        assert_eq!(
+            one(r#"{"value_b64": "AP8="}"#).unwrap().value,
+            Some(vec![0, 255])
+        );
+        assert_eq!(one(r#"{"value": null}"#).unwrap().value, None);
+        assert_eq!(one(r#"{"key": "k"}"#).unwrap().value, None);
+        assert!(one(r#"{"value_b64": "!!"}"#).is_err());
+    }
+
+    #[test]
+    fn offsets_default_per_partition_and_must_increase() {
+        let text =
+            "{\"partition\": 1}\n{}\n{\"partition\": 1, \"offset\": 9}\n{\"partition\": 1}\n";
+        let offsets: Vec<(i32, i64)> = parse(text, "t", &["in".to_owned()])
+            .unwrap()
+            .iter()
+            .map(|r| (r.event.partition, r.event.offset))
+            .collect();
+        assert_eq!(offsets, [(1, 0), (0, 0), (1, 9), (1, 10)]);
+        let err = parse(
+            "{\"offset\": 5}\n{\"offset\": 5}\n",
+            "f.jsonl",
+            &["in".to_owned()],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("f.jsonl:2: offset 5 does not follow"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn header_lists_keep_order_and_duplicates() {
+        let event = one(r#"{"headers": [["b", "1"], ["a", "2"], ["b", "3"]]}"#).unwrap();
+        let pairs: Vec<(&str, &[u8])> = event
+            .headers
+            .iter()
+            .map(|h| (h.key.as_str(), &h.value[..]))
+            .collect();
+        assert_eq!(pairs, [("b", &b"1"[..]), ("a", b"2"), ("b", b"3")]);
+        let record = Outgoing {
+            topic: "t".into(),
+            key: Some(vec![0xff]),
+            value: None,
+            headers: event.headers,
+            partition: Some(2),
+        };
+        assert_eq!(
+            record_json(&record),
+            json!({"topic": "t", "key_b64": "/w==", "value": null, "partition": 2,
+                   "headers": [["b", "1"], ["a", "2"], ["b", "3"]]})
+        );
+    }
+}

@@ -9,7 +9,10 @@
 //! | `{{name}}` | the module name, kebab-case (`my-enricher`) |
 //! | `{{name_snake}}` | the same in snake_case (`my_enricher`) |
 //! | `{{sdk_path}}` | the Rust SDK source (`--sdk`, or `sdk/` of the weir tree this binary was built from); only templates that use it need it |
-//! | `{{weir_wit}}` | the text of `wit/consumer.wit`, for templates that carry a copy of the WIT |
+//!
+//! Files a template lists in its `.weir-embed` (for example a helper
+//! library and `wit/consumer.wit`, see `runtime/build.rs`) are embedded from
+//! the weir source tree and written as they are.
 
 use std::path::{Path, PathBuf};
 
@@ -18,9 +21,6 @@ use anyhow::{Context as _, bail};
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/templates.rs"));
 }
-
-/// The WIT contract, for `{{weir_wit}}`.
-const WIT: &str = include_str!("../../../wit/consumer.wit");
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -62,7 +62,9 @@ pub fn create(opts: &NewOptions) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
             root.display()
         );
     }
-    let uses_sdk = files.iter().any(|(_, c)| contains(c, b"{{sdk_path}}"));
+    let uses_sdk = files
+        .iter()
+        .any(|(_, c, substitute)| *substitute && contains(c, b"{{sdk_path}}"));
     let sdk = if uses_sdk {
         Some(sdk_path(opts.sdk.as_deref())?)
     } else {
@@ -76,18 +78,18 @@ pub fn create(opts: &NewOptions) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
         if let Some(sdk) = &sdk {
             text = text.replace("{{sdk_path}}", &sdk.display().to_string());
         }
-        text.replace("{{weir_wit}}", WIT)
+        text
     };
     let mut written = Vec::new();
-    for (rel, contents) in files.iter() {
+    for (rel, contents, substitute) in files.iter() {
         let path = root.join(fill(rel));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create `{}`", parent.display()))?;
         }
         let bytes = match std::str::from_utf8(contents) {
-            Ok(text) => fill(text).into_bytes(),
-            Err(_) => contents.to_vec(), // binary files are copied as they are
+            Ok(text) if *substitute => fill(text).into_bytes(),
+            _ => contents.to_vec(), // embedded and binary files are copied as they are
         };
         std::fs::write(&path, bytes)
             .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -136,4 +138,67 @@ fn sdk_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     candidate
         .canonicalize()
         .with_context(|| format!("cannot resolve `{}`", candidate.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_kebab_case() {
+        for ok in ["a", "order-enricher", "v2-router"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "A", "-a", "a-", "a--b", "a_b", "2a", "a b", "é"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_rust_template_is_embedded_with_placeholders() {
+        assert!(languages().contains(&"rust"));
+        let (_, files) = embedded::TEMPLATES
+            .iter()
+            .find(|(l, _)| *l == "rust")
+            .unwrap();
+        let names: Vec<&str> = files.iter().map(|(p, _, _)| *p).collect();
+        assert!(
+            names.contains(&"{{name}}.toml") && names.contains(&"src/lib.rs"),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn create_substitutes_names_and_the_sdk_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = NewOptions {
+            name: "my-mod".into(),
+            lang: "rust".into(),
+            dir: dir.path().to_path_buf(),
+            sdk: None,
+        };
+        let (root, files) = create(&opts).unwrap();
+        assert!(files.contains(&root.join("my-mod.toml")));
+        let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(cargo.contains("name = \"my-mod\""), "{cargo}");
+        let sdk = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../sdk")
+            .canonicalize()
+            .unwrap();
+        assert!(
+            cargo.contains(&format!("path = \"{}\"", sdk.display())),
+            "{cargo}"
+        );
+        let err = create(&NewOptions {
+            sdk: Some(dir.path().into()),
+            name: "other".into(),
+            ..opts
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cannot find the weir-sdk source") && err.contains("--sdk"),
+            "{err}"
+        );
+    }
 }

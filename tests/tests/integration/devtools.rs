@@ -4,7 +4,7 @@
 //! the misbehaving fixture with exact expected results. No broker involved.
 
 use serde_json::{Value, json};
-use weir_tests::devtools::{replay, weir};
+use weir_tests::devtools::{replay, weir, weir_with_env};
 use weir_tests::{ModulesDir, guest, repo_root, test_guest};
 
 /// The example's manifest, and the effective manifest `weir check` printed.
@@ -426,4 +426,24 @@ fn rust_template_builds_checks_and_replays() {
         "value": {"a": 1, "tag": "order-tagger"}, "headers": {"source": "example"}}])
     );
     assert_eq!(lines[1]["disposition"], "rejected");
+}
+
+/// A toolchain without the wasm32-wasip2 target: rustup (a stand-in on
+/// `PATH` that lists only the host target) is asked before cargo runs.
+#[test]
+fn build_without_the_wasm_target_says_how_to_add_it() {
+    let parent = tempfile::tempdir().unwrap();
+    weir(parent.path(), &["new", "no-target"]).success();
+    let bin = parent.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let rustup = bin.join("rustup");
+    std::fs::write(&rustup, "#!/bin/sh\necho x86_64-unknown-linux-gnu\n").unwrap();
+    std::fs::set_permissions(&rustup, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let project = parent.path().join("no-target");
+    weir_with_env(&project, &["build"], &[("PATH", bin.as_os_str())]).failure(&[
+        "the Rust target wasm32-wasip2 is not installed",
+        "run `rustup target add wasm32-wasip2`",
+    ]);
+    weir(parent.path(), &["build", "--dir", "missing"])
+        .failure(&["cannot open project directory `missing`"]);
 }
