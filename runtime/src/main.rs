@@ -297,12 +297,14 @@ fn devtool(command: Command) -> anyhow::Result<()> {
             for file in &files {
                 writeln!(stdout, "created {}", file.display())?;
             }
-            writeln!(
-                stdout,
-                "next: cd {} && weir build && weir replay dist/{}.wasm --events events.jsonl",
-                root.display(),
-                opts.name
-            )?;
+            let mut next = format!("next: cd {} && weir build", root.display());
+            if files.iter().any(|f| f.ends_with("events.jsonl")) {
+                next += &format!(
+                    " && weir replay dist/{}.wasm --events events.jsonl",
+                    opts.name
+                );
+            }
+            writeln!(stdout, "{next}")?;
         }
         Command::Build { dir } => {
             build::build(&dir, &mut stdout)?;

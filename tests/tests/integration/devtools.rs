@@ -52,6 +52,24 @@ fn check_reports_world_and_manifest_of_each_example() {
         );
         assert_eq!(shown["limits"]["max-batch"].as_integer(), Some(64));
     }
+    // A weir.toml's [limits] are the defaults under the manifest's own.
+    let dir = ModulesDir::new();
+    dir.write("weir.toml", b"[limits]\nmax-batch = 3\ntimeout = \"2s\"\n");
+    let router = guest("router");
+    let run = weir(
+        dir.path(),
+        &["check", router.to_str().unwrap(), "--config", "weir.toml"],
+    )
+    .success();
+    assert!(
+        run.stdout
+            .contains("up to limits.max-batch = 3 events per call"),
+        "{run}"
+    );
+    assert_eq!(
+        effective_manifest(&run.stdout)["limits"]["timeout"].as_str(),
+        Some("2s")
+    );
 }
 
 #[test]
