@@ -405,6 +405,14 @@ fn rust_template_builds_checks_and_replays() {
     weir(dir, &["new", "Not_Kebab"]).failure(&["invalid module name \"Not_Kebab\""]);
 
     let project = dir.join("order-tagger");
+    // Pin the dependency versions the guest examples were built with, so
+    // that the build reuses their compiled dependencies (the harness points
+    // CARGO_TARGET_DIR there) and a new crates.io release cannot change it.
+    std::fs::copy(
+        repo_root().join("guest-examples/Cargo.lock"),
+        project.join("Cargo.lock"),
+    )
+    .unwrap();
     let run = weir(&project, &["build"]).success();
     assert!(
         run.stdout
