@@ -30,14 +30,17 @@ pub struct Toolchain {
     /// tree this binary was built from (where its scripts install the
     /// tools), or a bare name on `PATH`.
     pub tool: &'static [&'static str],
-    /// The arguments; `{out}` is the component path, `{name}` the module.
-    pub args: &'static [&'static str],
+    /// The arguments, split at spaces; `{out}` is the component path,
+    /// `{name}` the module name.
+    pub args: &'static str,
     /// How to install the tool when none is found.
     pub install: &'static str,
 }
 
-/// Non-Rust languages. Both build against the project's `wit/` directory
-/// (templates ship a copy of weir's `wit/consumer.wit`, see `.weir-embed`).
+/// Non-Rust languages, with the commands of `scripts/build-polyglot.sh`
+/// (branch `lang`). Both build against the project's `wit/` directory, and
+/// the helper library sits in the project root (templates ship copies of
+/// both, see `.weir-embed` in `runtime/build.rs`).
 pub const TOOLCHAINS: &[Toolchain] = &[
     Toolchain {
         lang: "python",
@@ -47,39 +50,23 @@ pub const TOOLCHAINS: &[Toolchain] = &[
             "{repo}/.venv/bin/componentize-py",
             "componentize-py",
         ],
-        args: &[
-            "-d",
-            "wit",
-            "-w",
-            "consumer",
-            "componentize",
-            "app",
-            "-p",
-            ".",
-            "-o",
-            "{out}",
-        ],
-        install: "python3 -m venv .venv && .venv/bin/pip install componentize-py",
+        args: "-d wit -w consumer componentize -p . app -o {out}",
+        install: "python3 -m venv .venv && .venv/bin/pip install componentize-py \
+                  (or run scripts/build-polyglot.sh in the weir checkout)",
     },
     Toolchain {
         lang: "js",
         marker: "app.js",
         tool: &[
-            "node_modules/.bin/jco",
-            "{repo}/node_modules/.bin/jco",
-            "jco",
+            "node_modules/.bin/componentize-js",
+            "{repo}/sdk/js/node_modules/.bin/componentize-js",
+            "componentize-js",
         ],
-        args: &[
-            "componentize",
-            "app.js",
-            "--wit",
-            "wit",
-            "--world-name",
-            "consumer",
-            "--out",
-            "{out}",
-        ],
-        install: "npm install --save-dev @bytecodealliance/jco @bytecodealliance/componentize-js",
+        // `-d`: no fetch or HTTP server support (weir links no wasi:http).
+        args: "app.js --wit wit -n consumer -d http fetch-event -o {out}",
+        install: "npm install --save-dev @bytecodealliance/componentize-js \
+                  @bytecodealliance/preview2-shim (or run scripts/build-polyglot.sh in the weir \
+                  checkout)",
     },
 ];
 
@@ -249,7 +236,7 @@ fn run_toolchain(tc: &Toolchain, dir: &Path, name: &str, wasm: &Path) -> anyhow:
     let out = wasm.display().to_string();
     let args: Vec<String> = tc
         .args
-        .iter()
+        .split_whitespace()
         .map(|a| a.replace("{out}", &out).replace("{name}", name))
         .collect();
     tracing::info!(tool = %tool.display(), args = ?args, "building");
@@ -291,7 +278,7 @@ mod tests {
                 "{repo}/no-such-tool",
                 "no-such-tool-on-path",
             ],
-            args: &[],
+            args: "",
             install: "pip install no-such-tool",
         };
         let dir = std::env::temp_dir();

@@ -138,9 +138,9 @@ pub(super) fn hint(error: &LoadError) -> &'static str {
              (or `export_batch_consumer!`); with componentize-py or jco use world `consumer`"
         }
         LoadError::Contract { .. } => {
-            "weir links weir:consumer/{log,config,emitter} and WASI 0.2 io, clocks, random and \
-             cli (no filesystem, no sockets); remove the import named above (e.g. stop using \
-             files or the network in the guest) or build against weir's wit/consumer.wit"
+            "weir does not provide the import named above (README, \"Sandbox\", lists the WASI \
+             interfaces it links): stop using what needs it in the guest, or build against \
+             weir's wit/consumer.wit"
         }
         LoadError::TooLarge { .. } => {
             "raise `max-module-bytes` in weir.toml or shrink the component"

@@ -99,9 +99,21 @@ fn check_explains_what_weir_would_refuse() {
         "rustup target add wasm32-wasip2",
     ]);
 
-    std::fs::copy(test_guest("uses-files"), dir.path().join("files.wasm")).unwrap();
-    weir(dir.path(), &["check", "files.wasm"])
-        .failure(&["wasi:filesystem/types@0.2.6", "hint: weir links"]);
+    // A component importing an interface weir does not provide.
+    let unknown = wat::parse_str(
+        r#"(component (import "example:nowhere/thing@1.0.0" (instance (export "f" (func)))))"#,
+    )
+    .unwrap();
+    dir.write("unknown.wasm", &unknown);
+    let run = weir(dir.path(), &["check", "unknown.wasm"]).failure(&[
+        "component imports instance `example:nowhere/thing@1.0.0`",
+        "hint: weir does not provide the import named above",
+    ]);
+    assert!(
+        run.stdout
+            .contains("imports:\n  example:nowhere/thing@1.0.0: f"),
+        "{run}"
+    );
 
     // No manifest: shown with defaults, an error only when one is required.
     std::fs::copy(guest("filter"), dir.path().join("lonely.wasm")).unwrap();
