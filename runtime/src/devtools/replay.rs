@@ -11,7 +11,8 @@
 //! fresh instance after a trap, `retry` up to `retry.max-attempts` (without
 //! the backoff sleeps), a failed batch re-run one event at a time, and the
 //! `on-failure` action reported (with `stop`, later events of the partition
-//! are not handled). Input and output formats: [`super::events`].
+//! are not handled). Input and output formats: README, "Developer loop"
+//! (and the `events` module).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
