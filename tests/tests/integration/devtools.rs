@@ -466,6 +466,48 @@ fn rust_template_builds_checks_and_replays() {
     assert_eq!(lines[1]["disposition"], "rejected");
 }
 
+/// Every template under `runtime/templates/` (Rust, and whichever other
+/// languages are there) creates a project that `weir build` turns into a
+/// component passing `weir check`, and whose sample events replay.
+#[test]
+fn every_template_builds_and_passes_check() {
+    let mut langs: Vec<String> = std::fs::read_dir(repo_root().join("runtime/templates"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    langs.sort();
+    assert!(langs.contains(&"rust".to_owned()), "{langs:?}");
+    for lang in langs {
+        let parent = tempfile::tempdir().unwrap();
+        let name = format!("tpl-{lang}");
+        weir(parent.path(), &["new", &name, "--lang", &lang]).success();
+        let project = parent.path().join(&name);
+        if lang == "rust" {
+            // As in rust_template_builds_checks_and_replays.
+            std::fs::copy(
+                repo_root().join("guest-examples/Cargo.lock"),
+                project.join("Cargo.lock"),
+            )
+            .unwrap();
+        }
+        let run = weir(&project, &["build"]).success();
+        assert!(run.stdout.contains("\nworld: "), "{lang}: {run}");
+        assert!(run.stdout.contains("\nlinks: ok"), "{lang}: {run}");
+        let wasm = format!("dist/{name}.wasm");
+        weir(&project, &["check", &wasm, "--require-manifest"]).success();
+        let events = project.join("events.jsonl");
+        if events.is_file() {
+            let run = weir(&project, &["replay", &wasm, "--events", "events.jsonl"]).success();
+            let expected = std::fs::read_to_string(&events)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+                .count();
+            assert_eq!(run.stdout.lines().count(), expected, "{lang}: {run}");
+        }
+    }
+}
+
 /// A toolchain without the wasm32-wasip2 target: rustup (a stand-in on
 /// `PATH` that lists only the host target) is asked before cargo runs.
 #[test]
