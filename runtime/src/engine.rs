@@ -278,6 +278,12 @@ impl WasmEngine {
 }
 
 impl WasmEngine {
+    /// Compiles `bytes` (cached by content, like [`WasmEngine::load_bytes`])
+    /// without checking it against the `weir:consumer` worlds.
+    pub fn compile_component(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        self.compile(&hex::encode(Sha256::digest(bytes)), bytes)
+    }
+
     fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
         let cached = {
             let cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());

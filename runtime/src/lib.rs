@@ -26,11 +26,13 @@
 //! - [`secrets`]: keeping `[kafka]` secrets out of logs, errors and status.
 //! - [`embedded`]: the in-memory broker behind `weir dev`.
 //! - [`client`]: the small clients behind `weir produce` and `weir consume`.
+//! - [`devtools`]: `weir new`, `weir build`, `weir check` and `weir replay`.
 
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
+pub mod devtools;
 pub mod dispatch;
 pub mod embedded;
 pub mod engine;

@@ -92,6 +92,75 @@ enum Command {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         idle: Duration,
     },
+    /// Create a consumer project from a template.
+    New {
+        /// Module name: lowercase letters, digits and hyphens, e.g. order-enricher.
+        name: String,
+        /// Language of the template (rust, or any other template this binary embeds).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Parent directory of the new project.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The weir-sdk source directory for Rust projects (default: sdk/ of
+        /// the weir tree this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build the project in a directory into dist/<name>.wasm and check it.
+    Build {
+        /// Project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Validate a component: world, imports, exports, effective manifest.
+    Check {
+        #[command(flatten)]
+        module: ModuleArgs,
+        /// Fail when the component has no manifest (`weir run` needs one).
+        #[arg(long)]
+        require_manifest: bool,
+    },
+    /// Run a component offline on recorded events (JSON lines), no Kafka.
+    Replay {
+        #[command(flatten)]
+        module: ModuleArgs,
+        /// JSON-lines events file (`-` for stdin).
+        #[arg(long)]
+        events: PathBuf,
+        /// Output: one JSON object per event, or text.
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
+        format: ReplayFormat,
+    },
+}
+
+/// A component and how `weir run` would configure it.
+#[derive(Debug, clap::Args)]
+struct ModuleArgs {
+    /// The component (.wasm).
+    wasm: PathBuf,
+    /// Its manifest (default: the .toml next to the component).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// A weir.toml whose [limits], max-wasm-stack and max-module-bytes apply.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl From<ModuleArgs> for weir::devtools::ModuleOptions {
+    fn from(a: ModuleArgs) -> Self {
+        Self {
+            wasm: a.wasm,
+            manifest: a.manifest,
+            config: a.config,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReplayFormat {
+    Json,
+    Text,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -200,7 +269,69 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             tracing::info!(topic = %topic, records = n, "consumed");
             Ok(())
         }
+        command @ (Command::New { .. }
+        | Command::Build { .. }
+        | Command::Check { .. }
+        | Command::Replay { .. }) => tokio::task::block_in_place(|| devtool(command)),
     }
+}
+
+/// The developer-loop commands; blocking.
+fn devtool(command: Command) -> anyhow::Result<()> {
+    use weir::devtools::{build, check, new, replay};
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let opts = new::NewOptions {
+                name,
+                lang,
+                dir,
+                sdk,
+            };
+            let (root, files) = new::create(&opts)?;
+            for file in &files {
+                writeln!(stdout, "created {}", file.display())?;
+            }
+            let mut next = format!("next: cd {} && weir build", root.display());
+            if files.iter().any(|f| f.ends_with("events.jsonl")) {
+                next += &format!(
+                    " && weir replay dist/{}.wasm --events events.jsonl",
+                    opts.name
+                );
+            }
+            writeln!(stdout, "{next}")?;
+        }
+        Command::Build { dir } => {
+            build::build(&dir, &mut stdout)?;
+        }
+        Command::Check {
+            module,
+            require_manifest,
+        } => check::check(&module.into(), require_manifest, &mut stdout)?,
+        Command::Replay {
+            module,
+            events,
+            format,
+        } => {
+            let format = match format {
+                ReplayFormat::Json => replay::Format::Json,
+                ReplayFormat::Text => replay::Format::Text,
+            };
+            replay::replay(&module.into(), &events, format, &mut stdout)?;
+        }
+        Command::Run { .. }
+        | Command::Dev { .. }
+        | Command::Produce { .. }
+        | Command::Consume { .. } => {
+            anyhow::bail!("not a developer-loop command")
+        }
+    }
+    Ok(())
 }
 
 /// A token cancelled on SIGINT or SIGTERM.
@@ -224,8 +355,10 @@ fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Where a module starts reading when its group has no committed offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum OffsetReset {
     /// From the oldest event still in the topic.
@@ -104,7 +104,7 @@ impl Default for Limits {
 }
 
 /// How a module retries events whose handler returned `retry`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RetryPolicy {
     /// Total attempts for one event, the first included. When they are used
@@ -150,7 +150,7 @@ impl RetryPolicy {
 }
 
 /// The parsed `<name>.toml` of one module.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Manifest {
     /// Topics the module consumes. At least one.
@@ -183,7 +183,7 @@ pub struct Manifest {
 }
 
 /// A module's delivery guarantee (`[delivery]`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Delivery {
     /// `at-least-once` (default) or `exactly-once`.
@@ -210,7 +210,7 @@ fn default_transaction_interval() -> Duration {
 }
 
 /// See [`Delivery::guarantee`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Guarantee {
     /// Outputs are acknowledged before the input offset is committed; a
@@ -226,7 +226,7 @@ pub enum Guarantee {
 /// What to do with an event that fails for good: rejected by the handler,
 /// retries used up, a trap on the last attempt, an oversized event, or an
 /// output the broker refuses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FailurePolicy {
     /// `dead-letter` (default): write the event to the dead-letter topic, then
@@ -241,7 +241,7 @@ pub struct FailurePolicy {
 }
 
 /// See [`FailurePolicy::action`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureAction {
     /// Write to the dead-letter topic, then settle.

@@ -26,6 +26,7 @@ use weir::config::RunConfig;
 use weir::embedded::EmbeddedKafka;
 use weir::kafka::KafkaSettings;
 
+pub mod devtools;
 pub mod process;
 
 /// Partitions of every topic the tests create.
