@@ -475,6 +475,7 @@ fn poll_loop(
     let context = consumer.context();
     let module = context.shared.name.clone();
     let mut next_commit = Instant::now() + commit_interval;
+    let mut last_error: Option<(String, Instant)> = None;
     while !cancel.is_cancelled() {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
@@ -482,7 +483,16 @@ fn poll_loop(
                 context.stray(message.topic(), message.partition(), message.offset());
             }
             Some(Err(err)) => {
-                tracing::warn!(module = &*module, error = %err, "kafka consumer error")
+                // During an outage librdkafka reports the same error on every
+                // poll: log it when it changes, or every 30 s.
+                let text = err.to_string();
+                let now = Instant::now();
+                if last_error.as_ref().is_none_or(|(t, at)| {
+                    *t != text || now.duration_since(*at) >= Duration::from_secs(30)
+                }) {
+                    tracing::warn!(module = &*module, error = %text, "kafka consumer error");
+                    last_error = Some((text, now));
+                }
             }
             None => {}
         }
