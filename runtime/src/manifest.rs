@@ -165,6 +165,13 @@ pub struct Manifest {
     /// Start position when the group has no committed offset.
     #[serde(default)]
     pub offset_reset: OffsetReset,
+    /// Start position by time, for partitions the group has no committed
+    /// offset for: the first event whose timestamp is at or after this
+    /// instant (RFC 3339, e.g. `2026-11-25T10:00:00Z`); the end of the
+    /// partition when there is none. Overrides `offset-reset` for those
+    /// partitions; committed offsets always win.
+    #[serde(default, with = "humantime_serde::option")]
+    pub start_at: Option<std::time::SystemTime>,
     /// Per-call limits.
     #[serde(default)]
     pub limits: Limits,

@@ -190,6 +190,7 @@ struct Subscription {
     topics: Vec<String>,
     group: String,
     offset_reset: &'static str,
+    start_at: Option<std::time::SystemTime>,
     guarantee: crate::manifest::Guarantee,
 }
 
@@ -202,6 +203,7 @@ impl Subscription {
             topics,
             group: m.group_id(&module.name),
             offset_reset: m.offset_reset.as_kafka(),
+            start_at: m.start_at,
             guarantee: m.delivery.guarantee,
         }
     }

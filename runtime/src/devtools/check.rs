@@ -113,6 +113,7 @@ fn placeholder_manifest(limits: &crate::manifest::Limits) -> Manifest {
         output_topics: Vec::new(),
         group_id: None,
         offset_reset: Default::default(),
+        start_at: None,
         limits: limits.clone(),
         retry: Default::default(),
         on_failure: Default::default(),

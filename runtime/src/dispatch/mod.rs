@@ -154,6 +154,9 @@ impl ConsumerContext for RunnerContext {
             Rebalance::Assign(tpl) => {
                 tracing::info!(module, partitions = %describe(tpl), "partitions assigned");
                 self.shared.metrics.assigned(tpl.count());
+                if let Some(at) = self.shared.current().manifest.start_at {
+                    self.start_new_partitions_at(consumer, tpl, at);
+                }
                 for e in tpl.elements() {
                     self.start_worker((e.topic().to_owned(), e.partition()));
                 }
@@ -215,6 +218,58 @@ impl ConsumerContext for RunnerContext {
 }
 
 impl RunnerContext {
+    /// `start-at`: for assigned partitions the group has no committed offset
+    /// for, commits the offset of the first event at or after `at` (the
+    /// partition's end when there is none), so fetching starts there.
+    fn start_new_partitions_at(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+        at: std::time::SystemTime,
+    ) {
+        let module = &*self.shared.name;
+        let timeout = Duration::from_secs(10);
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let result = (|| -> KafkaResult<TopicPartitionList> {
+            let committed = consumer.committed_offsets(tpl.clone(), timeout)?;
+            let mut new = TopicPartitionList::new();
+            for e in committed.elements() {
+                if !matches!(e.offset(), Offset::Offset(_)) {
+                    new.add_partition_offset(e.topic(), e.partition(), Offset::Offset(ms))?;
+                }
+            }
+            if new.count() == 0 {
+                return Ok(new);
+            }
+            let found = consumer.offsets_for_times(new, timeout)?;
+            let mut start = TopicPartitionList::new();
+            for e in found.elements() {
+                let offset = match e.offset() {
+                    Offset::Offset(o) if o >= 0 => o,
+                    _ => {
+                        consumer
+                            .fetch_watermarks(e.topic(), e.partition(), timeout)?
+                            .1
+                    }
+                };
+                start.add_partition_offset(e.topic(), e.partition(), Offset::Offset(offset))?;
+            }
+            consumer.commit(&start, CommitMode::Sync)?;
+            Ok(start)
+        })();
+        match result {
+            Ok(start) if start.count() > 0 => {
+                tracing::info!(module, start_at = %humantime::format_rfc3339_millis(at),
+                partitions = %describe(&start), "new partitions start at `start-at`")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(module, error = %err,
+                "cannot position new partitions at `start-at`; they start at `offset-reset`"),
+        }
+    }
+
     /// Starts the worker of a newly assigned partition on the partition's
     /// own queue. Called before librdkafka starts fetching it, so every
     /// message of the partition lands in that queue.

@@ -1,6 +1,8 @@
 //! Offsets are committed only for events whose outputs the broker
 //! acknowledged, and a restart resumes from them.
 
+#![allow(clippy::print_stdout, reason = "tests say why they skip")]
+
 use std::time::{Duration, Instant};
 
 use weir_tests::{
@@ -163,5 +165,64 @@ async fn restart_resumes_from_committed_offsets_without_duplicates() {
         (0..60).collect::<Vec<_>>(),
         "no event lost or handled twice across a clean restart"
     );
+    weir.stop().await.expect("clean shutdown");
+}
+
+/// `start-at`: a new group starts at the first event at or after the
+/// instant (events before it are never handled); once it has committed
+/// offsets, those win.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_a_timestamp_skips_older_events_for_a_new_group() {
+    init_logging();
+    if !broker().is_real() {
+        // Observed: the mock answers every lookup by timestamp with the
+        // partition's end offset.
+        println!(
+            "start_at: skipped on the embedded mock cluster (no offsets by timestamp); set WEIR_TEST_BROKERS"
+        );
+        return;
+    }
+    let (input, output, group) = (
+        unique("startat-in"),
+        unique("startat-out"),
+        unique("g-startat"),
+    );
+    broker().create_topic(&input).await;
+    broker().create_topic(&output).await;
+    let batch = |tag: &str| -> Vec<Send> {
+        (0..12)
+            .map(|i| Send::kv(&format!("k{i}"), &format!(r#"{{"tag":"{tag}","i":{i}}}"#)))
+            .collect()
+    };
+    produce(&input, &batch("old")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at = std::time::SystemTime::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    produce(&input, &batch("new")).await;
+
+    let modules = ModulesDir::new();
+    let text = format!(
+        "start-at = \"{}\"\n{}",
+        humantime::format_rfc3339_millis(at),
+        manifest("output", &input, &output, &group)
+    );
+    modules.add("enrich", "json-enrich", &text);
+    let weir = Weir::start(modules.path(), &[]);
+    let o = output.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        consume(&o, 12, Duration::from_secs(60), Duration::from_secs(3))
+    })
+    .await
+    .unwrap();
+    let tags: Vec<String> = out
+        .iter()
+        .map(|r| r.json()["tag"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(out.len(), 12, "only the events after `start-at`: {tags:?}");
+    assert!(tags.iter().all(|t| t == "new"), "{tags:?}");
+    eventually(Duration::from_secs(30), "offsets committed", || {
+        (total(&committed(&group, &input)) == 24).then_some(())
+    })
+    .await;
     weir.stop().await.expect("clean shutdown");
 }
