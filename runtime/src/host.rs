@@ -70,7 +70,10 @@ impl std::fmt::Debug for HostState {
 
 impl HostState {
     /// A fresh state: no files, no network, no environment, no arguments;
-    /// stdin is empty and stdout/stderr go to the log.
+    /// stdin is empty and stdout/stderr go to the log. No directory is
+    /// preopened, TCP, UDP and name lookup are disabled and every socket
+    /// address is denied, so the filesystem and socket interfaces linked by
+    /// [`add_wasi_to_linker`] exist but reach nothing.
     pub fn new(policy: Arc<GuestPolicy>) -> Self {
         let memory = usize::try_from(policy.limits.memory_mib)
             .unwrap_or(usize::MAX)
@@ -79,6 +82,10 @@ impl HostState {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(&policy.module, Stream::Stdout, &observer))
             .stderr(GuestOutput::new(&policy.module, Stream::Stderr, &observer))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         Self {
             wasi,
@@ -212,15 +219,25 @@ impl WasiView for HostState {
 }
 
 /// Links the WASI 0.2 interfaces a guest may import: I/O streams, clocks,
-/// random numbers, and the `wasi:cli` environment, exit, stdio and terminal
-/// interfaces (with no variables, no arguments and empty stdin). Filesystem
-/// and socket interfaces are deliberately absent, so a component importing
-/// them is refused at load with the import named, instead of loading and
-/// failing later.
+/// random numbers, the `wasi:cli` environment, exit, stdio and terminal
+/// interfaces (with no variables, no arguments and empty stdin), and
+/// `wasi:filesystem` and `wasi:sockets` with no capabilities.
+///
+/// Language runtimes (componentize-py's CPython, ComponentizeJS's
+/// SpiderMonkey) import the filesystem and socket interfaces whether or not
+/// the consumer uses them, so weir links them but grants nothing: no
+/// preopened directory (`get-directories` is empty, so no file can be
+/// opened), TCP, UDP and `ip-name-lookup` disabled, and every socket address
+/// denied (see [`HostState::new`]). A guest that tries gets an error value
+/// from WASI, which it can turn into a retry or reject. Any import outside
+/// these interfaces and `weir:consumer` still refuses the component at load,
+/// naming the import.
 pub fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::p2::bindings::{cli, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, filesystem, random, sockets, sync};
     use wasmtime_wasi::random::WasiRandom;
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     // wasi:io, wasi:clocks, wasi:random/random, wasi:cli/std{in,out,err}.
     wasmtime_wasi::p2::add_to_linker_proxy_interfaces_sync(linker)?;
     let l = linker;
@@ -233,6 +250,18 @@ pub fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()
     cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
     cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
     cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
+    // No preopens: the filesystem is empty.
+    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, HostState::filesystem)?;
+    sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, HostState::filesystem)?;
+    // Sockets disabled and every address denied.
+    let network = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<_, WasiSockets>(l, &network, HostState::sockets)?;
+    sockets::instance_network::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+    sync::sockets::udp_create_socket::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+    sync::sockets::tcp::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
+    sync::sockets::udp::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
     Ok(())
 }
 
