@@ -6,6 +6,7 @@
 mod cli;
 mod errors;
 mod failures;
+mod languages;
 mod metrics;
 mod offsets;
 mod pipeline;
