@@ -22,6 +22,7 @@ import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.1.0
 import { emit as hostEmit } from 'weir:consumer/emitter@0.1.0';
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
 
 /** A handler verdict other than `ok`; throw `Retry` or `Reject`. */
 export class WeirError extends Error {}
@@ -73,7 +74,7 @@ function toBytes(value) {
 function utf8(bytes, what) {
   if (bytes === undefined) return undefined;
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    return decoder.decode(bytes);
   } catch (e) {
     throw new Reject(`${what} is not UTF-8: ${e.message ?? e}`);
   }
@@ -135,9 +136,12 @@ function writeJson(value, out) {
   } else throw new Reject(`cannot serialise the record value: ${typeof value} is not JSON`);
 }
 
-// Byte order of the UTF-8 encodings, as Rust sorts `String` keys.
+// Byte order of the UTF-8 encodings, as Rust sorts `String` keys. UTF-16
+// code-unit order is the same unless a surrogate (U+D800..U+DFFF) is
+// involved, so only keys holding one are encoded.
+const SURROGATE = /[\uD800-\uDFFF]/;
 function compareUtf8(a, b) {
-  if (a === b) return 0;
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   const x = encoder.encode(a);
   const y = encoder.encode(b);
   for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
