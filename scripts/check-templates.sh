@@ -7,6 +7,8 @@
 # README documents. Prints the component sizes.
 #
 # Usage: scripts/check-templates.sh [python] [js]   (default: both)
+# WEIR_TEMPLATE_OUT=DIR keeps the built components and manifests there, as
+# DIR/<lang>-<name>.wasm and .toml (a modules folder weir can load).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -60,4 +62,9 @@ for lang in "${langs[@]}"; do
         ;;
     esac
     printf '%-8s %10d  dist/%s.wasm\n' "$lang" "$(stat -c %s "$dir/dist/$name.wasm")" "$name"
+    if [[ -n "${WEIR_TEMPLATE_OUT:-}" ]]; then
+        mkdir -p "$WEIR_TEMPLATE_OUT"
+        cp "$dir/dist/$name.wasm" "$WEIR_TEMPLATE_OUT/$lang-$name.wasm"
+        cp "$dir/dist/$name.toml" "$WEIR_TEMPLATE_OUT/$lang-$name.toml"
+    fi
 done
