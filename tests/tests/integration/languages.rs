@@ -212,3 +212,59 @@ fn json_equal(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
+
+/// The helpers' failure paths give the Rust SDK's reasons: a missing config
+/// key, and a record the host refuses (`emit-error`), called in-process.
+#[test]
+fn helpers_reject_config_and_emit_errors_like_the_rust_sdk() {
+    use tokio_util::sync::CancellationToken;
+    use weir::bindings::weir::consumer::types::{Disposition, Event};
+    use weir::engine::WasmEngine;
+    use weir::invoke::Invoker;
+
+    init_logging();
+    let event = Event {
+        topic: "orders".into(),
+        partition: 0,
+        offset: 7,
+        timestamp_ms: None,
+        key: None,
+        value: Some(br#"{"price": 1, "quantity": 2}"#.to_vec()),
+        headers: Vec::new(),
+    };
+    // (manifest, expected reason)
+    let cases = [
+        (
+            "input-topics = [\"orders\"]\noutput-topics = [\"out\"]\n[config]\noutput = \"out\"\n",
+            "config key `region` is not set",
+        ),
+        (
+            "input-topics = [\"orders\"]\noutput-topics = [\"out\"]\n[config]\nregion = \"r\"\noutput = \"elsewhere\"\n",
+            "topic `elsewhere` is not in the module's output-topics",
+        ),
+    ];
+    let engine = WasmEngine::new().unwrap();
+    for lang in LANGUAGES {
+        for (i, (manifest, reason)) in cases.iter().enumerate() {
+            let dir = ModulesDir::new();
+            dir.add(lang, lang, manifest);
+            // The engine caches the compiled component by digest.
+            let module = std::sync::Arc::new(
+                engine
+                    .load(&dir.path().join(format!("{lang}.wasm")), 50 << 20)
+                    .unwrap(),
+            );
+            let mut invoker = Invoker::new(&engine, module).unwrap();
+            let result = invoker.call(std::slice::from_ref(&event), &CancellationToken::new());
+            assert!(
+                result.failure.is_none(),
+                "{lang} case {i}: {:?}",
+                result.failure
+            );
+            match result.dispositions.as_slice() {
+                [Disposition::Reject(got)] => assert_eq!(got, reason, "{lang} case {i}"),
+                other => panic!("{lang} case {i}: a reject expected, got {other:?}"),
+            }
+        }
+    }
+}
