@@ -41,6 +41,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod modules;
 pub mod runtime;
+pub mod sandbox;
 pub mod status;
 pub mod watch;
 
