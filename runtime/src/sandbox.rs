@@ -52,3 +52,17 @@ pub fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()
     sync::sockets::udp::add_to_linker::<_, WasiSockets>(l, HostState::sockets)?;
     Ok(())
 }
+
+/// `reason` (wasmtime's error for an import the linker lacks) with a hint
+/// for the imports language toolchains add by default: ComponentizeJS
+/// imports `wasi:http` unless built with `-d http fetch-event`.
+pub fn explain_missing_import(reason: String) -> String {
+    if reason.contains("wasi:http/") {
+        format!(
+            "{reason}; weir links no wasi:http (a ComponentizeJS build needs \
+             `-d http fetch-event`, as scripts/build-polyglot.sh passes)"
+        )
+    } else {
+        reason
+    }
+}

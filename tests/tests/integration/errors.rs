@@ -165,4 +165,5 @@ fn a_component_importing_an_unsupported_interface_is_refused_naming_it() {
         error.contains("wasi:http/outgoing-handler@0.2.0"),
         "{error}"
     );
+    assert!(error.contains("-d http fetch-event"), "{error}");
 }
