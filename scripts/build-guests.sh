@@ -5,6 +5,10 @@
 #   <out>/<name>.wasm   the component (name = the example's directory name)
 #   <out>/<name>.toml   its manifest, copied from <example>/manifest.toml
 #
+# The Python and JavaScript examples (directories with app.py or app.js
+# instead of Cargo.toml) are built by scripts/build-polyglot.sh, called at the
+# end with the same OUT_DIR; WEIR_SKIP_POLYGLOT=1 skips them.
+#
 # Usage: scripts/build-guests.sh [OUT_DIR]     (default: <repo>/target/modules)
 #
 # Idempotent: cargo rebuilds only what changed, and a file is replaced only
@@ -63,6 +67,7 @@ status=0
 for manifest in "$examples"/*/manifest.toml; do
     dir="$(dirname "$manifest")"
     name="$(basename "$dir")"
+    [[ -f "$dir/Cargo.toml" ]] || continue # Python/JS: build-polyglot.sh
     wasm="$artifacts/${name//-/_}.wasm"
     if [[ ! -f "$wasm" ]]; then
         echo "error: $name: $wasm was not built (is $dir a cdylib in the workspace?)" >&2
@@ -94,5 +99,8 @@ if [[ -z "${1:-}" ]]; then
         name="$(basename "$wasm" .wasm)"
         install_file "$wasm" "$fixture_out/${name//_/-}.wasm"
     done
+fi
+if [[ "${WEIR_SKIP_POLYGLOT:-0}" != 1 ]]; then
+    "$repo/scripts/build-polyglot.sh" "$out" || status=1
 fi
 exit "$status"

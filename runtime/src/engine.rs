@@ -246,7 +246,7 @@ impl WasmEngine {
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| contract(format!("{e:#}")))?;
+            .map_err(|e| contract(crate::sandbox::explain_missing_import(format!("{e:#}"))))?;
         let pre = match BatchConsumerPre::new(instance_pre.clone()) {
             Ok(pre) => HandlerPre::Batch(pre),
             Err(_) => match ConsumerPre::new(instance_pre) {

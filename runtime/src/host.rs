@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+pub use crate::sandbox::add_wasi_to_linker;
 
 use crate::bindings::weir::consumer::types::{EmitError, Outgoing};
 use crate::bindings::weir::consumer::{config, emitter, log, types};
@@ -70,7 +72,10 @@ impl std::fmt::Debug for HostState {
 
 impl HostState {
     /// A fresh state: no files, no network, no environment, no arguments;
-    /// stdin is empty and stdout/stderr go to the log.
+    /// stdin is empty and stdout/stderr go to the log. No directory is
+    /// preopened, TCP, UDP and name lookup are disabled and every socket
+    /// address is denied, so the filesystem and socket interfaces linked by
+    /// [`add_wasi_to_linker`] exist but reach nothing.
     pub fn new(policy: Arc<GuestPolicy>) -> Self {
         let memory = usize::try_from(policy.limits.memory_mib)
             .unwrap_or(usize::MAX)
@@ -79,6 +84,10 @@ impl HostState {
         let wasi = WasiCtx::builder()
             .stdout(GuestOutput::new(&policy.module, Stream::Stdout, &observer))
             .stderr(GuestOutput::new(&policy.module, Stream::Stderr, &observer))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         Self {
             wasi,
@@ -209,31 +218,6 @@ impl WasiView for HostState {
             table: &mut self.table,
         }
     }
-}
-
-/// Links the WASI 0.2 interfaces a guest may import: I/O streams, clocks,
-/// random numbers, and the `wasi:cli` environment, exit, stdio and terminal
-/// interfaces (with no variables, no arguments and empty stdin). Filesystem
-/// and socket interfaces are deliberately absent, so a component importing
-/// them is refused at load with the import named, instead of loading and
-/// failing later.
-pub fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
-    use wasmtime_wasi::p2::bindings::{cli, random};
-    use wasmtime_wasi::random::WasiRandom;
-    // wasi:io, wasi:clocks, wasi:random/random, wasi:cli/std{in,out,err}.
-    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_sync(linker)?;
-    let l = linker;
-    random::insecure::add_to_linker::<_, WasiRandom>(l, |t| t.wasi.random())?;
-    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |t| t.wasi.random())?;
-    cli::exit::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    cli::environment::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    cli::terminal_input::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    cli::terminal_output::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, HostState::cli)?;
-    Ok(())
 }
 
 impl types::Host for HostState {}

@@ -44,6 +44,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod modules;
 pub mod runtime;
+pub mod sandbox;
 pub mod secrets;
 pub mod status;
 pub mod watch;

@@ -37,8 +37,8 @@ pub struct Toolchain {
     pub install: &'static str,
 }
 
-/// Non-Rust languages, with the commands of `scripts/build-polyglot.sh`
-/// (branch `lang`). Both build against the project's `wit/` directory, and
+/// Non-Rust languages, with the commands of `scripts/build-polyglot.sh`.
+/// Both build against the project's `wit/` directory, and
 /// the helper library sits in the project root (templates ship copies of
 /// both, see `.weir-embed` in `runtime/build.rs`).
 pub const TOOLCHAINS: &[Toolchain] = &[

@@ -3,7 +3,10 @@
 
 use std::process::Command;
 
+use tokio_util::sync::CancellationToken;
+use weir::bindings::weir::consumer::types::{Disposition, Event};
 use weir::engine::WasmEngine;
+use weir::invoke::Invoker;
 use weir::modules::load_dir;
 use weir_tests::{ModulesDir, init_logging, weir_binary};
 
@@ -96,7 +99,7 @@ fn reserved_kafka_keys_in_the_config_file_exit_with_usage_error() {
 }
 
 #[test]
-fn a_component_importing_the_filesystem_is_refused_naming_the_import() {
+fn a_component_importing_files_and_sockets_loads_but_reaches_neither() {
     init_logging();
     let dir = ModulesDir::new();
     std::fs::copy(
@@ -107,8 +110,60 @@ fn a_component_importing_the_filesystem_is_refused_naming_the_import() {
     dir.write("files.toml", GOOD.as_bytes());
     let engine = WasmEngine::new().unwrap();
     let report = load_dir(&engine, dir.path(), 50 << 20).unwrap();
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    let module = report.loaded.into_iter().next().unwrap();
+    let mut invoker = Invoker::new(&engine, module).unwrap();
+    let event = |value: &[u8]| Event {
+        topic: "in".into(),
+        partition: 0,
+        offset: 0,
+        timestamp_ms: None,
+        key: None,
+        value: Some(value.to_vec()),
+        headers: Vec::new(),
+    };
+    // `file` reads /etc/passwd: no directory is preopened. `net` connects to
+    // 127.0.0.1:9: TCP is disabled and every address denied. Both fail
+    // inside the guest, which rejects with the error.
+    for (value, error) in [
+        (&b"file"[..], "No such file or directory"),
+        (b"net", "Permission denied"),
+    ] {
+        let result = invoker.call(&[event(value)], &CancellationToken::new());
+        assert!(result.failure.is_none(), "{:?}", result.failure);
+        let [Disposition::Reject(reason)] = result.dispositions.as_slice() else {
+            panic!("a reject expected: {:?}", result.dispositions)
+        };
+        assert!(reason.contains(error), "{reason}");
+        assert!(result.emitted.iter().all(Vec::is_empty));
+    }
+}
+
+#[test]
+fn a_component_importing_an_unsupported_interface_is_refused_naming_it() {
+    init_logging();
+    // `(component (import "wasi:http/outgoing-handler@0.2.0" (instance
+    // (export "handle" (func)))))`, encoded by hand: weir links no wasi:http.
+    let name = b"wasi:http/outgoing-handler@0.2.0";
+    let mut wasm = b"\0asm\x0d\0\x01\0".to_vec();
+    // Type section: an instance type exporting `handle: func()`.
+    wasm.extend(b"\x07\x13\x01\x42\x02\x01\x40\x00\x01\x00\x04\x00\x06handle\x01\x00");
+    // Import section: that instance, under the WASI name.
+    wasm.extend([10, u8::try_from(name.len() + 5).unwrap(), 1, 0]);
+    wasm.push(u8::try_from(name.len()).unwrap());
+    wasm.extend(name);
+    wasm.extend([5, 0]);
+    let dir = ModulesDir::new();
+    dir.write("http.wasm", &wasm)
+        .write("http.toml", GOOD.as_bytes());
+    let engine = WasmEngine::new().unwrap();
+    let report = load_dir(&engine, dir.path(), 50 << 20).unwrap();
     assert!(report.loaded.is_empty());
     let error = report.failed[0].to_string();
-    assert!(error.contains("files.wasm"), "{error}");
-    assert!(error.contains("wasi:filesystem/"), "{error}");
+    assert!(error.contains("http.wasm"), "{error}");
+    assert!(
+        error.contains("wasi:http/outgoing-handler@0.2.0"),
+        "{error}"
+    );
+    assert!(error.contains("-d http fetch-event"), "{error}");
 }

@@ -1,0 +1,391 @@
+// weir.js: write weir Kafka consumers in JavaScript, built as WebAssembly
+// components with ComponentizeJS against weir's WIT (`wit/consumer.wit`,
+// world `consumer`). One self-contained ES module, no dependencies.
+//
+//   import { exportConsumer, Reject, config } from './weir.js';
+//
+//   export const handler = exportConsumer((ctx, event) => {
+//     const text = event.valueStr();
+//     if (text === undefined) throw new Reject('tombstones are not expected');
+//     ctx.emit(event.forwardTo(config.getOr('output', 'upper')).value(text.toUpperCase()));
+//   });
+//
+// Returning normally means `ok`: the host produces what was emitted and may
+// commit the offset. Throwing `Retry` asks the host to call again with the
+// same event after a backoff; throwing `Reject` (or anything else, like `?`
+// in the Rust SDK) rejects the event for good with the error's message. The
+// vocabulary mirrors the Rust SDK (weir-sdk): Event, Record, ctx.emit,
+// config.get/require/getOr, log.info and friends, EmitError.
+
+import { log as hostLog } from 'weir:consumer/log@0.1.0';
+import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.1.0';
+import { emit as hostEmit } from 'weir:consumer/emitter@0.1.0';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** A handler verdict other than `ok`; throw `Retry` or `Reject`. */
+export class WeirError extends Error {}
+
+/** A transient failure: the host discards what was emitted and calls the
+ * handler again with the same event after a backoff. */
+export class Retry extends WeirError {
+  constructor(reason) {
+    super(String(reason));
+    this.name = 'Retry';
+  }
+}
+
+/** A permanent failure: the host discards what was emitted, reports the
+ * event with the reason and moves on. */
+export class Reject extends WeirError {
+  constructor(reason) {
+    super(String(reason));
+    this.name = 'Reject';
+  }
+}
+
+const EMIT_MESSAGES = {
+  'topic-not-allowed': (d) => `topic \`${d}\` is not in the module's output-topics`,
+  'too-large': (d) => `record is larger than the limit of ${d} bytes`,
+  'too-many': (d) => `more than ${d} records emitted for one call`,
+  'invalid-partition': (d) => `partition ${d} is negative`,
+};
+
+/** The host refused an emitted record (a `Reject`: uncaught, it rejects the
+ * event). `kind`: `topic-not-allowed`, `too-large`, `too-many` or
+ * `invalid-partition`; `detail`: the topic, limit or partition. */
+export class EmitError extends Reject {
+  constructor(kind, detail) {
+    super((EMIT_MESSAGES[kind] ?? ((d) => `${kind}: ${d}`))(detail));
+    this.name = 'EmitError';
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+function toBytes(value) {
+  if (typeof value === 'string') return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
+  if (value instanceof ArrayBuffer) return new Uint8Array(value);
+  throw new TypeError('expected a string or a Uint8Array');
+}
+
+function utf8(bytes, what) {
+  if (bytes === undefined) return undefined;
+  try {
+    return decoder.decode(bytes);
+  } catch (e) {
+    throw new Reject(`${what} is not UTF-8: ${e.message ?? e}`);
+  }
+}
+
+function lastHeader(headers, name) {
+  let found;
+  for (const [key, value] of headers) if (key === name) found = value;
+  return found;
+}
+
+// ------------------------------------------------------------------ JSON --
+
+// serde_json's notation (1.0.154) for a finite non-integer number: the
+// shortest digits that read back to the same value, scientific below 1e-5
+// and from 1e16 up, e.g. 0.00001, 2.5, 1.5e-7, 1e+16.
+function formatFloat(x) {
+  const [mantissa, exp] = Math.abs(x).toExponential().split('e');
+  const digits = mantissa.replace('.', '');
+  const point = Number(exp) + 1; // position of the decimal point
+  const sign = x < 0 || Object.is(x, -0) ? '-' : '';
+  const len = digits.length;
+  let out;
+  if (point >= len && point <= 16) out = digits + '0'.repeat(point - len) + '.0';
+  else if (point > 0 && point <= 16) out = `${digits.slice(0, point)}.${digits.slice(point)}`;
+  else if (point > -5 && point <= 0) out = `0.${'0'.repeat(-point)}${digits}`;
+  else {
+    const mantissa = len === 1 ? digits : `${digits[0]}.${digits.slice(1)}`;
+    out = `${mantissa}e${point > 1 ? '+' : ''}${point - 1}`;
+  }
+  return sign + out;
+}
+
+function writeJson(value, out) {
+  if (value === null || value === undefined) out.push('null');
+  else if (typeof value === 'boolean') out.push(value ? 'true' : 'false');
+  else if (typeof value === 'bigint') out.push(value.toString());
+  else if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new Reject(`cannot serialise the record value: ${value} is not valid JSON`);
+    out.push(Number.isSafeInteger(value) ? String(value) : formatFloat(value));
+  } else if (typeof value === 'string') out.push(JSON.stringify(value));
+  else if (Array.isArray(value)) {
+    out.push('[');
+    value.forEach((item, i) => {
+      if (i) out.push(',');
+      writeJson(item, out);
+    });
+    out.push(']');
+  } else if (typeof value === 'object') {
+    out.push('{');
+    Object.keys(value)
+      .sort((a, b) => compareUtf8(a, b))
+      .forEach((key, i) => {
+        if (i) out.push(',');
+        out.push(JSON.stringify(key), ':');
+        writeJson(value[key], out);
+      });
+    out.push('}');
+  } else throw new Reject(`cannot serialise the record value: ${typeof value} is not JSON`);
+}
+
+// Byte order of the UTF-8 encodings, as Rust sorts `String` keys. UTF-16
+// code-unit order is the same unless a surrogate (U+D800..U+DFFF) is
+// involved, so only keys holding one are encoded.
+const SURROGATE = /[\uD800-\uDFFF]/;
+function compareUtf8(a, b) {
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  const x = encoder.encode(a);
+  const y = encoder.encode(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+/** JSON helpers written like the Rust SDK's (serde_json): object keys
+ * sorted, no whitespace, floats in serde_json's notation. JavaScript numbers do not
+ * keep the integer/float distinction, so an integral float (`10.0`) is
+ * written as an integer (`10`): outputs are JSON-equal to the Rust SDK's,
+ * not always byte-identical. */
+export const json = {
+  /** `value` as compact JSON text. */
+  stringify(value) {
+    const out = [];
+    writeJson(value, out);
+    return out.join('');
+  },
+  /** Parses UTF-8 bytes or a string as JSON. */
+  parse(data) {
+    return JSON.parse(typeof data === 'string' ? data : utf8(data, 'value'));
+  },
+};
+
+// ------------------------------------------------------- event and record --
+
+/** One Kafka event: `topic`, `partition` (number), `offset` (BigInt),
+ * `timestampMs` (BigInt or undefined), `key` and `value` (Uint8Array, or
+ * undefined: no key, a tombstone), `headers` ([name, Uint8Array] pairs in
+ * the producer's order; names may repeat). */
+export class Event {
+  constructor({ topic = 'test', partition = 0, offset = 0n, timestampMs, key, value, headers = [] } = {}) {
+    this.topic = topic;
+    this.partition = partition;
+    this.offset = BigInt(offset);
+    this.timestampMs = timestampMs === undefined ? undefined : BigInt(timestampMs);
+    this.key = key === undefined ? undefined : toBytes(key);
+    this.value = value === undefined ? undefined : toBytes(value);
+    this.headers = headers.map(([k, v]) => [k, toBytes(v)]);
+  }
+
+  /** The key as text; not UTF-8 rejects the event. */
+  keyStr() {
+    return utf8(this.key, 'key');
+  }
+
+  /** The value as text; not UTF-8 rejects the event. */
+  valueStr() {
+    return utf8(this.value, 'value');
+  }
+
+  /** The value parsed as JSON; a tombstone or a value that does not parse
+   * rejects the event, saying why. */
+  valueJson() {
+    if (this.value === undefined) throw new Reject('value is a tombstone, expected JSON');
+    const text = this.valueStr();
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new Reject(`value is not the expected JSON: ${e.message ?? e}`);
+    }
+  }
+
+  /** `true` when the event has no value. */
+  isTombstone() {
+    return this.value === undefined;
+  }
+
+  /** The value of the last header called `name`, or undefined. */
+  header(name) {
+    return lastHeader(this.headers, name);
+  }
+
+  /** `header(name)` as text; not UTF-8 rejects the event. */
+  headerStr(name) {
+    return utf8(this.header(name), 'header value');
+  }
+
+  /** A record for `topic` with this event's key, value and headers. */
+  forwardTo(topic) {
+    const record = new Record(topic);
+    record.record.key = this.key;
+    record.record.value = this.value;
+    record.record.headers = this.headers.slice();
+    return record;
+  }
+}
+
+/** A record to emit; builder methods return the record, so they chain:
+ * `new Record('out').key('k').json({ a: 1 }).header('h', 'v')`. */
+export class Record {
+  constructor(topic) {
+    this.record = { topic, key: undefined, value: undefined, headers: [], partition: undefined };
+  }
+
+  /** Sets the destination topic. */
+  topic(topic) {
+    this.record.topic = topic;
+    return this;
+  }
+
+  /** Sets the key (a string is written as UTF-8). */
+  key(key) {
+    this.record.key = toBytes(key);
+    return this;
+  }
+
+  /** Removes the key. */
+  noKey() {
+    this.record.key = undefined;
+    return this;
+  }
+
+  /** Sets the value (a string is written as UTF-8). */
+  value(value) {
+    this.record.value = toBytes(value);
+    return this;
+  }
+
+  /** Sets the value to `value` written by `json.stringify`. */
+  json(value) {
+    return this.value(json.stringify(value));
+  }
+
+  /** Removes the value: the record is a tombstone. */
+  tombstone() {
+    this.record.value = undefined;
+    return this;
+  }
+
+  /** Appends a header (Kafka allows the same name more than once). */
+  header(name, value) {
+    this.record.headers.push([name, toBytes(value)]);
+    return this;
+  }
+
+  /** Removes every header called `name`. */
+  removeHeader(name) {
+    this.record.headers = this.record.headers.filter(([k]) => k !== name);
+    return this;
+  }
+
+  /** Removes every header. */
+  noHeaders() {
+    this.record.headers = [];
+    return this;
+  }
+
+  /** Sends the record to `partition` instead of the partitioner's choice. */
+  partition(partition) {
+    this.record.partition = partition;
+    return this;
+  }
+}
+
+// ------------------------------------------------------- config, log, emit --
+
+/** Read-only access to the manifest's `[config]` table. */
+export const config = {
+  /** The value for `key`, or undefined. */
+  get(key) {
+    return hostGet(key) ?? undefined;
+  },
+  /** Every [key, value] pair, sorted by key. */
+  all() {
+    return hostGetAll();
+  },
+  /** The value for `key`, or `fallback` when it is not set. */
+  getOr(key, fallback) {
+    return hostGet(key) ?? fallback;
+  },
+  /** The value for `key`; a missing key rejects the event, naming it. */
+  require(key) {
+    const value = hostGet(key);
+    if (value === undefined || value === null) throw new Reject(`config key \`${key}\` is not set`);
+    return value;
+  },
+};
+
+/** Log through the host: lines carry the module and the event's topic,
+ * partition and offset. (`console.log` also reaches weir's log, at INFO,
+ * without the event fields.) */
+export const log = Object.fromEntries(
+  ['trace', 'debug', 'info', 'warn', 'error'].map((level) => [level, (message) => hostLog(level, String(message))]),
+);
+
+/** What a handler can do besides returning: emit records. One per call. */
+export class Context {
+  constructor() {
+    /** How many records the host has accepted during this call. */
+    this.emitted = 0;
+  }
+
+  /** Asks the host to produce `record` if the event ends `ok`; throws an
+   * `EmitError` (a `Reject`) when the host refuses it. */
+  emit(record) {
+    const r = record instanceof Record ? record.record : record;
+    try {
+      hostEmit({
+        topic: r.topic,
+        key: r.key,
+        value: r.value,
+        headers: r.headers.map(([key, value]) => ({ key, value })),
+        partition: r.partition,
+      });
+    } catch (e) {
+      const err = e?.payload ?? e;
+      if (err && typeof err === 'object' && 'tag' in err) throw new EmitError(err.tag, err.val);
+      throw e;
+    }
+    this.emitted += 1;
+  }
+}
+
+function toEvent(e) {
+  const event = Object.create(Event.prototype);
+  event.topic = e.topic;
+  event.partition = e.partition;
+  event.offset = e.offset;
+  event.timestampMs = e.timestampMs;
+  event.key = e.key;
+  event.value = e.value;
+  event.headers = e.headers.map((h) => [h.key, h.value]);
+  return event;
+}
+
+/** The `handler` export for a consumer: a function `(ctx, event) => void`
+ * or an object with an `onEvent(ctx, event)` method. Write
+ * `export const handler = exportConsumer(myConsumer);` in the app module.
+ * An error other than Retry/Reject rejects the event with
+ * `"<Name>: <message>"` and logs its stack at WARN; it never traps. */
+export function exportConsumer(consumer) {
+  const onEvent = typeof consumer === 'function' ? consumer : consumer.onEvent.bind(consumer);
+  return {
+    handle(event) {
+      try {
+        onEvent(new Context(), toEvent(event));
+      } catch (e) {
+        if (e instanceof Retry) return { tag: 'retry', val: e.message };
+        if (e instanceof Reject) return { tag: 'reject', val: e.message };
+        log.warn(String(e?.stack ?? e));
+        return { tag: 'reject', val: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
+      }
+      return { tag: 'ok' };
+    },
+  };
+}

@@ -1,0 +1,48 @@
+"""Write weir Kafka consumers in Python, built as WebAssembly components
+with componentize-py against weir's WIT (`wit/consumer.wit`, world
+`consumer`).
+
+A consumer is a class with an ``on_event(self, ctx, event)`` method,
+exported under the name ``Handler`` of the app module::
+
+    import weir_sdk
+    from weir_sdk import Reject, config
+
+    class Upper(weir_sdk.Consumer):
+        def on_event(self, ctx, event):
+            text = event.value_str()
+            if text is None:
+                raise Reject("tombstones are not expected")
+            ctx.emit(event.forward_to(config.get_or("output", "upper")).value(text.upper()))
+
+    Handler = weir_sdk.export(Upper)
+
+Returning normally means ``ok``: the host produces what was emitted and may
+commit the offset. Raising :class:`Retry` asks the host to call again with
+the same event after a backoff; raising :class:`Reject` (or any other
+exception, like ``?`` in the Rust SDK) rejects the event for good with the
+exception's message. The vocabulary mirrors the Rust SDK (``weir-sdk``):
+``Event``, ``Record``, ``Context.emit``, ``config.get/require/get_or``,
+``log.info`` and friends, ``EmitError``.
+"""
+
+from . import config, log
+from .consumer import Consumer, Context, export
+from .errors import EmitError, Error, Reject, Retry
+from .event import Event, Record
+from . import json
+
+__all__ = [
+    "Consumer",
+    "Context",
+    "EmitError",
+    "Error",
+    "Event",
+    "Record",
+    "Reject",
+    "Retry",
+    "config",
+    "export",
+    "json",
+    "log",
+]

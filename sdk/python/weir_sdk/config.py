@@ -1,0 +1,33 @@
+"""Read-only access to the ``[config]`` table of the module's manifest.
+
+Helpers that can fail raise :class:`weir_sdk.Reject`: configuration is fixed
+for a module version, so retrying the event would not help."""
+
+from typing import List, Optional, Tuple
+
+from ._host import config as _host
+from .errors import Reject
+
+
+def get(key: str) -> Optional[str]:
+    """The value for ``key``, or ``None`` if the manifest does not set it."""
+    return _host.get(key)
+
+
+def all() -> List[Tuple[str, str]]:  # noqa: A001 - mirrors the Rust SDK's name
+    """Every key and value, sorted by key."""
+    return list(_host.get_all())
+
+
+def get_or(key: str, default: str) -> str:
+    """The value for ``key``, or ``default`` when it is not set."""
+    value = get(key)
+    return default if value is None else value
+
+
+def require(key: str) -> str:
+    """The value for ``key``; a missing key rejects the event, naming it."""
+    value = get(key)
+    if value is None:
+        raise Reject(f"config key `{key}` is not set")
+    return value

@@ -1,0 +1,41 @@
+"""Handler verdicts (``Retry``, ``Reject``) and ``EmitError``."""
+
+
+class Error(Exception):
+    """A handler verdict other than ``ok``; raise :class:`Retry` or
+    :class:`Reject` rather than this base class."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        #: Why, as the host will report it.
+        self.reason = str(reason)
+
+
+class Retry(Error):
+    """A transient failure: the host discards what was emitted for the event
+    and calls the handler again with the same event after a backoff."""
+
+
+class Reject(Error):
+    """A permanent failure: the host discards what was emitted for the event,
+    reports it with the reason and moves on."""
+
+
+class EmitError(Reject):
+    """The host refused an emitted record. Uncaught, it rejects the event with
+    its message; catch it to decide otherwise.
+
+    ``kind`` is one of ``topic-not-allowed`` (``detail``: the topic),
+    ``too-large`` (the limit in bytes), ``too-many`` (the maximum number of
+    records) or ``invalid-partition`` (the partition)."""
+
+    def __init__(self, kind: str, detail):
+        self.kind = kind
+        self.detail = detail
+        messages = {
+            "topic-not-allowed": f"topic `{detail}` is not in the module's output-topics",
+            "too-large": f"record is larger than the limit of {detail} bytes",
+            "too-many": f"more than {detail} records emitted for one call",
+            "invalid-partition": f"partition {detail} is negative",
+        }
+        super().__init__(messages.get(kind, f"{kind}: {detail}"))

@@ -1,0 +1,96 @@
+//! Measures what the Rust, Python and JavaScript `json-enrich` components
+//! cost in weir, without Kafka: component size, compile time
+//! (`WasmEngine::load`, fresh engine), instantiation (`Invoker::new`), and
+//! the per-event handler cost on a warm instance (`Invoker::call` over 256
+//! order events, emit included), for `rounds` rounds.
+//!
+//! ```sh
+//! scripts/build-guests.sh
+//! cargo run --release -p weir-tests --example lang_cost [ROUNDS]   # default 20
+//! ```
+//!
+//! A measurement, not a test: it prints figures and fails only if a call
+//! fails or emits the wrong number of records.
+#![allow(clippy::print_stdout, reason = "a measurement tool prints its figures")]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use tokio_util::sync::CancellationToken;
+use weir::bindings::weir::consumer::types::{Event, Header};
+use weir::engine::WasmEngine;
+use weir::invoke::Invoker;
+
+const MODULES: [&str; 3] = ["json-enrich", "python-json-enrich", "js-json-enrich"];
+
+fn main() -> anyhow::Result<()> {
+    let rounds: usize = match std::env::args().nth(1) {
+        Some(n) => n.parse().context("ROUNDS must be a number")?,
+        None => 20,
+    };
+    let dir = weir_tests::repo_root().join("target/modules");
+    let events: Vec<Event> = (0..256)
+        .map(|i| Event {
+            topic: "orders".into(),
+            partition: 0,
+            offset: i,
+            timestamp_ms: Some(1_700_000_000_000 + i),
+            key: Some(format!("order-{i}").into_bytes()),
+            value: Some(
+                format!(r#"{{"id":{i},"customer":"c-{}","price":2.5,"quantity":{},"note":"a typical order"}}"#, i % 17, i % 9)
+                    .into_bytes(),
+            ),
+            headers: vec![Header { key: "trace-id".into(), value: b"abc".to_vec() }],
+        })
+        .collect();
+    let stop = CancellationToken::new();
+    println!(
+        "{:<20} {:>10} {:>10} {:>12} {:>12} {:>12}",
+        "module", "bytes", "compile", "instantiate", "per event", "events/s"
+    );
+    for name in MODULES {
+        let wasm = dir.join(format!("{name}.wasm"));
+        let size = std::fs::metadata(&wasm)
+            .with_context(|| format!("{}: run scripts/build-guests.sh first", wasm.display()))?
+            .len();
+        let engine = WasmEngine::new()?;
+        let t = Instant::now();
+        let module = Arc::new(engine.load(&wasm, 64 << 20)?);
+        let compile = t.elapsed();
+        let t = Instant::now();
+        let mut invoker = Invoker::new(&engine, module)?;
+        let instantiate = t.elapsed();
+        // Warm-up round, then the measured ones.
+        let mut per_round = Vec::with_capacity(rounds);
+        for round in 0..=rounds {
+            let t = Instant::now();
+            let result = invoker.call(&events, &stop);
+            let elapsed = t.elapsed();
+            if let Some(f) = result.failure {
+                bail!("{name}: call failed: {}", f.reason);
+            }
+            let emitted: usize = result.emitted.iter().map(Vec::len).sum();
+            if emitted != events.len() {
+                bail!(
+                    "{name}: {emitted} records emitted for {} events",
+                    events.len()
+                );
+            }
+            if round > 0 {
+                per_round.push(elapsed.as_secs_f64() / events.len() as f64);
+            }
+        }
+        per_round.sort_by(f64::total_cmp);
+        let median = per_round[per_round.len() / 2];
+        println!(
+            "{name:<20} {size:>10} {:>8.1} s {:>9.1} ms {:>9.1} µs {:>12.0}",
+            compile.as_secs_f64(),
+            instantiate.as_secs_f64() * 1e3,
+            median * 1e6,
+            1.0 / median
+        );
+    }
+    println!("(median of {rounds} rounds of 256 events per call; one warm instance; no Kafka)");
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! The Python (componentize-py) and JavaScript (ComponentizeJS) twins of
+//! `json-enrich` give the Rust example's outputs for the same inputs, read
+//! back from the broker: outputs, tombstones and rejections (through the
+//! dead-letter topic).
+//!
+//! Python: byte-identical values (its helper writes JSON as serde_json
+//! does). JavaScript: JSON-equal values with numbers compared as `f64`
+//! (JavaScript numbers drop the integer/float distinction: Rust writes
+//! `10.0` where JavaScript writes `10`). Keys and headers are identical.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+use weir_tests::{
+    ModulesDir, Received, Send, Weir, broker, consume, init_logging, produce, unique,
+};
+
+/// The examples compared, by their module file name in `target/modules`.
+const LANGUAGES: [&str; 3] = ["json-enrich", "python-json-enrich", "js-json-enrich"];
+
+/// (case, value): each case is produced with key `case` and header
+/// `trace: <case>`; `None` is a tombstone.
+fn cases() -> Vec<(&'static str, Option<&'static str>)> {
+    vec![
+        (
+            "float-total",
+            Some(r#"{"price": 2.5, "quantity": 4, "id": 1}"#),
+        ),
+        ("int-total", Some(r#"{"quantity": 7, "price": 3}"#)),
+        ("string-price", Some(r#"{"price": "3", "quantity": 7}"#)),
+        (
+            "nested-unicode",
+            Some(
+                r#"{"z": [1, 2.5, {"b": null, "a": true}], "name": "café ☕ \"q\"\n", "price": 1e-7, "quantity": 3}"#,
+            ),
+        ),
+        ("overflow", Some(r#"{"price": 1e300, "quantity": 1e10}"#)),
+        (
+            "small-and-large",
+            Some(r#"{"a": 0.00001, "b": 1.5e-9, "c": 1e16, "d": 123456.789, "e": -0.5}"#),
+        ),
+        ("tombstone", None),
+        ("array", Some("[1, 2]")),
+        ("not-json", Some("not json")),
+    ]
+}
+
+/// Cases rejected by every language, with the reason's expected prefix.
+const REJECTED: [(&str, &str); 2] = [
+    ("array", "value is not a JSON object"),
+    ("not-json", "value is not the expected JSON: "),
+];
+
+struct Topics {
+    output: String,
+    dlq: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
+    init_logging();
+    let input = unique("lang-orders");
+    broker().create_topic(&input).await;
+    let modules = ModulesDir::new();
+    let mut topics = BTreeMap::new();
+    for lang in LANGUAGES {
+        let t = Topics {
+            output: unique(&format!("{lang}-out")),
+            dlq: unique(&format!("{lang}-dlq")),
+        };
+        broker().create_topic(&t.output).await;
+        broker().create_topic(&t.dlq).await;
+        let manifest = format!(
+            "input-topics = [\"{input}\"]\noutput-topics = [\"{out}\"]\ngroup-id = \"{group}\"\n\
+             [on-failure]\ndead-letter-topic = \"{dlq}\"\n\
+             [config]\nregion = \"eu-west\"\noutput = \"{out}\"\n",
+            out = t.output,
+            dlq = t.dlq,
+            group = unique(&format!("g-{lang}")),
+        );
+        modules.add(lang, lang, &manifest);
+        topics.insert(lang, t);
+    }
+    let records: Vec<Send> = cases()
+        .into_iter()
+        .map(|(case, value)| Send {
+            key: Some(case.into()),
+            value: value.map(Into::into),
+            headers: vec![("trace".into(), case.into())],
+            partition: None,
+        })
+        .collect();
+    produce(&input, &records).await;
+    let weir = Weir::start(modules.path(), &[]);
+
+    let emitted = cases().len() - REJECTED.len();
+    let mut outputs = BTreeMap::new();
+    let mut dead = BTreeMap::new();
+    for (lang, t) in &topics {
+        // Loading a Python or JS component compiles ~12-18 MB of Wasm: allow
+        // minutes on a busy 2-core machine (a bound, not a measurement).
+        let (output, dlq) = (t.output.clone(), t.dlq.clone());
+        let (out, dlq) = tokio::task::spawn_blocking(move || {
+            let out = consume(
+                &output,
+                emitted,
+                Duration::from_secs(300),
+                Duration::from_secs(2),
+            );
+            let dlq = consume(
+                &dlq,
+                REJECTED.len(),
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+            );
+            (out, dlq)
+        })
+        .await
+        .unwrap();
+        outputs.insert(*lang, by_key(lang, out));
+        dead.insert(*lang, by_key(lang, dlq));
+    }
+    weir.stop().await.unwrap();
+
+    let rust = &outputs["json-enrich"];
+    assert_eq!(rust.len(), emitted, "rust outputs: {rust:#?}");
+    // The Rust outputs themselves, so the comparison is not vacuous.
+    let value = |case: &str| rust[case].text();
+    assert_eq!(
+        value("float-total"),
+        r#"{"id":1,"price":2.5,"quantity":4,"region":"eu-west","total":10.0}"#
+    );
+    assert_eq!(
+        value("int-total"),
+        r#"{"price":3,"quantity":7,"region":"eu-west","total":21}"#
+    );
+    assert!(rust["tombstone"].value.is_none());
+    for lang in ["python-json-enrich", "js-json-enrich"] {
+        let other = &outputs[lang];
+        assert_eq!(
+            other.keys().collect::<Vec<_>>(),
+            rust.keys().collect::<Vec<_>>(),
+            "{lang}: the same cases produce outputs"
+        );
+        for (case, want) in rust {
+            let got = &other[case];
+            assert_eq!(got.headers, want.headers, "{lang} {case}: headers");
+            assert_eq!(got.key, want.key, "{lang} {case}: key");
+            match (&want.value, &got.value) {
+                (None, None) => {}
+                (Some(w), Some(g)) if lang == "python-json-enrich" => assert_eq!(
+                    String::from_utf8_lossy(g),
+                    String::from_utf8_lossy(w),
+                    "{lang} {case}: byte-identical value"
+                ),
+                (Some(_), Some(_)) => assert!(
+                    json_equal(&want.json(), &got.json()),
+                    "{lang} {case}: JSON-equal value\n rust: {}\n {lang}: {}",
+                    want.text(),
+                    got.text()
+                ),
+                (w, g) => panic!("{lang} {case}: tombstone mismatch: rust {w:?}, {lang} {g:?}"),
+            }
+        }
+    }
+    for lang in LANGUAGES {
+        let rejected = &dead[lang];
+        assert_eq!(
+            rejected.len(),
+            REJECTED.len(),
+            "{lang}: dead letters {rejected:#?}"
+        );
+        for (case, reason) in REJECTED {
+            let record = &rejected[case];
+            assert_eq!(
+                record.header("weir.error.kind").as_deref(),
+                Some("rejected")
+            );
+            let message = record.header("weir.error.message").unwrap_or_default();
+            assert!(
+                message.starts_with(reason),
+                "{lang} {case}: reason {message:?} should start with {reason:?}"
+            );
+        }
+    }
+}
+
+/// Records by key (the case name), failing on duplicates.
+fn by_key(lang: &str, records: Vec<Received>) -> BTreeMap<String, Received> {
+    let mut map = BTreeMap::new();
+    for r in records {
+        let key = String::from_utf8(r.key.clone().expect("every case has a key")).unwrap();
+        assert!(map.insert(key.clone(), r).is_none(), "{lang}: {key} twice");
+    }
+    map
+}
+
+/// JSON equality with every number compared as `f64`.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((kx, vx), (ky, vy))| kx == ky && json_equal(vx, vy))
+        }
+        _ => a == b,
+    }
+}
+
+/// The helpers' failure paths give the Rust SDK's reasons: a missing config
+/// key, and a record the host refuses (`emit-error`), called in-process.
+#[test]
+fn helpers_reject_config_and_emit_errors_like_the_rust_sdk() {
+    use tokio_util::sync::CancellationToken;
+    use weir::bindings::weir::consumer::types::{Disposition, Event};
+    use weir::engine::WasmEngine;
+    use weir::invoke::Invoker;
+
+    init_logging();
+    let event = Event {
+        topic: "orders".into(),
+        partition: 0,
+        offset: 7,
+        timestamp_ms: None,
+        key: None,
+        value: Some(br#"{"price": 1, "quantity": 2}"#.to_vec()),
+        headers: Vec::new(),
+    };
+    // (manifest, expected reason)
+    let cases = [
+        (
+            "input-topics = [\"orders\"]\noutput-topics = [\"out\"]\n[config]\noutput = \"out\"\n",
+            "config key `region` is not set",
+        ),
+        (
+            "input-topics = [\"orders\"]\noutput-topics = [\"out\"]\n[config]\nregion = \"r\"\noutput = \"elsewhere\"\n",
+            "topic `elsewhere` is not in the module's output-topics",
+        ),
+    ];
+    let engine = WasmEngine::new().unwrap();
+    for lang in LANGUAGES {
+        for (i, (manifest, reason)) in cases.iter().enumerate() {
+            let dir = ModulesDir::new();
+            dir.add(lang, lang, manifest);
+            // The engine caches the compiled component by digest.
+            let module = std::sync::Arc::new(
+                engine
+                    .load(&dir.path().join(format!("{lang}.wasm")), 50 << 20)
+                    .unwrap(),
+            );
+            let mut invoker = Invoker::new(&engine, module).unwrap();
+            let result = invoker.call(std::slice::from_ref(&event), &CancellationToken::new());
+            assert!(
+                result.failure.is_none(),
+                "{lang} case {i}: {:?}",
+                result.failure
+            );
+            match result.dispositions.as_slice() {
+                [Disposition::Reject(got)] => assert_eq!(got, reason, "{lang} case {i}"),
+                other => panic!("{lang} case {i}: a reject expected, got {other:?}"),
+            }
+        }
+    }
+}
