@@ -217,7 +217,9 @@ fn run_toolchain(tc: &Toolchain, dir: &Path, name: &str, wasm: &Path) -> anyhow:
         .tool
         .iter()
         .map(|t| {
-            if t.contains('/') {
+            if let Some(rest) = t.strip_prefix("{repo}/") {
+                source_tree().join(rest)
+            } else if t.contains('/') {
                 dir.join(t)
             } else {
                 PathBuf::from(t)
@@ -258,6 +260,12 @@ fn run_toolchain(tc: &Toolchain, dir: &Path, name: &str, wasm: &Path) -> anyhow:
 }
 
 /// Whether a bare command name is on `PATH`.
+/// The weir source tree this binary was built from (where
+/// `scripts/build-polyglot.sh` installs the tools).
+fn source_tree() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn which(tool: &Path) -> bool {
     tool.components().count() == 1
         && std::env::var_os("PATH")

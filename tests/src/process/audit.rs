@@ -182,7 +182,20 @@ pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, topic, "audit reader error"),
-            None => {}
+            None => {
+                // Transaction markers are never returned, but they move the
+                // position: a partition ending in one is read to its end.
+                if let Ok(positions) = c.position() {
+                    for e in positions.elements() {
+                        if let (Ok(p), Offset::Offset(o)) =
+                            (usize::try_from(e.partition()), e.offset())
+                            && p < next.len()
+                        {
+                            next[p] = next[p].max(o);
+                        }
+                    }
+                }
+            }
         }
     }
     out
