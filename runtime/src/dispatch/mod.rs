@@ -563,6 +563,21 @@ fn poll_loop(
     context.stop_workers(&[]);
     context.commit(&consumer, None, CommitMode::Sync);
     consumer.unsubscribe();
+    // Serve the revocation that unsubscribing starts before closing: closing
+    // a cooperative consumer while a rebalance is still in flight can hang
+    // in librdkafka (confluentinc/librdkafka#4527 and relatives).
+    let leave_by = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < leave_by
+        && consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false)
+    {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+            use rdkafka::Message as _;
+            context.stray(message.topic(), message.partition(), message.offset());
+        }
+    }
     // Dropping the consumer closes it: it leaves the group (running the
     // revoke callback, which finds nothing left to drain). The workers held
     // the other references; they have all ended.

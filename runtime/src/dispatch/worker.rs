@@ -30,6 +30,7 @@ use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::ack::{Acker, Flight, Stopped, send_all};
 use super::failure::{Failure, event_size};
@@ -46,8 +47,8 @@ use crate::manifest::{FailureAction, Guarantee};
 /// this bounds how far ahead they get.
 const FLIGHTS: usize = 32;
 
-/// Starts the worker of `tp`: the calling half and the acknowledging half
-/// ([`Acker`]) run as one task.
+/// Starts the worker of `tp`: the calling half, and the acknowledging half
+/// ([`Acker`]) as a task it owns.
 pub(super) fn spawn(
     shared: Arc<Shared>,
     tp: TopicPartition,
@@ -85,7 +86,11 @@ pub(super) fn spawn(
         if exactly_once && worker.start_txn(consumer).await.is_err() {
             return;
         }
-        tokio::join!(worker.run(source), acker.run(landing));
+        // The acknowledging half is a task of its own, so it runs in parallel
+        // with the calls; aborting this task (drain timeout) aborts it too.
+        let acker = AbortOnDropHandle::new(tokio::spawn(acker.run(landing)));
+        worker.run(source).await;
+        let _ = acker.await;
     })
 }
 
