@@ -202,6 +202,31 @@ fn replay_json_enrich() {
     );
 }
 
+/// The Python and JavaScript twins of json-enrich replay to the Rust
+/// example's exact output lines (dispositions, records), and the same
+/// reasons up to the JSON parser's own words.
+#[test]
+fn replay_python_and_js_examples_like_the_rust_one() {
+    let manifest = "input-topics = [\"orders\"]\noutput-topics = [\"orders-enriched\"]\n[config]\nregion = \"eu-west\"\n";
+    const PARSE: &str = "value is not the expected JSON: ";
+    let normalise = |mut lines: Vec<Value>| {
+        for line in &mut lines {
+            if let Some(reason) = line["reason"].as_str()
+                && reason.starts_with(PARSE)
+            {
+                line["reason"] = PARSE.into();
+            }
+        }
+        lines
+    };
+    let rust = normalise(replay(&guest("json-enrich"), manifest, ENRICH_EVENTS));
+    assert!(rust.iter().any(|l| l["reason"] == PARSE), "{rust:?}");
+    for twin in ["python-json-enrich", "js-json-enrich"] {
+        let lines = normalise(replay(&guest(twin), manifest, ENRICH_EVENTS));
+        assert_eq!(lines, rust, "{twin} replays differently from json-enrich");
+    }
+}
+
 #[test]
 fn replay_refuses_emits_to_topics_outside_output_topics() {
     // The guest is configured to emit where its manifest does not allow.
