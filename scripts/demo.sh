@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded broker: builds the example guests and weir,
-# starts `weir dev` (an in-memory Kafka plus the three example modules),
+# starts `weir dev` (an in-memory Kafka plus the example modules: json-enrich
+# in Rust, Python and JavaScript, filter, router),
 # pushes sample orders and prints what each output topic received.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,13 +38,15 @@ echo "$orders"
 echo "$orders" | "$weir" produce --brokers "$brokers" --topic orders --key-separator '|' 2>/dev/null
 
 # partition offset key value [headers]
-echo "--- orders-enriched (json-enrich adds region and total):"
-"$weir" consume --brokers "$brokers" --topic orders-enriched --count 4 --idle 30s 2>/dev/null
+echo "--- orders-enriched (json-enrich in Rust, Python and JavaScript: each adds region and total, 3 x 4 records):"
+"$weir" consume --brokers "$brokers" --topic orders-enriched --count 12 --idle 60s 2>/dev/null
 echo "--- orders-paid (filter keeps status == paid):"
 "$weir" consume --brokers "$brokers" --topic orders-paid --count 3 --idle 30s 2>/dev/null
-for t in orders-eu orders-us orders-other orders-audit; do
-  echo "--- $t (router, a batch consumer):"
-  "$weir" consume --brokers "$brokers" --topic "$t" --idle 3s 2>/dev/null
+# topic:records expected (the router loads last: the Python and JavaScript
+# components take several seconds each to compile)
+for tc in orders-eu:2 orders-us:1 orders-other:1 orders-audit:1; do
+  echo "--- ${tc%%:*} (router, a batch consumer):"
+  "$weir" consume --brokers "$brokers" --topic "${tc%%:*}" --count "${tc##*:}" --idle 60s 2>/dev/null
 done
 echo "--- weir-dlq-json-enrich (the dead letter of the event json-enrich rejected; headers say why):"
 "$weir" consume --brokers "$brokers" --topic weir-dlq-json-enrich --count 1 --idle 30s 2>/dev/null
