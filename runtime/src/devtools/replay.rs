@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Recorded, parse, record_json};
 use super::{ModuleOptions, check};
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
+use crate::dispatch::event_size;
 use crate::engine::{HandlerPre, LoadedModule, WasmEngine, module_name};
 use crate::invoke::{CallResult, Invoker};
 use crate::manifest::FailureAction;
@@ -423,16 +424,4 @@ impl Session {
 
 fn emitted_json(records: impl IntoIterator<Item = Outgoing>) -> Vec<serde_json::Value> {
     records.into_iter().map(|r| record_json(&r)).collect()
-}
-
-/// Bytes an event occupies (key, value, header names and values), as the
-/// dispatcher counts them against `limits.max-event-bytes`.
-fn event_size(event: &Event) -> usize {
-    event.key.as_ref().map_or(0, Vec::len)
-        + event.value.as_ref().map_or(0, Vec::len)
-        + event
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value.len())
-            .sum::<usize>()
 }

@@ -20,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 use super::failure::{Failure, FailureKind, dead_letter_record};
 use super::settle::Pending;
 use super::{Shared, TopicPartition};
-use crate::bindings::weir::consumer::types::Event;
+use crate::bindings::weir::consumer::types::{Event, Outgoing};
 use crate::kafka::{delivered, is_permanent, send};
 use crate::manifest::FailureAction;
-use crate::metrics::{InFlight, Outcomes};
+use crate::metrics::{InFlight, ModuleMetrics, Outcomes};
 
 /// The worker was told to stop before the work was settled.
 pub(super) struct Stopped;
@@ -91,14 +91,7 @@ impl Acker {
     async fn land(&mut self, mut flight: Flight) -> Result<(), Stopped> {
         let sent = std::mem::take(&mut flight.sent);
         let refused = self.deliver(sent, Purpose::Outputs).await?;
-        flight
-            .rejects
-            .extend(refused.into_iter().map(|(offset, reason)| Failure {
-                offset,
-                kind: FailureKind::Refused,
-                reason,
-                attempts: 1,
-            }));
+        flight.rejects.extend(refused);
         self.fail(&flight.events, &flight.rejects, flight.action)
             .await?;
         let count = flight.events.len();
@@ -111,38 +104,27 @@ impl Acker {
     }
 
     /// Waits until the broker has acknowledged each record, or (outputs
-    /// only) refused it for good; returns the refusals as (owner offset,
-    /// reason). Records that failed for a transient reason are produced
+    /// only) refused it for good; returns the refusals as failures of the
+    /// events that emitted them. Records that failed for a transient reason are produced
     /// again after a backoff, only those: acknowledged ones are not repeated.
     async fn deliver(
         &mut self,
         mut sent: Vec<Sent>,
         purpose: Purpose,
-    ) -> Result<Vec<(i64, String)>, Stopped> {
+    ) -> Result<Vec<Failure>, Stopped> {
         let mut refused = Vec::new();
         let mut attempt: u32 = 1;
-        // Acknowledged outputs per topic: (topic, records, bytes).
-        let mut tally: Vec<(String, usize, usize)> = Vec::new();
+        let mut tally = Tally::default();
         while !sent.is_empty() {
             let mut failed = Vec::new();
             let mut last_error = None;
             for (p, delivery) in sent {
                 match delivered(delivery).await {
-                    Ok(()) if purpose == Purpose::Outputs => {
-                        let bytes = crate::host::record_size(&p.record);
-                        match tally.iter_mut().find(|t| t.0 == p.record.topic) {
-                            Some(t) => (t.1, t.2) = (t.1 + 1, t.2 + bytes),
-                            None => tally.push((p.record.topic, 1, bytes)),
-                        }
-                    }
+                    Ok(()) if purpose == Purpose::Outputs => tally.add(p.record),
                     Ok(()) => self.shared.metrics.dead_lettered(),
                     Err(err) if purpose == Purpose::Outputs && is_permanent(&err) => {
                         self.shared.metrics.produce_error();
-                        let reason = format!(
-                            "the broker refused a record emitted to `{}`: {err}",
-                            p.record.topic
-                        );
-                        refused.push((p.owner, reason));
+                        refused.push(refusal(&p, &err));
                     }
                     Err(err) => {
                         self.shared.metrics.produce_error();
@@ -173,9 +155,7 @@ impl Acker {
             self.pause(backoff).await?;
             sent = send_all(&self.shared.producer, failed).await;
         }
-        for (topic, records, bytes) in tally {
-            self.shared.metrics.emitted(&topic, records, bytes);
-        }
+        tally.count(&self.shared.metrics);
         if attempt > 1 {
             self.stalled.store(false, Ordering::Release);
             if purpose == Purpose::DeadLetters {
@@ -186,9 +166,8 @@ impl Acker {
     }
 
     /// Applies the module's `on-failure` action to events that failed for
-    /// good (`stop` was applied before producing, see
-    /// [`super::settle::stop_at_first_failure`]). Returns once dead-letter
-    /// records are acknowledged: an event is only settled after that.
+    /// good (see [`dead_letters`]). Returns once dead-letter records are
+    /// acknowledged: an event is only settled after that.
     async fn fail(
         &mut self,
         events: &[Event],
@@ -198,26 +177,7 @@ impl Acker {
         if failures.is_empty() {
             return Ok(());
         }
-        let module = self.shared.current();
-        let dlq_topic = module.manifest.on_failure.dead_letter_topic(&module.name);
-        let mut records = Vec::new();
-        for failure in failures {
-            tracing::error!(module = &*self.shared.name, topic = %self.tp.0, partition = self.tp.1,
-                offset = failure.offset, kind = failure.kind.as_str(), attempts = failure.attempts,
-                reason = %failure.reason, action = ?action, "event failed");
-            if action != FailureAction::DeadLetter {
-                continue;
-            }
-            if let Some(event) = events.iter().find(|e| e.offset == failure.offset) {
-                let record =
-                    dead_letter_record(event, failure, &module.name, &module.digest, &dlq_topic);
-                records.push(Pending {
-                    record,
-                    timestamp_ms: event.timestamp_ms,
-                    owner: failure.offset,
-                });
-            }
-        }
+        let records = dead_letters(&self.shared, &self.tp, events, failures, action);
         let sent = send_all(&self.shared.producer, records).await;
         self.deliver(sent, Purpose::DeadLetters).await?;
         Ok(())
@@ -229,4 +189,79 @@ impl Acker {
             () = tokio::time::sleep(duration) => Ok(()),
         }
     }
+}
+
+/// Acknowledged outputs per topic, counted into the metrics once per flight
+/// rather than with a label lookup per record.
+#[derive(Default)]
+pub(super) struct Tally(Vec<(String, usize, usize)>);
+
+impl Tally {
+    /// One more acknowledged record.
+    pub(super) fn add(&mut self, record: Outgoing) {
+        let bytes = crate::host::record_size(&record);
+        match self.0.iter_mut().find(|t| t.0 == record.topic) {
+            Some(t) => (t.1, t.2) = (t.1 + 1, t.2 + bytes),
+            None => self.0.push((record.topic, 1, bytes)),
+        }
+    }
+
+    /// Adds the counts to `weir_events_emitted_total` and its bytes.
+    pub(super) fn count(self, metrics: &ModuleMetrics) {
+        for (topic, records, bytes) in self.0 {
+            metrics.emitted(&topic, records, bytes);
+        }
+    }
+}
+
+/// The failure of the event that emitted `p`, which the broker refused for
+/// good with `err`.
+pub(super) fn refusal(p: &Pending, err: &KafkaError) -> Failure {
+    Failure {
+        offset: p.owner,
+        kind: FailureKind::Refused,
+        reason: format!(
+            "the broker refused a record emitted to `{}`: {err}",
+            p.record.topic
+        ),
+        attempts: 1,
+    }
+}
+
+/// Logs each event that failed for good and returns the dead-letter records
+/// the module's `on-failure` action asks for (`stop` was applied before
+/// producing, see [`super::settle::stop_at_first_failure`]; `skip` writes
+/// none).
+pub(super) fn dead_letters(
+    shared: &Shared,
+    tp: &TopicPartition,
+    events: &[Event],
+    failures: &[Failure],
+    action: FailureAction,
+) -> Vec<Pending> {
+    let module = shared.current();
+    let dlq_topic = module.manifest.on_failure.dead_letter_topic(&module.name);
+    let mut records = Vec::new();
+    for failure in failures {
+        tracing::error!(module = &*shared.name, topic = %tp.0, partition = tp.1,
+            offset = failure.offset, kind = failure.kind.as_str(), attempts = failure.attempts,
+            reason = %failure.reason, action = ?action, "event failed");
+        if action != FailureAction::DeadLetter {
+            continue;
+        }
+        if let Some(event) = events.iter().find(|e| e.offset == failure.offset) {
+            records.push(Pending {
+                record: dead_letter_record(
+                    event,
+                    failure,
+                    &module.name,
+                    &module.digest,
+                    &dlq_topic,
+                ),
+                timestamp_ms: event.timestamp_ms,
+                owner: failure.offset,
+            });
+        }
+    }
+    records
 }

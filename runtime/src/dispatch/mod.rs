@@ -35,6 +35,8 @@ mod settle;
 mod txn;
 mod worker;
 
+pub(crate) use failure::event_size;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};

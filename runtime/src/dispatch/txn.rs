@@ -24,12 +24,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::ack::{Flight, Stopped, send_all};
-use super::failure::{Failure, FailureKind, dead_letter_record};
+use super::ack::{Flight, Stopped, Tally, dead_letters, refusal, send_all};
 use super::settle::Pending;
 use super::{RunnerContext, Shared, TopicPartition};
 use crate::kafka::{delivered, is_permanent};
-use crate::manifest::FailureAction;
 
 /// Budget of the blocking transaction calls.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -141,24 +139,14 @@ impl Txn {
     ) -> Result<(), Failed> {
         let module = &*shared.name;
         // Every output acknowledged (or refused for good: the event fails).
+        let mut tally = Tally::default();
         for flight in &mut flights {
             for (p, delivery) in std::mem::take(&mut flight.sent) {
                 match delivered(delivery).await {
-                    Ok(()) => {
-                        let bytes = crate::host::record_size(&p.record);
-                        shared.metrics.emitted(&p.record.topic, 1, bytes);
-                    }
+                    Ok(()) => tally.add(p.record),
                     Err(err) if is_permanent(&err) => {
                         shared.metrics.produce_error();
-                        flight.rejects.push(Failure {
-                            offset: p.owner,
-                            kind: FailureKind::Refused,
-                            reason: format!(
-                                "the broker refused a record emitted to `{}`: {err}",
-                                p.record.topic
-                            ),
-                            attempts: 1,
-                        });
+                        flight.rejects.push(refusal(&p, &err));
                     }
                     Err(err) => {
                         shared.metrics.produce_error();
@@ -170,35 +158,16 @@ impl Txn {
             }
         }
         // Dead letters, in the same transaction.
-        let current = shared.current();
-        let dlq_topic = current.manifest.on_failure.dead_letter_topic(&current.name);
-        let mut letters = Vec::new();
-        for flight in &flights {
-            for failure in &flight.rejects {
-                tracing::error!(module, topic = %tp.0, partition = tp.1, offset = failure.offset,
-                    kind = failure.kind.as_str(), attempts = failure.attempts,
-                    reason = %failure.reason, action = ?flight.action, "event failed");
-                if flight.action != FailureAction::DeadLetter {
-                    continue;
-                }
-                if let Some(event) = flight.events.iter().find(|e| e.offset == failure.offset) {
-                    letters.push(Pending {
-                        record: dead_letter_record(
-                            event,
-                            failure,
-                            &current.name,
-                            &current.digest,
-                            &dlq_topic,
-                        ),
-                        timestamp_ms: event.timestamp_ms,
-                        owner: failure.offset,
-                    });
-                }
-            }
-        }
-        for (_, delivery) in send_all(&self.producer, letters).await {
+        let letters: Vec<Pending> = flights
+            .iter()
+            .flat_map(|f| dead_letters(shared, tp, &f.events, &f.rejects, f.action))
+            .collect();
+        for (p, delivery) in send_all(&self.producer, letters).await {
             if let Err(err) = delivered(delivery).await {
-                let why = format!("cannot write to dead-letter topic `{dlq_topic}`: {err}");
+                let why = format!(
+                    "cannot write to dead-letter topic `{}`: {err}",
+                    p.record.topic
+                );
                 tracing::error!(module, topic = %tp.0, partition = tp.1, reason = %why,
                     "aborting the transaction");
                 shared.problem(tp, Some(why));
@@ -243,6 +212,7 @@ impl Txn {
             return Err(classify(&err));
         }
         shared.problem(tp, None);
+        tally.count(&shared.metrics);
         for mut flight in flights {
             shared.metrics.processed(&flight.outcomes);
             let count = flight.events.len();
