@@ -385,6 +385,11 @@ pub fn consume_as(
 /// The committed offset of `group` for each partition of `topic`
 /// (`None` where nothing is committed).
 pub fn committed(group: &str, topic: &str) -> Vec<Option<i64>> {
+    committed_in(group, topic, PARTITIONS)
+}
+
+/// [`committed`] for a topic with `partitions` partitions.
+pub fn committed_in(group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker().bootstrap())
         .set("group.id", group)
@@ -392,13 +397,13 @@ pub fn committed(group: &str, topic: &str) -> Vec<Option<i64>> {
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
     let offsets = consumer
         .committed_offsets(tpl, Duration::from_secs(10))
         .expect("committed offsets");
-    (0..PARTITIONS)
+    (0..partitions)
         .map(
             |p| match offsets.find_partition(topic, p).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => Some(o),

@@ -105,19 +105,9 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
 /// The offsets `group` committed for each partition of `topic` (0 where
 /// nothing is committed: the group starts at the beginning).
 pub fn committed_offsets(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
-    let c = reader(group);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let got = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    (0..partitions)
-        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o,
-            _ => 0,
-        })
+    crate::committed_in(group, topic, partitions)
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
         .collect()
 }
 
