@@ -334,27 +334,6 @@ pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
     }
 }
 
-/// Produces `records` in order and waits for the broker's answer on every
-/// one; returns one result per record. Each record carries the timestamp
-/// to give it (the input event's), or `None` for the producer's clock.
-///
-/// Records are enqueued strictly in order, waiting while librdkafka's queue
-/// is full, so per-partition order follows emit order.
-pub async fn produce_all<'a>(
-    producer: &FutureProducer,
-    records: impl IntoIterator<Item = (&'a Outgoing, Option<i64>)>,
-) -> Vec<Result<(), KafkaError>> {
-    let mut pending = Vec::new();
-    for (record, timestamp_ms) in records {
-        pending.push(send(producer, record, timestamp_ms).await);
-    }
-    let mut results = Vec::with_capacity(pending.len());
-    for delivery in pending {
-        results.push(delivered(delivery).await);
-    }
-    results
-}
-
 /// Waits for the broker's answer on a record [`send`] enqueued.
 pub async fn delivered(sent: Result<DeliveryFuture, KafkaError>) -> Result<(), KafkaError> {
     match sent?.await {
@@ -382,7 +361,10 @@ pub fn is_permanent(err: &KafkaError) -> bool {
 }
 
 /// Enqueues one record (waiting while librdkafka's queue is full) and
-/// returns its delivery, to be awaited with [`delivered`].
+/// returns its delivery, to be awaited with [`delivered`]. Records enqueued
+/// one after another keep their order per partition. `timestamp_ms` is the
+/// timestamp to give it (the input event's), or `None` for the producer's
+/// clock.
 pub async fn send(
     producer: &FutureProducer,
     record: &Outgoing,
