@@ -14,10 +14,15 @@
 //! - [`host`]: the imports a guest gets (log, config, emit; WASI with no
 //!   capabilities).
 //! - [`invoke`]: calling a module instance for a batch of events.
-//! - [`kafka`]: client configuration, message conversion, producing.
+//! - [`kafka`]: everything that speaks Kafka: client configuration, the
+//!   module consumers' group membership and poll threads, and the Kafka
+//!   sides of the pipeline's seams (partition queues, producers,
+//!   transactions).
 //! - [`metrics`]: Prometheus metrics and readiness.
 //! - [`http`]: the `/metrics`, `/livez` and `/readyz` endpoint.
-//! - [`dispatch`]: per-module consumers, per-partition workers, commits.
+//! - [`pipeline`]: what happens to a partition's events, with no Kafka
+//!   types: the settlement policy, the partition worker and its
+//!   acknowledging half, exactly-once transactions, offset bookkeeping.
 //! - [`modules`]: the modules folder.
 //! - [`runtime`]: the whole process: the supervisor that keeps modules in
 //!   step with the folder (hot reload), and graceful shutdown.
@@ -33,7 +38,6 @@
 pub mod client;
 pub mod config;
 pub mod devtools;
-pub mod dispatch;
 pub mod embedded;
 pub mod engine;
 pub mod host;
@@ -43,10 +47,12 @@ pub mod kafka;
 pub mod manifest;
 pub mod metrics;
 pub mod modules;
+pub mod pipeline;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
 pub mod status;
+mod sync;
 pub mod watch;
 
 /// Host bindings generated from `wit/consumer.wit`.

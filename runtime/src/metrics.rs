@@ -19,7 +19,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use rdkafka::TopicPartitionList;
 use rdkafka::statistics::Statistics;
 
 /// The wasmtime version weir is built against (checked against `Cargo.lock`
@@ -76,6 +75,11 @@ impl Outcomes {
     /// Counts one event.
     pub fn add(&mut self, outcome: Outcome) {
         self.0[outcome as usize] += 1;
+    }
+
+    /// How many events had `outcome`.
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        self.0[outcome as usize]
     }
 }
 
@@ -528,7 +532,12 @@ impl ModuleMetrics {
     }
 
     /// Partitions were revoked; `lost` when the group moved on without us.
-    pub fn revoked(&self, partitions: &[(String, i32)], lost: bool) {
+    pub fn revoked<'a>(&self, partitions: impl IntoIterator<Item = (&'a str, i32)>, lost: bool) {
+        let partitions: Vec<(String, i32)> = partitions
+            .into_iter()
+            .map(|(t, p)| (t.to_owned(), p))
+            .collect();
+        let partitions = &partitions[..];
         let kind = if lost { "lost" } else { "revoke" };
         self.metrics
             .rebalances
@@ -550,15 +559,13 @@ impl ModuleMetrics {
     }
 
     /// Offsets were committed.
-    pub fn committed(&self, offsets: &TopicPartitionList) {
-        for e in offsets.elements() {
-            if let rdkafka::Offset::Offset(o) = e.offset() {
-                let p = e.partition().to_string();
-                self.metrics
-                    .committed_offset
-                    .with_label_values(&[self.name.as_str(), e.topic(), &p])
-                    .set(o);
-            }
+    pub fn committed<'a>(&self, offsets: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+        for (topic, partition, o) in offsets {
+            let p = partition.to_string();
+            self.metrics
+                .committed_offset
+                .with_label_values(&[self.name.as_str(), topic, &p])
+                .set(o);
         }
     }
 

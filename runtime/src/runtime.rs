@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
-use crate::dispatch::{RunnerSettings, spawn_runner};
 use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
 use crate::kafka::KafkaSettings;
+use crate::kafka::{RunnerSettings, spawn_runner};
 use crate::manifest::Manifest;
 use crate::modules::component_files;
 use crate::status::StatusBoard;

@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 use super::events::{Recorded, parse, record_json};
 use super::{ModuleOptions, check};
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
-use crate::dispatch::event_size;
 use crate::engine::{HandlerPre, LoadedModule, WasmEngine, module_name};
 use crate::invoke::{CallResult, Invoker};
 use crate::manifest::FailureAction;
 use crate::metrics::{DENY_REASONS, Metrics, ModuleMetrics};
+use crate::pipeline::event_size;
 
 /// Output format of `weir replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -16,7 +16,7 @@ use crate::bindings::weir::consumer::types::{Event, Header, Outgoing};
 
 /// Why an event failed for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FailureKind {
+pub enum FailureKind {
     /// The handler returned `reject`.
     Rejected,
     /// The handler kept returning `retry` until `retry.max-attempts`.
@@ -33,7 +33,7 @@ pub(crate) enum FailureKind {
 
 impl FailureKind {
     /// The `weir.error.kind` header value.
-    pub(crate) fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Rejected => "rejected",
             Self::RetriesExhausted => "retries-exhausted",
@@ -46,20 +46,20 @@ impl FailureKind {
 }
 
 /// One event that failed for good.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
     /// Offset of the event.
-    pub(crate) offset: i64,
+    pub offset: i64,
     /// Why.
-    pub(crate) kind: FailureKind,
+    pub kind: FailureKind,
     /// The reason, as text.
-    pub(crate) reason: String,
+    pub reason: String,
     /// Handler calls made for the event.
-    pub(crate) attempts: u32,
+    pub attempts: u32,
 }
 
 /// Bytes an event occupies: key, value, header names and values.
-pub(crate) fn event_size(event: &Event) -> usize {
+pub fn event_size(event: &Event) -> usize {
     event.key.as_ref().map_or(0, Vec::len)
         + event.value.as_ref().map_or(0, Vec::len)
         + event
@@ -70,7 +70,7 @@ pub(crate) fn event_size(event: &Event) -> usize {
 }
 
 /// The dead-letter record for `event`.
-pub(crate) fn dead_letter_record(
+pub fn dead_letter_record(
     event: &Event,
     failure: &Failure,
     module: &str,

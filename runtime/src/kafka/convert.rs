@@ -1,0 +1,126 @@
+//! Converting between Kafka messages and the WIT records guests see, and
+//! producing one record.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::bindings::weir::consumer::types::{Event, Header, Outgoing};
+use crate::pipeline::{DeliveryError, Fault};
+
+/// Copies a Kafka message into a WIT event. A header with a null value
+/// becomes an empty value.
+pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Event {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
+/// A producer error as the pipeline sees it: permanent when retrying cannot
+/// fix the record (too large, its partition does not exist, not
+/// authorised), fatal when the transactional producer is fenced or broken,
+/// transient otherwise.
+pub fn delivery_error(err: &KafkaError) -> DeliveryError {
+    let fault = if is_fatal(err) {
+        Fault::Fatal
+    } else if is_permanent(err) {
+        Fault::Permanent
+    } else {
+        Fault::Transient
+    };
+    DeliveryError {
+        fault,
+        reason: err.to_string(),
+    }
+}
+
+/// Fenced or fatal errors end a transactional producer.
+fn is_fatal(err: &KafkaError) -> bool {
+    match err {
+        KafkaError::Transaction(e) if e.is_fatal() => true,
+        _ => matches!(
+            err.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
+        ),
+    }
+}
+
+fn is_permanent(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::InvalidRecord
+                | C::UnknownPartition
+                | C::TopicAuthorizationFailed
+        )
+    )
+}
+
+/// Enqueues one record (waiting while librdkafka's queue is full) and
+/// returns its delivery. Records enqueued one after another keep their
+/// order per partition. `timestamp_ms` is the timestamp to give it (the
+/// input event's), or `None` for the producer's clock.
+pub async fn send(
+    producer: &FutureProducer,
+    record: &Outgoing,
+    timestamp_ms: Option<i64>,
+) -> Result<DeliveryFuture, KafkaError> {
+    loop {
+        let mut future = FutureRecord::<[u8], [u8]>::to(&record.topic);
+        if let Some(key) = &record.key {
+            future = future.key(key.as_slice());
+        }
+        if let Some(value) = &record.value {
+            future = future.payload(value.as_slice());
+        }
+        if let Some(partition) = record.partition {
+            future = future.partition(partition);
+        }
+        if let Some(ts) = timestamp_ms {
+            future = future.timestamp(ts);
+        }
+        if !record.headers.is_empty() {
+            let headers = record.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(record.headers.len()),
+                |hs, h| {
+                    hs.insert(KafkaHeader {
+                        key: &h.key,
+                        value: Some(h.value.as_slice()),
+                    })
+                },
+            );
+            future = future.headers(headers);
+        }
+        match producer.send_result(future) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((err, _)) => return Err(err),
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! A module's consumer group membership: the consumer's context, whose
+//! rebalance callbacks start and stop the partition workers, and commits.
+//!
+//! Each module has one Kafka consumer, in its own group, polled by a
+//! dedicated thread ([`super::runner`]). Every assigned partition gets a
+//! pipeline worker (`crate::pipeline::worker`) that reads the partition's
+//! own librdkafka queue, split off the consumer's queue in the assign
+//! callback before fetching starts, so every message of the partition
+//! lands there; partitions and modules run in parallel. A slow partition
+//! only fills its own queue: librdkafka stops prefetching it at
+//! `queued.max.messages.kbytes` while the other partitions keep flowing.
+//!
+//! # Offsets
+//!
+//! A worker records its partition's *watermark* in
+//! [`Offsets`](crate::pipeline::offsets::Offsets) only after every record
+//! emitted for the settled events has been acknowledged. The poll thread
+//! commits watermarks every `commit-interval`, synchronously when
+//! partitions are revoked, and at shutdown. librdkafka's auto-commit and
+//! offset store are off, so nothing else ever commits. When an assignment is
+//! *lost* (the group moved on without us) nothing is committed.
+//!
+//! # Revocation
+//!
+//! A revoked partition's worker is told to stop: it finishes the call in
+//! flight, waits for its outputs' acknowledgements, records its watermark
+//! and exits; events queued behind it are dropped (they are redelivered to
+//! the new owner from the committed offset). The revoke callback waits for
+//! the worker (up to the drain timeout), commits, and only then lets
+//! librdkafka hand the partition over: that wait is the point of the
+//! callback. Nothing else in the callbacks waits on the network.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::KafkaSettings;
+use super::sink::{KafkaSink, KafkaTxns};
+use super::source::PartitionSource;
+use crate::pipeline::guest::WasmGuest;
+use crate::pipeline::offsets::Scope;
+use crate::pipeline::{Module, Ports, TopicPartition, worker};
+use crate::sync::lock;
+
+/// The Kafka implementations of the pipeline's seams.
+#[derive(Debug)]
+pub struct KafkaPorts;
+
+impl Ports for KafkaPorts {
+    type Source = PartitionSource;
+    type Sink = KafkaSink;
+    type Txn = KafkaTxns;
+    type Guest = WasmGuest;
+}
+
+struct WorkerHandle {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The consumer's context: owns the workers so the rebalance callback (run
+/// on the poll thread, inside `poll`) can drain them before a hand-over.
+pub struct GroupContext {
+    pub(super) module: Arc<Module<KafkaPorts>>,
+    /// Settings for exactly-once partitions' own producers.
+    kafka: KafkaSettings,
+    group: String,
+    workers: Mutex<HashMap<TopicPartition, WorkerHandle>>,
+    /// The consumer itself, to split partition queues off it on assignment.
+    pub(super) consumer: OnceLock<Weak<BaseConsumer<GroupContext>>>,
+    /// Parent of every worker's stop token: the module's cancellation.
+    stop: CancellationToken,
+    drain_timeout: Duration,
+}
+
+impl std::fmt::Debug for GroupContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupContext")
+            .field("module", &self.module.name)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        let module = &*self.module.name;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "weir::kafka", module, facility = fac, "{message}");
+            }
+            L::Warning => {
+                tracing::warn!(target: "weir::kafka", module, facility = fac, "{message}")
+            }
+            L::Notice | L::Info => {
+                tracing::info!(target: "weir::kafka", module, facility = fac, "{message}");
+            }
+            L::Debug => tracing::debug!(target: "weir::kafka", module, facility = fac, "{message}"),
+        }
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        super::stats::record(&self.module.metrics, &statistics);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.module.metrics.brokers_down();
+        }
+        tracing::error!(target: "weir::kafka", module = &*self.module.name, error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let module = &*self.module.name;
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(module, partitions = %describe(tpl), "partitions assigned");
+                self.module.metrics.assigned(tpl.count());
+                for tp in partitions(tpl) {
+                    self.start_worker(tp);
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                let lost = consumer.assignment_lost();
+                tracing::info!(module, partitions = %describe(tpl), lost, "partitions revoked");
+                let revoked = partitions(tpl);
+                self.stop_workers(&revoked);
+                self.module.metrics.revoked(
+                    revoked.iter().map(|tp| (tp.topic.as_str(), tp.partition)),
+                    lost,
+                );
+                if !lost {
+                    self.commit(consumer, Scope::Again(Some(&revoked)), CommitMode::Sync);
+                }
+                self.module.offsets.forget(&revoked);
+            }
+            Rebalance::Error(err) => {
+                self.module.metrics.rebalance_error();
+                tracing::error!(module, error = %err, "rebalance failed")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let module = &*self.module.name;
+        let list = offset_list(offsets);
+        match result {
+            Ok(()) => {
+                self.module.metrics.committed(
+                    list.iter()
+                        .map(|(tp, o)| (tp.topic.as_str(), tp.partition, *o)),
+                );
+                tracing::debug!(module, offsets = %describe(offsets), "offsets committed")
+            }
+            Err(err) => {
+                tracing::warn!(module, error = %err, offsets = %describe(offsets),
+                    "offset commit failed; retried at the next commit while the partitions stay assigned \
+                     (a revoked partition's next owner replays from its last committed offset)");
+                self.module
+                    .offsets
+                    .commit_failed(list.iter().map(|(tp, o)| (tp, *o)));
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    /// The context of `module`'s consumer in `group`.
+    pub(super) fn new(
+        module: Arc<Module<KafkaPorts>>,
+        kafka: KafkaSettings,
+        group: String,
+        stop: CancellationToken,
+        drain_timeout: Duration,
+    ) -> Self {
+        Self {
+            module,
+            kafka,
+            group,
+            workers: Mutex::new(HashMap::new()),
+            consumer: OnceLock::new(),
+            stop,
+            drain_timeout,
+        }
+    }
+
+    /// Starts the worker of a newly assigned partition on the partition's
+    /// own queue. Called before librdkafka starts fetching it, so every
+    /// message of the partition lands in that queue.
+    fn start_worker(&self, tp: TopicPartition) {
+        let module = &*self.module.name;
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            // Only while the consumer is being closed: nothing to start.
+            return;
+        };
+        let mut workers = lock(&self.workers);
+        if workers.contains_key(&tp) {
+            return;
+        }
+        let Some(queue) = consumer.split_partition_queue(&tp.topic, tp.partition) else {
+            tracing::error!(module, topic = %tp.topic, partition = tp.partition,
+                "cannot split off the partition's queue; it is not handled until the next rebalance");
+            return;
+        };
+        let source = PartitionSource::new(
+            self.module.name.clone(),
+            tp.clone(),
+            queue,
+            consumer.clone(),
+        );
+        let txns = KafkaTxns::new(self.kafka.clone(), &self.group, tp.clone(), consumer);
+        let stop = self.stop.child_token();
+        let task = worker::spawn(
+            self.module.clone(),
+            tp.clone(),
+            source,
+            Some(txns),
+            stop.clone(),
+        );
+        workers.insert(tp, WorkerHandle { stop, task });
+    }
+
+    /// A message on the consumer's own queue: its partition has no queue of
+    /// its own, so its worker will never see it. Not handled, and the
+    /// partition is never committed again until it is revoked, so the
+    /// message is redelivered rather than skipped.
+    pub(super) fn stray(&self, topic: &str, partition: i32, offset: i64) {
+        let tp = TopicPartition::new(topic, partition);
+        if self.module.offsets.hold(&tp) {
+            tracing::error!(
+                module = &*self.module.name,
+                topic,
+                partition,
+                offset,
+                "a message arrived outside its partition's queue; the partition is no longer \
+                 committed until it is revoked or weir restarts (its events will be redelivered)"
+            );
+            self.module.problem(
+                &tp,
+                Some(format!(
+                    "message at offset {offset} arrived outside the partition's queue; commits held"
+                )),
+            );
+        }
+    }
+
+    /// Stops the workers of `partitions` (all when empty) and waits up to the
+    /// drain timeout for them to finish their call in flight.
+    pub(super) fn stop_workers(&self, partitions: &[TopicPartition]) {
+        let handles: Vec<(TopicPartition, WorkerHandle)> = {
+            let mut workers = lock(&self.workers);
+            let keys: Vec<TopicPartition> = if partitions.is_empty() {
+                workers.keys().cloned().collect()
+            } else {
+                partitions.to_vec()
+            };
+            keys.into_iter()
+                .filter_map(|tp| workers.remove(&tp).map(|h| (tp, h)))
+                .collect()
+        };
+        for (_, handle) in &handles {
+            handle.stop.cancel();
+        }
+        let deadline = Instant::now() + self.drain_timeout;
+        for (tp, handle) in handles {
+            self.join(tp, handle.task, deadline);
+        }
+    }
+
+    fn join(&self, tp: TopicPartition, mut task: tokio::task::JoinHandle<()>, deadline: Instant) {
+        let (module, runtime) = (&*self.module.name, &self.module.runtime);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let joined = runtime.block_on(async { tokio::time::timeout(remaining, &mut task).await });
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::error!(module, topic = %tp.topic,
+                partition = tp.partition, error = %err, "partition worker failed"),
+            Err(_) => {
+                // Abort so it can never settle (and commit) after the
+                // hand-over; whatever it had not settled is redelivered.
+                task.abort();
+                let _ = runtime.block_on(task);
+                tracing::warn!(module, topic = %tp.topic, partition = tp.partition,
+                    "worker did not finish within the drain timeout and was aborted; \
+                     its unsettled events will be redelivered");
+            }
+        }
+    }
+
+    /// Commits the watermarks `scope` selects.
+    pub(super) fn commit(&self, consumer: &BaseConsumer<Self>, scope: Scope<'_>, mode: CommitMode) {
+        let offsets = self.module.offsets.to_commit(scope);
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, next) in &offsets {
+            // Only fails for an invalid offset, which a watermark never is.
+            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => self.module.offsets.committed(offsets),
+            Err(err) => tracing::warn!(module = &*self.module.name, error = %err,
+                offsets = %describe(&tpl), "offset commit failed; will retry"),
+        }
+    }
+}
+
+/// The partitions of a list.
+fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| TopicPartition::new(e.topic(), e.partition()))
+        .collect()
+}
+
+/// The partitions of a list that carry an offset, with it.
+fn offset_list(tpl: &TopicPartitionList) -> Vec<(TopicPartition, i64)> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `topic[partition]@offset,...` for logs.
+pub(super) fn describe(tpl: &TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}[{}]@{o}", e.topic(), e.partition()),
+            _ => format!("{}[{}]", e.topic(), e.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}

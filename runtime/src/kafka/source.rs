@@ -1,0 +1,91 @@
+//! A partition's own librdkafka queue as the pipeline's [`Source`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Offset;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::Notify;
+
+use super::convert::to_event;
+use super::group::GroupContext;
+use crate::bindings::weir::consumer::types::Event;
+use crate::pipeline::{Source, TopicPartition};
+
+/// A partition's queue, split off the consumer's when the partition was
+/// assigned (so every message of the partition lands in it), its wake-up,
+/// and the consumer to seek with.
+pub struct PartitionSource {
+    module: Arc<str>,
+    tp: TopicPartition,
+    queue: PartitionQueue<GroupContext>,
+    ready: Arc<Notify>,
+    consumer: Arc<BaseConsumer<GroupContext>>,
+}
+
+impl std::fmt::Debug for PartitionSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionSource")
+            .field("tp", &self.tp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionSource {
+    /// The source of `tp`, reading `queue`.
+    pub(crate) fn new(
+        module: Arc<str>,
+        tp: TopicPartition,
+        mut queue: PartitionQueue<GroupContext>,
+        consumer: Arc<BaseConsumer<GroupContext>>,
+    ) -> Self {
+        let ready = Arc::new(Notify::new());
+        let wake = ready.clone();
+        // Called by librdkafka when the queue goes from empty to non-empty; a
+        // wake-up that finds the worker busy is kept for its next wait.
+        queue.set_nonempty_callback(move || wake.notify_one());
+        Self {
+            module,
+            tp,
+            queue,
+            ready,
+            consumer,
+        }
+    }
+}
+
+impl Source for PartitionSource {
+    fn take(&mut self, max: usize) -> Vec<Event> {
+        let mut batch = Vec::new();
+        while batch.len() < max {
+            match self.queue.poll(Duration::ZERO) {
+                Some(Ok(message)) => batch.push(to_event(&message)),
+                Some(Err(err)) => {
+                    tracing::warn!(module = &*self.module, topic = %self.tp.topic,
+                        partition = self.tp.partition, error = %err, "kafka consumer error");
+                }
+                None => break,
+            }
+        }
+        batch
+    }
+
+    fn ready(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.ready.notified()
+    }
+
+    /// Seeks the partition: librdkafka then drops the messages it had
+    /// fetched from the old position (they carry an outdated version).
+    fn rewind(&mut self, offset: i64) -> Result<(), String> {
+        self.consumer
+            .seek(
+                &self.tp.topic,
+                self.tp.partition,
+                Offset::Offset(offset),
+                Duration::ZERO,
+            )
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,307 @@
+//! The second half of a partition's worker: waits for the sink's
+//! acknowledgements of the records each call emitted, writes dead letters,
+//! and only then moves the partition's watermark.
+//!
+//! The calling half ([`super::worker`]) hands over one [`Flight`] per
+//! settled run of events and goes on with the next call, so calls overlap
+//! with the producer's round trips. Flights land strictly in order: the
+//! watermark never passes an event whose outputs (or dead letter) are not
+//! acknowledged, whatever happens to the flights after it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::failure::{Failure, FailureKind, dead_letter_record};
+use super::policy::Pending;
+use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, Version};
+use crate::bindings::weir::consumer::types::{Event, Outgoing};
+use crate::manifest::FailureAction;
+use crate::metrics::{InFlight, ModuleMetrics, Outcomes};
+
+/// A record handed to the sink, with its delivery.
+pub type Sent<D> = (Pending, D);
+
+/// A settled run of events whose outputs are on their way to the broker.
+#[derive(Debug)]
+pub struct Flight<D> {
+    /// The settled events, in offset order; never empty.
+    pub events: Vec<Event>,
+    /// The records they emitted, already enqueued to the sink.
+    pub sent: Vec<Sent<D>>,
+    /// Events that failed for good.
+    pub rejects: Vec<Failure>,
+    /// Where and how their dead letters go, from the version that settled
+    /// them.
+    pub letters: Letters,
+    /// Outcomes for `weir_events_processed_total`, counted when it lands.
+    pub outcomes: Outcomes,
+    /// Keeps `weir_events_in_flight` up until the flight lands.
+    pub in_flight: InFlight,
+}
+
+/// The `on-failure` settings and provenance of the version that settled a
+/// flight, for its dead letters.
+#[derive(Debug, Clone)]
+pub struct Letters {
+    /// The module's `on-failure` action.
+    pub action: FailureAction,
+    /// The dead-letter topic.
+    pub topic: String,
+    /// The module's name.
+    pub module: Arc<str>,
+    /// The version's digest.
+    pub digest: String,
+}
+
+impl Letters {
+    /// The dead-letter settings of `version`.
+    pub fn of(version: &impl Version) -> Self {
+        let on_failure = &version.manifest().on_failure;
+        Self {
+            action: on_failure.action,
+            topic: on_failure.dead_letter_topic(version.name()),
+            module: version.name().into(),
+            digest: version.digest().to_owned(),
+        }
+    }
+
+    /// Logs each event that failed for good and returns the dead-letter
+    /// records the `on-failure` action asks for (`stop` was applied by the
+    /// policy before producing; `skip` writes none).
+    pub fn records(
+        &self,
+        tp: &TopicPartition,
+        events: &[Event],
+        failures: &[Failure],
+    ) -> Vec<Pending> {
+        let mut records = Vec::new();
+        for failure in failures {
+            tracing::error!(module = &*self.module, topic = %tp.topic, partition = tp.partition,
+                offset = failure.offset, kind = failure.kind.as_str(), attempts = failure.attempts,
+                reason = %failure.reason, action = ?self.action, "event failed");
+            if self.action != FailureAction::DeadLetter {
+                continue;
+            }
+            if let Some(event) = events.iter().find(|e| e.offset == failure.offset) {
+                records.push(Pending {
+                    record: dead_letter_record(
+                        event,
+                        failure,
+                        &self.module,
+                        &self.digest,
+                        &self.topic,
+                    ),
+                    timestamp_ms: event.timestamp_ms,
+                    owner: failure.offset,
+                });
+            }
+        }
+        records
+    }
+}
+
+/// Enqueues `records` to `sink` in order.
+pub async fn send_all<S: Sink>(sink: &S, records: Vec<Pending>) -> Vec<Sent<S::Delivery>> {
+    let mut sent = Vec::with_capacity(records.len());
+    for p in records {
+        let delivery = sink.send(&p.record, p.timestamp_ms).await;
+        sent.push((p, delivery));
+    }
+    sent
+}
+
+/// What a delivery is for: the policy differs for permanent refusals.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Records the module emitted: a permanent refusal fails the event.
+    Outputs,
+    /// Dead letters: retried until acknowledged, the partition waits.
+    DeadLetters,
+}
+
+/// Lands flights in order.
+pub struct Acker<P: Ports> {
+    /// The module.
+    pub module: Arc<Module<P>>,
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Fires when the worker stops.
+    pub stop: CancellationToken,
+    /// Set while a delivery is being retried: the calling half then makes
+    /// no new calls, so a broker or dead-letter outage holds the partition
+    /// with only the flights already taken off.
+    pub stalled: Arc<AtomicBool>,
+}
+
+impl<P: Ports> std::fmt::Debug for Acker<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acker")
+            .field("tp", &self.tp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Ports> Acker<P> {
+    /// Lands every flight until the calling half hangs up or a stop
+    /// interrupts a retry.
+    pub async fn run(mut self, mut flights: mpsc::Receiver<Flight<<P::Sink as Sink>::Delivery>>) {
+        while let Some(flight) = flights.recv().await {
+            if self.land(flight).await.is_err() {
+                break;
+            }
+        }
+    }
+
+    async fn land(
+        &mut self,
+        mut flight: Flight<<P::Sink as Sink>::Delivery>,
+    ) -> Result<(), Stopped> {
+        let sent = std::mem::take(&mut flight.sent);
+        let refused = self.deliver(sent, Purpose::Outputs).await?;
+        flight.rejects.extend(refused);
+        if !flight.rejects.is_empty() {
+            let records = flight
+                .letters
+                .records(&self.tp, &flight.events, &flight.rejects);
+            let sent = send_all(&self.module.sink, records).await;
+            self.deliver(sent, Purpose::DeadLetters).await?;
+        }
+        let count = flight.events.len();
+        if let Some(last) = flight.events.last() {
+            self.module.offsets.settle(&self.tp, last.offset + 1);
+        }
+        self.module.metrics.processed(&flight.outcomes);
+        flight.in_flight.settled(count);
+        Ok(())
+    }
+
+    /// Waits until the sink has acknowledged each record, or (outputs only)
+    /// refused it for good; returns the refusals as failures of the events
+    /// that emitted them. Records that failed for a transient reason are
+    /// produced again after a backoff, only those: acknowledged ones are
+    /// not repeated.
+    async fn deliver(
+        &mut self,
+        mut sent: Vec<Sent<<P::Sink as Sink>::Delivery>>,
+        purpose: Purpose,
+    ) -> Result<Vec<Failure>, Stopped> {
+        let metrics = self.module.metrics.clone();
+        let mut refused = Vec::new();
+        let mut attempt: u32 = 1;
+        let mut tally = Tally::default();
+        while !sent.is_empty() {
+            let mut failed = Vec::new();
+            let mut last_error = None;
+            for (p, delivery) in sent {
+                match delivery.await {
+                    Ok(()) if purpose == Purpose::Outputs => tally.add(p.record),
+                    Ok(()) => metrics.dead_lettered(),
+                    Err(err) if purpose == Purpose::Outputs && err.fault == Fault::Permanent => {
+                        metrics.produce_error();
+                        refused.push(refusal(&p, &err));
+                    }
+                    Err(err) => {
+                        metrics.produce_error();
+                        last_error = Some((err, p.record.topic.clone()));
+                        failed.push(p);
+                    }
+                }
+            }
+            let Some((err, topic)) = last_error else {
+                break;
+            };
+            let backoff = delivery_backoff(attempt);
+            self.report(purpose, &err, &topic, failed.len(), attempt, backoff);
+            self.stalled.store(true, Ordering::Release);
+            attempt += 1;
+            self.pause(backoff).await?;
+            sent = send_all(&self.module.sink, failed).await;
+        }
+        tally.count(&metrics);
+        if attempt > 1 {
+            self.stalled.store(false, Ordering::Release);
+            if purpose == Purpose::DeadLetters {
+                self.module.problem(&self.tp, None);
+            }
+        }
+        Ok(refused)
+    }
+
+    fn report(
+        &self,
+        purpose: Purpose,
+        err: &DeliveryError,
+        topic: &str,
+        records: usize,
+        attempt: u32,
+        backoff: Duration,
+    ) {
+        let (module, tp) = (&*self.module.name, &self.tp);
+        if purpose == Purpose::DeadLetters {
+            let why = format!("cannot write to dead-letter topic `{topic}`: {err}");
+            tracing::error!(module, topic = %tp.topic, partition = tp.partition, attempt,
+                backoff = ?backoff, reason = %why,
+                "partition paused: nothing is committed until the dead-letter write succeeds");
+            self.module.problem(tp, Some(why));
+        } else {
+            tracing::error!(module, topic = %tp.topic, partition = tp.partition, error = %err,
+                records, attempt, backoff = ?backoff,
+                "producing outputs failed; offsets stay uncommitted, retrying");
+        }
+    }
+
+    async fn pause(&mut self, duration: Duration) -> Result<(), Stopped> {
+        tokio::select! {
+            () = self.stop.cancelled() => Err(Stopped),
+            () = tokio::time::sleep(duration) => Ok(()),
+        }
+    }
+}
+
+/// Backoff before producing again after the `attempt`th failed delivery.
+pub fn delivery_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(200)
+        .saturating_mul(1 << attempt.min(5))
+        .min(Duration::from_secs(5))
+}
+
+/// Acknowledged outputs per topic, counted into the metrics once per flight
+/// rather than with a label lookup per record.
+#[derive(Debug, Default)]
+pub struct Tally(Vec<(String, usize, usize)>);
+
+impl Tally {
+    /// One more acknowledged record.
+    pub fn add(&mut self, record: Outgoing) {
+        let bytes = crate::host::record_size(&record);
+        match self.0.iter_mut().find(|t| t.0 == record.topic) {
+            Some(t) => (t.1, t.2) = (t.1 + 1, t.2 + bytes),
+            None => self.0.push((record.topic, 1, bytes)),
+        }
+    }
+
+    /// Adds the counts to `weir_events_emitted_total` and its bytes.
+    pub fn count(self, metrics: &ModuleMetrics) {
+        for (topic, records, bytes) in self.0 {
+            metrics.emitted(&topic, records, bytes);
+        }
+    }
+}
+
+/// The failure of the event that emitted `p`, which the broker refused for
+/// good with `err`.
+pub fn refusal(p: &Pending, err: &DeliveryError) -> Failure {
+    Failure {
+        offset: p.owner,
+        kind: FailureKind::Refused,
+        reason: format!(
+            "the broker refused a record emitted to `{}`: {err}",
+            p.record.topic
+        ),
+        attempts: 1,
+    }
+}

@@ -1,0 +1,234 @@
+//! Exactly-once partitions (`[delivery] guarantee = "exactly-once"`):
+//! read-process-write in transactions.
+//!
+//! Each input partition's worker owns a transactional producer (see
+//! `crate::kafka::sink`), whose id is derived from the group, topic and
+//! partition so that whichever process owns the partition next fences this
+//! one. Settled events' outputs and dead letters are produced inside the
+//! open transaction; every `transaction-interval` the worker waits for them,
+//! adds the partition's next offset to the transaction and commits it:
+//! outputs, dead letters and the input offset become visible together or
+//! not at all. When the transaction cannot be committed it is aborted and
+//! the partition is rewound to the transaction's first event: the worker
+//! drops every event it holds past that point and handles the partition
+//! again from there.
+//!
+//! Caveat: the guest may run more than once for an event (after an abort or
+//! a crash); only what it emitted is exactly-once, as seen by
+//! `read_committed` readers.
+
+use std::time::{Duration, Instant};
+
+use super::ack::{Flight, Tally, refusal, send_all};
+use super::policy::Pending;
+use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, Transactions};
+
+/// The records a transaction's flights wait for.
+type TxnFlight<P> = Flight<<<<P as Ports>::Txn as Transactions>::Sink as Sink>::Delivery>;
+
+/// A partition's transaction state.
+pub struct Txn<P: Ports> {
+    txns: P::Txn,
+    /// The transactional producer.
+    pub sink: <P::Txn as Transactions>::Sink,
+    interval: Duration,
+    /// When the open transaction began; `None` when none is open.
+    opened: Option<Instant>,
+    /// Settled events in the open transaction, in order.
+    flights: Vec<TxnFlight<P>>,
+}
+
+/// How an open transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Committed (or there was none open).
+    Committed,
+    /// Aborted; the source was rewound to this offset (when the transaction
+    /// held events), so events the worker holds past it must be dropped.
+    Aborted(Option<i64>),
+}
+
+impl<P: Ports> std::fmt::Debug for Txn<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn")
+            .field("opened", &self.opened)
+            .field("flights", &self.flights.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Ports> Txn<P> {
+    /// A partition's transactions, ready after `init`.
+    pub fn new(txns: P::Txn, sink: <P::Txn as Transactions>::Sink, interval: Duration) -> Self {
+        Self {
+            txns,
+            sink,
+            interval,
+            opened: None,
+            flights: Vec::new(),
+        }
+    }
+
+    /// Begins a transaction unless one is open. Call before producing.
+    pub fn begin(&mut self) -> Result<(), DeliveryError> {
+        if self.opened.is_none() {
+            self.txns.begin()?;
+            self.opened = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Adds settled events (their outputs already produced) to the open
+    /// transaction.
+    pub fn add(&mut self, flight: TxnFlight<P>) {
+        self.flights.push(flight);
+    }
+
+    /// When the open transaction is due for commit, if one is open.
+    pub fn due(&self) -> Option<Instant> {
+        self.opened.map(|at| at + self.interval)
+    }
+
+    /// Commits the open transaction (if any); on failure aborts it and
+    /// rewinds `source` to its first event. `Err(Stopped)` only when this
+    /// producer cannot go on (fenced).
+    pub async fn commit(
+        &mut self,
+        module: &Module<P>,
+        tp: &TopicPartition,
+        source: &mut P::Source,
+    ) -> Result<Ended, Stopped> {
+        if self.opened.is_none() {
+            return Ok(Ended::Committed);
+        }
+        let flights = std::mem::take(&mut self.flights);
+        let first = flights
+            .first()
+            .and_then(|f| f.events.first())
+            .map(|e| e.offset);
+        match self.try_commit(module, tp, flights).await {
+            Ok(()) => {
+                self.opened = None;
+                Ok(Ended::Committed)
+            }
+            Err(err) => {
+                self.abort(module, tp, first, source).await;
+                if err.fault == Fault::Fatal {
+                    Err(Stopped)
+                } else {
+                    Ok(Ended::Aborted(first))
+                }
+            }
+        }
+    }
+
+    async fn try_commit(
+        &mut self,
+        module: &Module<P>,
+        tp: &TopicPartition,
+        mut flights: Vec<TxnFlight<P>>,
+    ) -> Result<(), DeliveryError> {
+        let name = &*module.name;
+        // Every output acknowledged (or refused for good: the event fails).
+        let mut tally = Tally::default();
+        for flight in &mut flights {
+            for (p, delivery) in std::mem::take(&mut flight.sent) {
+                match delivery.await {
+                    Ok(()) => tally.add(p.record),
+                    Err(err) if err.fault == Fault::Permanent => {
+                        module.metrics.produce_error();
+                        flight.rejects.push(refusal(&p, &err));
+                    }
+                    Err(err) => {
+                        module.metrics.produce_error();
+                        tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,
+                            error = %err, "producing an output failed; aborting the transaction");
+                        return Err(err);
+                    }
+                }
+            }
+        }
+        let letters: Vec<Pending> = flights
+            .iter()
+            .flat_map(|f| f.letters.records(tp, &f.events, &f.rejects))
+            .collect();
+        self.dead_letters(module, tp, letters).await?;
+        // The input offset, and the commit.
+        let Some(next) = flights
+            .last()
+            .and_then(|f| f.events.last())
+            .map(|e| e.offset + 1)
+        else {
+            // Nothing settled (only possible after a stop): nothing to commit.
+            let _ = self.txns.abort().await;
+            return Ok(());
+        };
+        if let Err(err) = self.txns.commit(next).await {
+            tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,
+                error = %err, "committing the transaction failed");
+            return Err(err);
+        }
+        module.problem(tp, None);
+        tally.count(&module.metrics);
+        for mut flight in flights {
+            module.metrics.processed(&flight.outcomes);
+            let count = flight.events.len();
+            flight.in_flight.settled(count);
+        }
+        module
+            .metrics
+            .committed([(tp.topic.as_str(), tp.partition, next)]);
+        tracing::debug!(module = name, topic = %tp.topic, partition = tp.partition, next,
+            "transaction committed");
+        Ok(())
+    }
+
+    /// Dead letters, in the same transaction.
+    async fn dead_letters(
+        &mut self,
+        module: &Module<P>,
+        tp: &TopicPartition,
+        letters: Vec<Pending>,
+    ) -> Result<(), DeliveryError> {
+        for (p, delivery) in send_all(&self.sink, letters).await {
+            if let Err(err) = delivery.await {
+                let why = format!(
+                    "cannot write to dead-letter topic `{}`: {err}",
+                    p.record.topic
+                );
+                tracing::error!(module = &*module.name, topic = %tp.topic,
+                    partition = tp.partition, reason = %why, "aborting the transaction");
+                module.problem(tp, Some(why));
+                return Err(err);
+            }
+            module.metrics.dead_lettered();
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction and rewinds the partition to `first`,
+    /// the transaction's first event (if it had any).
+    async fn abort(
+        &mut self,
+        module: &Module<P>,
+        tp: &TopicPartition,
+        first: Option<i64>,
+        source: &mut P::Source,
+    ) {
+        use super::Source as _;
+        self.opened = None;
+        self.flights.clear();
+        if let Err(err) = self.txns.abort().await {
+            tracing::error!(module = &*module.name, topic = %tp.topic, partition = tp.partition,
+                error = %err, "aborting the transaction failed");
+        }
+        if let Some(offset) = first {
+            tracing::warn!(module = &*module.name, topic = %tp.topic, partition = tp.partition,
+                offset, "transaction aborted; handling the partition again from its first event");
+            if let Err(err) = source.rewind(offset) {
+                tracing::error!(module = &*module.name, topic = %tp.topic,
+                    partition = tp.partition, error = %err, "cannot rewind the partition");
+            }
+        }
+    }
+}
