@@ -47,6 +47,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
 pub mod status;
+mod sync;
 pub mod watch;
 
 /// Host bindings generated from `wit/consumer.wit`.
