@@ -48,6 +48,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in [`Outcome::index`] order.
     const ALL: [Outcome; 5] = [
         Outcome::Ok,
         Outcome::Retry,
@@ -66,27 +67,69 @@ impl Outcome {
             Outcome::Timeout => "timeout",
         }
     }
+
+    /// The position of this outcome in [`Outcome::ALL`], and so in every
+    /// array kept per outcome.
+    const fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Counts of outcomes of one call, recorded once the call's events settle.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Outcomes([u64; 5]);
+pub struct Outcomes([u64; Outcome::ALL.len()]);
 
 impl Outcomes {
     /// Counts one event.
     pub fn add(&mut self, outcome: Outcome) {
-        self.0[outcome as usize] += 1;
+        self.0[outcome.index()] += 1;
+    }
+
+    /// How many events settled with `outcome`.
+    fn count(&self, outcome: Outcome) -> u64 {
+        self.0[outcome.index()]
     }
 }
 
-/// Why an emit was denied, the `reason` label of
+/// Why the host denied an emit, the `reason` label of
 /// `weir_emits_denied_total`.
-pub const DENY_REASONS: [&str; 4] = [
-    "topic_not_allowed",
-    "invalid_partition",
-    "too_large",
-    "too_many",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// The topic is not in the module's `output-topics`.
+    TopicNotAllowed,
+    /// The partition number is negative.
+    InvalidPartition,
+    /// Key, value and headers together exceed the per-record limit.
+    TooLarge,
+    /// The event already emitted the most records allowed per event.
+    TooMany,
+}
+
+impl DenyReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DenyReason; 4] = [
+        DenyReason::TopicNotAllowed,
+        DenyReason::InvalidPartition,
+        DenyReason::TooLarge,
+        DenyReason::TooMany,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::TopicNotAllowed => "topic_not_allowed",
+            DenyReason::InvalidPartition => "invalid_partition",
+            DenyReason::TooLarge => "too_large",
+            DenyReason::TooMany => "too_many",
+        }
+    }
+
+    /// The position of this reason in [`DenyReason::ALL`], and so in every
+    /// array kept per reason.
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -376,7 +419,8 @@ impl Metrics {
                 self.events_processed
                     .with_label_values(&[module, o.as_str()])
             }),
-            denied: DENY_REASONS.map(|r| self.emits_denied.with_label_values(&[module, r])),
+            denied: DenyReason::ALL
+                .map(|r| self.emits_denied.with_label_values(&[module, r.as_str()])),
             duration: self.handler_duration.with_label_values(&[module]),
             in_flight: self.in_flight.with_label_values(&[module]),
             memory: self.guest_memory.with_label_values(&[module]),
@@ -402,8 +446,8 @@ impl Metrics {
 pub struct ModuleMetrics {
     name: String,
     metrics: Arc<Metrics>,
-    processed: [IntCounter; 5],
-    denied: [IntCounter; 4],
+    processed: [IntCounter; Outcome::ALL.len()],
+    denied: [IntCounter; DenyReason::ALL.len()],
     duration: prometheus::Histogram,
     in_flight: IntGauge,
     memory: IntGauge,
@@ -454,9 +498,10 @@ impl ModuleMetrics {
 
     /// Events settled by one call.
     pub fn processed(&self, outcomes: &Outcomes) {
-        for (counter, &n) in self.processed.iter().zip(&outcomes.0) {
+        for outcome in Outcome::ALL {
+            let n = outcomes.count(outcome);
             if n > 0 {
-                counter.inc_by(n);
+                self.processed[outcome.index()].inc_by(n);
             }
         }
     }
@@ -484,11 +529,9 @@ impl ModuleMetrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
-    /// An emit was denied; `reason` indexes [`DENY_REASONS`].
-    pub fn emit_denied(&self, reason: usize) {
-        if let Some(c) = self.denied.get(reason) {
-            c.inc();
-        }
+    /// The host denied an emit for `reason`.
+    pub fn emit_denied(&self, reason: DenyReason) {
+        self.denied[reason.index()].inc();
     }
 
     /// Guest linear memory grew (positive) or was released (negative).
@@ -727,6 +770,26 @@ impl LogLimiter {
 }
 
 #[cfg(test)]
+impl Metrics {
+    /// The value of the counter or gauge series of `family` whose labels are
+    /// exactly `labels` (in any order), read by gathering the registry.
+    pub(crate) fn sample(&self, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        use prometheus::proto::MetricType;
+        let families = self.registry.gather();
+        let family = families.iter().find(|f| f.name() == family)?;
+        let metric = family.get_metric().iter().find(|m| {
+            let got = m.get_label();
+            got.len() == labels.len() && got.iter().all(|l| labels.contains(&(l.name(), l.value())))
+        })?;
+        match family.get_field_type() {
+            MetricType::GAUGE => Some(metric.get_gauge().get_value()),
+            MetricType::COUNTER => Some(metric.get_counter().get_value()),
+            other => panic!("sample reads counters and gauges, not {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -804,5 +867,59 @@ mod tests {
         let admitted = (0..10).filter(|_| limiter.admit()).count();
         assert_eq!(admitted, 3);
         assert_eq!(dropped.get(), 7);
+    }
+
+    #[test]
+    fn deny_reason_labels_are_the_documented_values() {
+        let labels = DenyReason::ALL.map(DenyReason::as_str);
+        assert_eq!(
+            labels,
+            [
+                "topic_not_allowed",
+                "invalid_partition",
+                "too_large",
+                "too_many"
+            ]
+        );
+    }
+
+    #[test]
+    fn indices_follow_the_all_tables() {
+        for (i, reason) in DenyReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
+        }
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_count_per_outcome() {
+        let mut outcomes = Outcomes::default();
+        outcomes.add(Outcome::Trap);
+        outcomes.add(Outcome::Trap);
+        outcomes.add(Outcome::Ok);
+        assert_eq!(outcomes.count(Outcome::Trap), 2);
+        assert_eq!(outcomes.count(Outcome::Ok), 1);
+        assert_eq!(outcomes.count(Outcome::Timeout), 0);
+    }
+
+    #[test]
+    fn emit_denied_counts_under_the_reason_label() {
+        let metrics = Arc::new(Metrics::new());
+        let m = metrics.module("a");
+        m.emit_denied(DenyReason::TooLarge);
+        m.emit_denied(DenyReason::TooLarge);
+        m.emit_denied(DenyReason::TopicNotAllowed);
+        let denied = |reason: &str| {
+            metrics.sample(
+                "weir_emits_denied_total",
+                &[("module", "a"), ("reason", reason)],
+            )
+        };
+        assert_eq!(denied("too_large"), Some(2.0));
+        assert_eq!(denied("topic_not_allowed"), Some(1.0));
+        assert_eq!(denied("too_many"), Some(0.0));
+        assert_eq!(denied("invalid_partition"), Some(0.0));
     }
 }
