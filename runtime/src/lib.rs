@@ -40,6 +40,7 @@ pub mod host;
 pub mod http;
 pub mod invoke;
 pub mod kafka;
+mod kafka_stats;
 pub mod manifest;
 pub mod metrics;
 pub mod modules;

@@ -19,8 +19,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use rdkafka::TopicPartitionList;
-use rdkafka::statistics::Statistics;
 
 /// The wasmtime version weir is built against (checked against `Cargo.lock`
 /// by a unit test).
@@ -570,8 +568,10 @@ impl ModuleMetrics {
         self.broker_up.store(true, Ordering::Relaxed);
     }
 
-    /// Partitions were revoked; `lost` when the group moved on without us.
-    pub fn revoked(&self, partitions: &[(String, i32)], lost: bool) {
+    /// `partitions` (topic, partition) were revoked; `lost` when the group
+    /// moved on without us.
+    pub fn revoked<'a>(&self, partitions: impl IntoIterator<Item = (&'a str, i32)>, lost: bool) {
+        let partitions: Vec<(&str, i32)> = partitions.into_iter().collect();
         let kind = if lost { "lost" } else { "revoke" };
         self.metrics
             .rebalances
@@ -581,7 +581,7 @@ impl ModuleMetrics {
         if lost {
             self.joined.store(false, Ordering::Relaxed);
         }
-        self.forget_partitions(Some(partitions));
+        self.forget_partitions(Some(&partitions));
     }
 
     /// A rebalance failed.
@@ -592,54 +592,39 @@ impl ModuleMetrics {
             .inc();
     }
 
-    /// Offsets were committed.
-    pub fn committed(&self, offsets: &TopicPartitionList) {
-        for e in offsets.elements() {
-            if let rdkafka::Offset::Offset(o) = e.offset() {
-                let p = e.partition().to_string();
-                self.metrics
-                    .committed_offset
-                    .with_label_values(&[self.name.as_str(), e.topic(), &p])
-                    .set(o);
-            }
+    /// The group committed `offsets`: (topic, partition, next offset to
+    /// read), each set as `weir_committed_offset`.
+    pub fn committed<'a>(&self, offsets: impl IntoIterator<Item = (&'a str, i32, i64)>) {
+        for (topic, partition, offset) in offsets {
+            self.partition_gauge(&self.metrics.committed_offset, topic, partition)
+                .set(offset);
         }
+    }
+
+    /// Sets `weir_consumer_lag` of one partition: events between its end and
+    /// the group's committed offset.
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.partition_gauge(&self.metrics.consumer_lag, topic, partition)
+            .set(lag);
+    }
+
+    fn partition_gauge(&self, family: &IntGaugeVec, topic: &str, partition: i32) -> IntGauge {
+        family.with_label_values(&[self.name.as_str(), topic, &partition.to_string()])
+    }
+
+    /// Records whether the brokers are reachable as far as the client's
+    /// latest report says (readiness requires it).
+    pub fn brokers_up(&self, up: bool) {
+        self.broker_up.store(up, Ordering::Relaxed);
     }
 
     /// librdkafka reported that every broker is down.
     pub fn brokers_down(&self) {
-        self.broker_up.store(false, Ordering::Relaxed);
-    }
-
-    /// Applies a librdkafka statistics report: broker reachability and the
-    /// lag of assigned partitions.
-    pub fn statistics(&self, stats: &Statistics) {
-        let up = stats.brokers.values().any(|b| b.state == "UP");
-        self.broker_up.store(up, Ordering::Relaxed);
-        for (topic, t) in &stats.topics {
-            for (&partition, p) in &t.partitions {
-                if partition < 0 || !p.desired {
-                    continue;
-                }
-                let label = partition.to_string();
-                let labels = [self.name.as_str(), topic, &label];
-                if p.consumer_lag >= 0 {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&labels)
-                        .set(p.consumer_lag);
-                }
-                if p.committed_offset >= 0 {
-                    self.metrics
-                        .committed_offset
-                        .with_label_values(&labels)
-                        .set(p.committed_offset);
-                }
-            }
-        }
+        self.brokers_up(false);
     }
 
     /// Drops the per-partition series of `partitions` (all when `None`).
-    fn forget_partitions(&self, partitions: Option<&[(String, i32)]>) {
+    fn forget_partitions(&self, partitions: Option<&[(&str, i32)]>) {
         for family in [&self.metrics.consumer_lag, &self.metrics.committed_offset] {
             let series: Vec<(String, String)> = Collector::collect(family)
                 .iter()
@@ -658,7 +643,7 @@ impl ModuleMetrics {
             for (topic, partition) in series {
                 let wanted = partitions.is_none_or(|ps| {
                     ps.iter()
-                        .any(|(t, p)| *t == topic && p.to_string() == partition)
+                        .any(|&(t, p)| t == topic && p.to_string() == partition)
                 });
                 if wanted {
                     let _ = family.remove_label_values(&[self.name.as_str(), &topic, &partition]);
@@ -921,5 +906,29 @@ mod tests {
         assert_eq!(denied("topic_not_allowed"), Some(1.0));
         assert_eq!(denied("too_many"), Some(0.0));
         assert_eq!(denied("invalid_partition"), Some(0.0));
+    }
+
+    fn partition_labels<'a>(topic: &'a str, partition: &'a str) -> [(&'a str, &'a str); 3] {
+        [("module", "a"), ("topic", topic), ("partition", partition)]
+    }
+
+    #[test]
+    fn revoked_partitions_lose_their_series_and_others_keep_them() {
+        let metrics = Arc::new(Metrics::new());
+        let m = metrics.module("a");
+        m.assigned(3);
+        m.committed([("orders", 0, 10), ("orders", 1, 20), ("other", 0, 5)]);
+        m.lag("orders", 1, 7);
+        m.revoked([("orders", 1), ("other", 0)], false);
+        let committed = |t, p| metrics.sample("weir_committed_offset", &partition_labels(t, p));
+        assert_eq!(committed("orders", "0"), Some(10.0));
+        assert_eq!(committed("orders", "1"), None);
+        assert_eq!(committed("other", "0"), None);
+        let lag = metrics.sample("weir_consumer_lag", &partition_labels("orders", "1"));
+        assert_eq!(lag, None);
+        let assigned = metrics.sample("weir_assigned_partitions", &[("module", "a")]);
+        assert_eq!(assigned, Some(1.0));
+        let revokes = [("module", "a"), ("kind", "revoke")];
+        assert_eq!(metrics.sample("weir_rebalances_total", &revokes), Some(1.0));
     }
 }

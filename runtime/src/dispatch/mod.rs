@@ -138,7 +138,7 @@ impl ClientContext for RunnerContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
-        self.shared.metrics.statistics(&statistics);
+        crate::kafka_stats::record(&self.shared.metrics, &statistics);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -172,7 +172,9 @@ impl ConsumerContext for RunnerContext {
                     .map(|e| (e.topic().to_owned(), e.partition()))
                     .collect();
                 self.stop_workers(&revoked);
-                self.shared.metrics.revoked(&revoked, lost);
+                self.shared
+                    .metrics
+                    .revoked(revoked.iter().map(|(t, p)| (t.as_str(), *p)), lost);
                 if !lost {
                     self.commit(consumer, Some(&revoked), CommitMode::Sync);
                 }
@@ -195,7 +197,12 @@ impl ConsumerContext for RunnerContext {
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
             Ok(()) => {
-                self.shared.metrics.committed(offsets);
+                self.shared
+                    .metrics
+                    .committed(offsets.elements().iter().filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some((e.topic(), e.partition(), o)),
+                        _ => None,
+                    }));
                 tracing::debug!(module = &*self.shared.name,
                     offsets = %describe(offsets), "offsets committed")
             }

@@ -199,7 +199,6 @@ impl Txn {
             .add_partition_offset(&tp.0, tp.1, Offset::Offset(next))
             .map_err(|_| Failed::Aborted)?;
         let producer = self.producer.clone();
-        let recorded = offsets.clone();
         let committed = tokio::task::spawn_blocking(move || {
             producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
             producer.commit_transaction(TXN_TIMEOUT)
@@ -218,7 +217,7 @@ impl Txn {
             let count = flight.events.len();
             flight.in_flight.settled(count);
         }
-        shared.metrics.committed(&recorded);
+        shared.metrics.committed([(tp.0.as_str(), tp.1, next)]);
         tracing::debug!(module, topic = %tp.0, partition = tp.1, next, "transaction committed");
         Ok(())
     }
