@@ -16,7 +16,7 @@ pub use crate::sandbox::add_wasi_to_linker;
 use crate::bindings::weir::consumer::types::{EmitError, Outgoing};
 use crate::bindings::weir::consumer::{config, emitter, log, types};
 use crate::manifest::Limits;
-use crate::metrics::ModuleMetrics;
+use crate::metrics::{DenyReason, ModuleMetrics};
 
 /// Longest guest log line kept; the rest is cut and marked.
 const MAX_LOG_LINE: usize = 8 * 1024;
@@ -265,10 +265,10 @@ impl emitter::Host for HostState {
         let result = self.try_emit(record);
         if let (Err(err), Some(m)) = (&result, self.observer.metrics.get()) {
             m.emit_denied(match err {
-                EmitError::TopicNotAllowed(_) => 0,
-                EmitError::InvalidPartition(_) => 1,
-                EmitError::TooLarge(_) => 2,
-                EmitError::TooMany(_) => 3,
+                EmitError::TopicNotAllowed(_) => DenyReason::TopicNotAllowed,
+                EmitError::InvalidPartition(_) => DenyReason::InvalidPartition,
+                EmitError::TooLarge(_) => DenyReason::TooLarge,
+                EmitError::TooMany(_) => DenyReason::TooMany,
             });
         }
         result

@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::sync::lock;
+
 /// The state of one module.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "state")]
@@ -61,7 +63,7 @@ fn seconds(t: SystemTime) -> f64 {
 
 impl StatusBoard {
     fn update(&self, name: &str, f: impl FnOnce(&mut ModuleStatus)) {
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut modules = lock(&self.modules);
         let entry = modules
             .entry(name.to_owned())
             .or_insert_with(|| ModuleStatus {
@@ -103,7 +105,7 @@ impl StatusBoard {
     /// Records (or, with `None`, clears) why a partition of `module` cannot
     /// proceed.
     pub fn problem(&self, module: &str, partition: &str, why: Option<String>) {
-        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut modules = lock(&self.modules);
         let Some(m) = modules.get_mut(module) else {
             return;
         };
@@ -119,20 +121,12 @@ impl StatusBoard {
 
     /// Forgets a module whose file was removed.
     pub fn removed(&self, name: &str) {
-        self.modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        lock(&self.modules).remove(name);
     }
 
     /// A copy of every entry, sorted by name.
     pub fn snapshot(&self) -> Vec<ModuleStatus> {
-        self.modules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        lock(&self.modules).values().cloned().collect()
     }
 }
 

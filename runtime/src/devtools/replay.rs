@@ -28,7 +28,7 @@ use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::engine::{HandlerPre, LoadedModule, WasmEngine, module_name};
 use crate::invoke::{CallResult, Invoker};
 use crate::manifest::FailureAction;
-use crate::metrics::{DENY_REASONS, Metrics, ModuleMetrics};
+use crate::metrics::{DenyReason, Metrics, ModuleMetrics};
 use crate::pipeline::event_size;
 
 /// Output format of `weir replay`.
@@ -411,9 +411,10 @@ impl Session {
 
     fn denied_since(&self, before: &HashMap<String, u64>) -> BTreeMap<&'static str, u64> {
         let now = self.denied();
-        DENY_REASONS
-            .iter()
-            .filter_map(|&reason| {
+        DenyReason::ALL
+            .into_iter()
+            .map(DenyReason::as_str)
+            .filter_map(|reason| {
                 let n = now.get(reason).copied().unwrap_or(0)
                     - before.get(reason).copied().unwrap_or(0);
                 (n > 0).then_some((reason, n))

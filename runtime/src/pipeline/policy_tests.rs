@@ -438,9 +438,9 @@ fn outcomes_count_every_attempt() {
     );
     assert_eq!(
         (
-            plan.outcomes.get(Outcome::Ok),
-            plan.outcomes.get(Outcome::Rejected),
-            plan.outcomes.get(Outcome::Retry)
+            plan.outcomes.count(Outcome::Ok),
+            plan.outcomes.count(Outcome::Rejected),
+            plan.outcomes.count(Outcome::Retry)
         ),
         (1, 1, 1)
     );
