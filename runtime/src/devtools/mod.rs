@@ -15,6 +15,7 @@ pub mod check;
 mod events;
 pub mod new;
 pub mod replay;
+mod session;
 
 use std::path::PathBuf;
 

@@ -11,25 +11,22 @@
 //! fresh instance after a trap, `retry` up to `retry.max-attempts` (without
 //! the backoff sleeps), a failed batch re-run one event at a time, and the
 //! `on-failure` action reported (with `stop`, later events of the partition
-//! are not handled). Input and output formats: README, "Developer loop"
-//! (and the `events` module).
+//! are not handled). The decisions are the partition worker's own: the
+//! session ([`super::session`]) drives the same settlement policy. Input and
+//! output formats: README, "Developer loop" (and the `events` module).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::events::{Recorded, parse, record_json};
+use super::events::{Recorded, parse};
+use super::session::Session;
 use super::{ModuleOptions, check};
-use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
-use crate::engine::{HandlerPre, LoadedModule, WasmEngine, module_name};
-use crate::invoke::{CallResult, Invoker};
-use crate::manifest::FailureAction;
-use crate::metrics::{DenyReason, Metrics, ModuleMetrics};
-use crate::pipeline::event_size;
+use crate::engine::module_name;
+use crate::pipeline::failure::FailureKind;
 
 /// Output format of `weir replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,10 +49,10 @@ pub struct EventOutcome {
     pub partition: i32,
     /// See `topic`.
     pub offset: i64,
-    /// `ok`, `rejected`, `retries-exhausted`, `trap`, `timeout`,
-    /// `oversized` (not called: over `limits.max-event-bytes`) or
+    /// How it ended: `ok`, `rejected`, `retries-exhausted`, `trap`,
+    /// `timeout`, `oversized` (not called: over `limits.max-event-bytes`) or
     /// `not-handled` (its partition stopped earlier, `on-failure = stop`).
-    pub disposition: &'static str,
+    pub disposition: Ending,
     /// The handler's or the trap's reason, for anything but `ok`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -75,6 +72,34 @@ pub struct EventOutcome {
     /// Batch mode: the index of the `handle-batch` call that settled it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
+}
+
+/// How a replayed event ended: the pipeline's verdict, or not handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Handled; its records would be produced.
+    Ok,
+    /// Failed for good, for this reason.
+    Failed(FailureKind),
+    /// Not handled: its partition stopped earlier (`on-failure = stop`).
+    NotHandled,
+}
+
+impl Ending {
+    /// The `disposition` value of the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed(kind) => kind.as_str(),
+            Self::NotHandled => "not-handled",
+        }
+    }
+}
+
+impl Serialize for Ending {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Replays the JSON-lines file `events` (`-` for stdin) through the module
@@ -114,7 +139,7 @@ pub fn replay(
     }
     let mut outcomes = Vec::new();
     for events in by_partition.into_values() {
-        outcomes.extend(session.partition(events)?);
+        outcomes.extend(session.partition(&events)?);
     }
     outcomes.sort_by_key(|o| o.line);
     for outcome in &outcomes {
@@ -124,7 +149,10 @@ pub fn replay(
         }
     }
     out.flush()?;
-    let ok = outcomes.iter().filter(|o| o.disposition == "ok").count();
+    let ok = outcomes
+        .iter()
+        .filter(|o| o.disposition == Ending::Ok)
+        .count();
     tracing::info!(
         module = &*name,
         events = outcomes.len(),
@@ -147,7 +175,11 @@ fn write_text(o: &EventOutcome, out: &mut dyn Write) -> std::io::Result<()> {
     write!(
         out,
         "line {} {}[{}]@{}: {}",
-        o.line, o.topic, o.partition, o.offset, o.disposition
+        o.line,
+        o.topic,
+        o.partition,
+        o.offset,
+        o.disposition.as_str()
     )?;
     if let Some(reason) = &o.reason {
         write!(out, " ({reason})")?;
@@ -163,266 +195,4 @@ fn write_text(o: &EventOutcome, out: &mut dyn Write) -> std::io::Result<()> {
         writeln!(out, "  on-failure: {action}")?;
     }
     Ok(())
-}
-
-/// The module, its metrics (for denied emits) and the batch counter.
-struct Session {
-    engine: WasmEngine,
-    module: Arc<LoadedModule>,
-    metrics: Arc<Metrics>,
-    module_metrics: Arc<ModuleMetrics>,
-    batches: usize,
-    never: CancellationToken,
-}
-
-/// The partition's state while replaying it.
-struct Partition {
-    invoker: Option<Invoker>,
-    /// Set once `on-failure = stop` halted the partition.
-    stopped: Option<String>,
-}
-
-impl Session {
-    fn new(engine: WasmEngine, module: Arc<LoadedModule>) -> Self {
-        let metrics = Arc::new(Metrics::new());
-        let module_metrics = metrics.module(&module.name);
-        Self {
-            engine,
-            module,
-            metrics,
-            module_metrics,
-            batches: 0,
-            never: CancellationToken::new(),
-        }
-    }
-
-    /// Replays one partition's events in offset order.
-    fn partition(&mut self, events: Vec<Recorded>) -> anyhow::Result<Vec<EventOutcome>> {
-        let limits = self.module.manifest.limits.clone();
-        let mut state = Partition {
-            invoker: None,
-            stopped: None,
-        };
-        let mut outcomes = Vec::new();
-        let mut rest: &[Recorded] = &events;
-        while let Some(first) = rest.first() {
-            let take = if let Some(why) = &state.stopped {
-                outcomes.push(self.outcome(first, "not-handled", Some(why.clone()), 0));
-                1
-            } else if event_size(&first.event) > limits.max_event_bytes as usize {
-                let reason = format!(
-                    "the event is {} bytes, over `limits.max-event-bytes` ({})",
-                    event_size(&first.event),
-                    limits.max_event_bytes
-                );
-                outcomes.push(self.outcome(first, "oversized", Some(reason), 0));
-                1
-            } else if matches!(self.module.pre, HandlerPre::Batch(_)) {
-                let n = rest
-                    .iter()
-                    .take(limits.max_batch as usize)
-                    .take_while(|r| event_size(&r.event) <= limits.max_event_bytes as usize)
-                    .count();
-                outcomes.extend(self.batch(&mut state, &rest[..n])?);
-                n
-            } else {
-                outcomes.push(self.single(&mut state, first)?);
-                1
-            };
-            let start = outcomes.len() - take;
-            for outcome in &mut outcomes[start..] {
-                self.apply_failure_action(&mut state, outcome);
-            }
-            rest = &rest[take..];
-        }
-        Ok(outcomes)
-    }
-
-    /// Records the `on-failure` action of a failed event; `stop` halts the
-    /// partition after it.
-    fn apply_failure_action(&self, state: &mut Partition, outcome: &mut EventOutcome) {
-        if matches!(outcome.disposition, "ok" | "not-handled") {
-            return;
-        }
-        let on_failure = &self.module.manifest.on_failure;
-        outcome.on_failure = Some(match on_failure.action {
-            FailureAction::DeadLetter => {
-                format!(
-                    "dead-letter to {}",
-                    on_failure.dead_letter_topic(&self.module.name)
-                )
-            }
-            FailureAction::Skip => "skip".to_owned(),
-            FailureAction::Stop => {
-                state.stopped = Some(format!(
-                    "the partition stopped at offset {} (`on-failure = stop`)",
-                    outcome.offset
-                ));
-                "stop".to_owned()
-            }
-        });
-    }
-
-    /// World `consumer`: one event, retried up to `retry.max-attempts`.
-    fn single(&mut self, state: &mut Partition, r: &Recorded) -> anyhow::Result<EventOutcome> {
-        let max_attempts = self.module.manifest.retry.max_attempts;
-        let denied_before = self.denied();
-        let mut attempt = 1;
-        let mut outcome = loop {
-            let result = self.call(state, std::slice::from_ref(&r.event))?;
-            let last = attempt >= max_attempts;
-            let (kind, reason) = match (result.failure, result.dispositions.into_iter().next()) {
-                (Some(f), _) => (if f.timed_out { "timeout" } else { "trap" }, Some(f.reason)),
-                (None, Some(Disposition::Ok)) => {
-                    let mut o = self.outcome(r, "ok", None, attempt);
-                    o.emitted = emitted_json(result.emitted.into_iter().flatten());
-                    break o;
-                }
-                (None, Some(Disposition::Reject(why))) => {
-                    break self.outcome(r, "rejected", Some(why), attempt);
-                }
-                (None, Some(Disposition::Retry(why))) => ("retries-exhausted", Some(why)),
-                (None, None) => ("trap", Some("the handler returned no disposition".into())),
-            };
-            if last {
-                break self.outcome(r, kind, reason, attempt);
-            }
-            attempt += 1;
-        };
-        outcome.denied = self.denied_since(&denied_before);
-        Ok(outcome)
-    }
-
-    /// World `batch-consumer`: one `handle-batch` call for `events` (one
-    /// partition), settled as the dispatcher settles it.
-    fn batch(
-        &mut self,
-        state: &mut Partition,
-        events: &[Recorded],
-    ) -> anyhow::Result<Vec<EventOutcome>> {
-        let max_attempts = self.module.manifest.retry.max_attempts;
-        let mut outcomes = Vec::new();
-        let (mut done, mut attempt, mut isolate) = (0, 1, 0);
-        while done < events.len() {
-            let take = if isolate > 0 { 1 } else { events.len() - done };
-            let chunk = &events[done..done + take];
-            let calls: Vec<Event> = chunk.iter().map(|r| r.event.clone()).collect();
-            let denied_before = self.denied();
-            let result = self.call(state, &calls)?;
-            let last = attempt >= max_attempts;
-            self.batches += 1;
-            let batch = self.batches;
-            if let Some(failure) = result.failure {
-                if take > 1 {
-                    isolate = take; // re-run one event at a time
-                } else if last {
-                    let kind = if failure.timed_out { "timeout" } else { "trap" };
-                    let mut o = self.outcome(&chunk[0], kind, Some(failure.reason), attempt);
-                    o.batch = Some(batch);
-                    outcomes.push(o);
-                    (done, attempt, isolate) = (done + 1, 1, isolate.saturating_sub(1));
-                } else {
-                    attempt += 1;
-                }
-                continue;
-            }
-            let retry = result
-                .dispositions
-                .iter()
-                .any(|d| matches!(d, Disposition::Retry(_)));
-            if retry && !last {
-                attempt += 1;
-                continue;
-            }
-            let denied = self.denied_since(&denied_before);
-            for (index, (r, d)) in chunk.iter().zip(result.dispositions).enumerate() {
-                let mut o = match d {
-                    Disposition::Ok => self.outcome(r, "ok", None, attempt),
-                    Disposition::Reject(why) => self.outcome(r, "rejected", Some(why), attempt),
-                    Disposition::Retry(why) => {
-                        self.outcome(r, "retries-exhausted", Some(why), attempt)
-                    }
-                };
-                o.batch = Some(batch);
-                if index == 0 {
-                    o.emitted = emitted_json(result.emitted.iter().flatten().cloned());
-                    o.denied = denied.clone();
-                }
-                outcomes.push(o);
-            }
-            (done, attempt, isolate) = (done + take, 1, isolate.saturating_sub(take));
-        }
-        Ok(outcomes)
-    }
-
-    /// Calls the partition's instance, creating (or, after a trap,
-    /// re-creating) it first.
-    fn call(&mut self, state: &mut Partition, events: &[Event]) -> anyhow::Result<CallResult> {
-        match &mut state.invoker {
-            Some(invoker) if invoker.is_live() => {}
-            Some(invoker) => invoker.reset(&self.engine)?,
-            None => {
-                let mut invoker = Invoker::new(&self.engine, self.module.clone())?;
-                invoker.observe(self.module_metrics.clone());
-                state.invoker = Some(invoker);
-            }
-        }
-        let invoker = state.invoker.as_mut().context("no instance")?;
-        Ok(invoker.call(events, &self.never))
-    }
-
-    fn outcome(
-        &self,
-        r: &Recorded,
-        disposition: &'static str,
-        reason: Option<String>,
-        attempts: u32,
-    ) -> EventOutcome {
-        EventOutcome {
-            line: r.line,
-            topic: r.event.topic.clone(),
-            partition: r.event.partition,
-            offset: r.event.offset,
-            disposition,
-            reason,
-            attempts,
-            emitted: Vec::new(),
-            denied: BTreeMap::new(),
-            on_failure: None,
-            batch: None,
-        }
-    }
-
-    /// `weir_emits_denied_total` of the module, by reason.
-    fn denied(&self) -> HashMap<String, u64> {
-        let mut counts = HashMap::new();
-        for family in self.metrics.registry().gather() {
-            if family.name() != "weir_emits_denied_total" {
-                continue;
-            }
-            for m in family.get_metric() {
-                if let Some(l) = m.get_label().iter().find(|l| l.name() == "reason") {
-                    counts.insert(l.value().to_owned(), m.get_counter().get_value() as u64);
-                }
-            }
-        }
-        counts
-    }
-
-    fn denied_since(&self, before: &HashMap<String, u64>) -> BTreeMap<&'static str, u64> {
-        let now = self.denied();
-        DenyReason::ALL
-            .into_iter()
-            .map(DenyReason::as_str)
-            .filter_map(|reason| {
-                let n = now.get(reason).copied().unwrap_or(0)
-                    - before.get(reason).copied().unwrap_or(0);
-                (n > 0).then_some((reason, n))
-            })
-            .collect()
-    }
-}
-
-fn emitted_json(records: impl IntoIterator<Item = Outgoing>) -> Vec<serde_json::Value> {
-    records.into_iter().map(|r| record_json(&r)).collect()
 }
