@@ -12,6 +12,7 @@ use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
 use crate::host::HostState;
 use crate::metrics::ModuleMetrics;
+use crate::sandbox::MemoryLimitExceeded;
 
 /// The result of one call into a module.
 ///
@@ -250,16 +251,52 @@ fn failure(err: &wasmtime::Error) -> CallFailure {
                 .to_owned()
         }
         Some(trap) => format!("guest trapped: {trap}"),
-        // Growth denied by `limits` is a plain error; its root cause says
-        // what was refused (the rest is the wasm backtrace).
-        None => {
-            let root = err.root_cause().to_string();
-            if root.contains("growing memory") {
-                format!("guest exceeded `limits.memory-mib`: {root}")
-            } else {
-                root
-            }
-        }
+        // Growth denied by `limits` is an error of the store's limiter, not
+        // a trap; anything else is told by its root cause (the rest is the
+        // wasm backtrace).
+        None => match err.downcast_ref::<MemoryLimitExceeded>() {
+            Some(exceeded) => format!("guest exceeded `limits.memory-mib`: {exceeded}"),
+            None => err.root_cause().to_string(),
+        },
     };
     CallFailure { reason, timed_out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_growth_refused_by_the_limiter_is_told_by_its_type() {
+        let refused = wasmtime::Error::new(MemoryLimitExceeded {
+            desired: 33_554_432,
+        })
+        .context("error while executing at wasm backtrace:\n    0: 0x1234 - grow");
+        let failure = failure(&refused);
+        assert_eq!(
+            failure.reason,
+            "guest exceeded `limits.memory-mib`: \
+             forcing trap when growing memory to 33554432 bytes"
+        );
+        assert!(!failure.timed_out);
+    }
+
+    #[test]
+    fn other_errors_are_told_by_their_root_cause() {
+        // The same words from anything but the limiter are not a memory limit.
+        let other = wasmtime::Error::msg("forcing trap when growing memory to 8 bytes")
+            .context("wasm backtrace");
+        assert_eq!(
+            failure(&other).reason,
+            "forcing trap when growing memory to 8 bytes"
+        );
+        let timeout = wasmtime::Error::new(Trap::Interrupt).context("wasm backtrace");
+        let failure = failure(&timeout);
+        assert!(failure.timed_out);
+        assert!(
+            failure.reason.contains("`limits.timeout`"),
+            "{}",
+            failure.reason
+        );
+    }
 }
