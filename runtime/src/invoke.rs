@@ -146,27 +146,25 @@ impl Invoker {
             });
             return result;
         };
+        let mut guest = GuestCall {
+            store: &mut self.store,
+            deadline_ticks: self.deadline_ticks,
+            metrics: self.metrics.as_deref(),
+        };
         match handler {
             Handler::Single(consumer) => {
                 for event in events {
                     if stop.is_cancelled() {
                         break;
                     }
-                    begin(&mut self.store, self.deadline_ticks, event);
-                    let started = std::time::Instant::now();
-                    let outcome = consumer
-                        .weir_consumer_handler()
-                        .call_handle(&mut self.store, event);
-                    if let Some(m) = &self.metrics {
-                        m.call_duration(started.elapsed());
-                    }
+                    let outcome = guest.run(Some(event), |store| {
+                        consumer.weir_consumer_handler().call_handle(store, event)
+                    });
                     match outcome {
                         Ok(disposition) => {
                             let stop = matches!(disposition, Disposition::Retry(_));
                             result.dispositions.push(disposition);
-                            result
-                                .emitted
-                                .push(std::mem::take(&mut self.store.data_mut().emitted));
+                            result.emitted.push(guest.take_emitted());
                             if stop {
                                 break;
                             }
@@ -179,22 +177,15 @@ impl Invoker {
                 }
             }
             Handler::Batch(consumer) => {
-                if let Some(first) = events.first() {
-                    begin(&mut self.store, self.deadline_ticks, first);
-                }
-                let started = std::time::Instant::now();
-                let outcome = consumer
-                    .weir_consumer_batch_handler()
-                    .call_handle_batch(&mut self.store, events);
-                if let Some(m) = &self.metrics {
-                    m.call_duration(started.elapsed());
-                }
+                let outcome = guest.run(events.first(), |store| {
+                    consumer
+                        .weir_consumer_batch_handler()
+                        .call_handle_batch(store, events)
+                });
                 match outcome {
                     Ok(dispositions) if dispositions.len() == events.len() => {
                         result.dispositions = dispositions;
-                        result
-                            .emitted
-                            .push(std::mem::take(&mut self.store.data_mut().emitted));
+                        result.emitted.push(guest.take_emitted());
                     }
                     Ok(dispositions) => {
                         result.failure = Some(CallFailure {
@@ -216,6 +207,39 @@ impl Invoker {
             self.store.data_mut().emitted.clear();
         }
         result
+    }
+}
+
+/// The store of one call into the guest, with what every call needs.
+struct GuestCall<'a> {
+    store: &'a mut Store<HostState>,
+    deadline_ticks: u64,
+    metrics: Option<&'a ModuleMetrics>,
+}
+
+impl GuestCall<'_> {
+    /// Runs `call` on the store: the deadline armed and the per-call state
+    /// reset for `event` (a batch's first; nothing for an empty batch),
+    /// then the call's duration recorded.
+    fn run<T>(
+        &mut self,
+        event: Option<&Event>,
+        call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
+        if let Some(event) = event {
+            begin(self.store, self.deadline_ticks, event);
+        }
+        let started = std::time::Instant::now();
+        let outcome = call(self.store);
+        if let Some(m) = self.metrics {
+            m.call_duration(started.elapsed());
+        }
+        outcome
+    }
+
+    /// What the guest emitted since the call began.
+    fn take_emitted(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.store.data_mut().emitted)
     }
 }
 
