@@ -324,19 +324,22 @@ pub enum ManifestError {
 impl Manifest {
     /// Reads the sidecar manifest at `path`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ManifestError::Missing(path.to_path_buf()));
-            }
-            Err(source) => {
-                return Err(ManifestError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let text =
+            Self::read_text(path)?.ok_or_else(|| ManifestError::Missing(path.to_path_buf()))?;
         Self::parse(&text, path)
+    }
+
+    /// The text of the manifest file at `path`; `Ok(None)` when there is no
+    /// such file. Every manifest weir loads is read here.
+    pub fn read_text(path: &Path) -> Result<Option<String>, ManifestError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
     }
 
     /// Parses and validates manifest text; `path` is used in messages.
