@@ -153,7 +153,11 @@ pub(super) fn hint(error: &LoadError) -> &'static str {
             "raise `max-module-bytes` in weir.toml or shrink the component"
         }
         LoadError::Manifest(_) => "fix the manifest key named above (see README, Module manifest)",
-        LoadError::Read { .. } | LoadError::Compile { .. } => {
+        LoadError::Read { .. } => {
+            "check the path and that weir may read it (`weir build` writes the component to \
+             `dist/`)"
+        }
+        LoadError::Compile { .. } => {
             "rebuild the component; a truncated or corrupted file cannot be compiled"
         }
     }
@@ -193,5 +197,52 @@ fn describe(engine: &Engine, item: &ComponentItem) -> String {
         ComponentItem::Component(_) => " (component)".to_owned(),
         ComponentItem::Type(_) => " (type)".to_owned(),
         ComponentItem::Resource(_) => " (resource)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `weir check` of `opts`: the error it fails with, as a [`CheckError`].
+    fn refused(opts: &ModuleOptions) -> CheckError {
+        check(opts, false, &mut Vec::new())
+            .unwrap_err()
+            .downcast::<CheckError>()
+            .expect("a CheckError")
+    }
+
+    #[test]
+    fn read_errors_come_from_the_loader_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("m.wasm");
+        let opts = ModuleOptions {
+            wasm: wasm.clone(),
+            ..ModuleOptions::default()
+        };
+        let err = refused(&opts);
+        assert!(matches!(
+            err,
+            CheckError::Load {
+                error: LoadError::Read { .. },
+                ..
+            }
+        ));
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot read `{}`: ", wasm.display())),
+            "{text}"
+        );
+        assert!(text.contains("\nhint: check the path"), "{text}");
+
+        std::fs::write(&wasm, b"\0asm\x0d\0\x01\0").unwrap();
+        std::fs::write(dir.path().join("weir.toml"), "max-module-bytes = 4\n").unwrap();
+        let opts = ModuleOptions {
+            config: Some(dir.path().join("weir.toml")),
+            ..opts
+        };
+        let text = refused(&opts).to_string();
+        assert!(text.contains("is 8 bytes, over the 4-byte limit"), "{text}");
+        assert!(text.contains("\nhint: raise `max-module-bytes`"), "{text}");
     }
 }
