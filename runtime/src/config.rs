@@ -244,14 +244,7 @@ impl RunConfig {
         if self.commit_interval.is_zero() {
             problems.push("`commit-interval` must be greater than zero".into());
         }
-        if self.limits.timeout.is_zero()
-            || self.limits.memory_mib == 0
-            || self.limits.max_batch == 0
-        {
-            problems.push(
-                "[limits] `timeout`, `memory-mib` and `max-batch` must be greater than zero".into(),
-            );
-        }
+        problems.extend(self.limits.problems());
         if self.max_wasm_stack < 64 * 1024 {
             problems.push("`max-wasm-stack` must be at least 65536 bytes".into());
         }
@@ -283,9 +276,14 @@ impl RunConfig {
 mod tests {
     use super::*;
 
+    /// `text` parsed as a `weir.toml` with no file name.
+    fn parsed(text: &str) -> RunConfig {
+        RunConfig::from_toml(text, None).unwrap()
+    }
+
     #[test]
     fn full_file_parses_with_durations_and_passthrough() {
-        let cfg = RunConfig::from_toml(
+        let cfg = parsed(
             r#"
             brokers = "k1:9092,k2:9092"
             modules = "/srv/modules"
@@ -295,9 +293,7 @@ mod tests {
             "security.protocol" = "ssl"
             "fetch.min.bytes" = "1"
             "#,
-            None,
-        )
-        .unwrap();
+        );
         cfg.validate(None).unwrap();
         assert_eq!(cfg.brokers(), "k1:9092,k2:9092");
         assert_eq!(cfg.commit_interval, Duration::from_millis(250));
@@ -307,7 +303,7 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_kafka_secrets() {
-        let cfg = RunConfig::from_toml(
+        let cfg = parsed(
             r#"
             brokers = "k1:9093"
             modules = "m"
@@ -317,9 +313,7 @@ mod tests {
             "sasl.password" = "p4ss-in-toml"
             "ssl.key.password" = "key-p4ss"
             "#,
-            None,
-        )
-        .unwrap();
+        );
         let shown = format!("{cfg:?} {cfg:#?}");
         assert!(!shown.contains("p4ss-in-toml"), "{shown}");
         assert!(!shown.contains("key-p4ss"), "{shown}");
@@ -402,6 +396,21 @@ memory = 3",
                 .unwrap_err()
                 .to_string()
                 .contains("max-wasm-stack")
+        );
+    }
+
+    #[test]
+    fn zero_default_limits_are_reported_like_a_manifest_s() {
+        let cfg =
+            parsed("brokers = \"b\"\nmodules = \"m\"\n[limits]\nmemory-mib = 0\nmax-batch = 0\n");
+        let err = cfg.validate(Some(Path::new("weir.toml"))).unwrap_err();
+        assert_eq!(err.problems, cfg.limits.problems());
+        assert_eq!(
+            err.problems,
+            [
+                "`limits.memory-mib` must be greater than zero",
+                "`limits.max-batch` must be greater than zero",
+            ]
         );
     }
 

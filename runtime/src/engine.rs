@@ -208,14 +208,13 @@ impl WasmEngine {
         &self.engine
     }
 
-    /// Loads module `name` from `wasm_path` with its sidecar manifest.
-    /// Blocking: compiles the component (tens of milliseconds for a small
-    /// one), so call it off the async executor.
+    /// Loads the module of `wasm_path` with its sidecar manifest and the
+    /// default limits, through [`crate::modules::load_module`]. Blocking:
+    /// compiles the component (tens of milliseconds for a small one), so
+    /// call it off the async executor.
     pub fn load(&self, wasm_path: &Path, max_bytes: u64) -> Result<LoadedModule, LoadError> {
-        let name: Arc<str> = module_name(wasm_path).into();
-        let manifest = Manifest::load(&wasm_path.with_extension("toml"))?;
-        let bytes = read_capped(wasm_path, max_bytes)?;
-        self.load_bytes(name, wasm_path, &bytes, manifest)
+        let defaults = crate::manifest::Limits::default();
+        crate::modules::load_module(self, wasm_path, max_bytes, &defaults)
     }
 
     /// Compiles and validates `bytes` as module `name`.
@@ -310,22 +309,6 @@ pub fn module_name(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
-    let read_err = |source| LoadError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let size = std::fs::metadata(path).map_err(read_err)?.len();
-    if size > max {
-        return Err(LoadError::TooLarge {
-            path: path.to_path_buf(),
-            size,
-            max,
-        });
-    }
-    std::fs::read(path).map_err(read_err)
 }
 
 fn engine_config(pooling: bool, max_wasm_stack: usize) -> Config {

@@ -170,7 +170,12 @@ impl ResourceLimiter for GuestLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        // `StoreLimits` refuses growth past `limits.memory-mib` with an
+        // error; replace it with a typed one that `invoke` recognises.
+        let allowed = self
+            .inner
+            .memory_growing(current, desired, maximum)
+            .map_err(|_| crate::sandbox::MemoryLimitExceeded { desired })?;
         if allowed {
             let delta = desired.saturating_sub(current);
             self.memory += delta;

@@ -12,6 +12,7 @@ use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
 use crate::host::HostState;
 use crate::metrics::ModuleMetrics;
+use crate::sandbox::MemoryLimitExceeded;
 
 /// The result of one call into a module.
 ///
@@ -145,27 +146,25 @@ impl Invoker {
             });
             return result;
         };
+        let mut guest = GuestCall {
+            store: &mut self.store,
+            deadline_ticks: self.deadline_ticks,
+            metrics: self.metrics.as_deref(),
+        };
         match handler {
             Handler::Single(consumer) => {
                 for event in events {
                     if stop.is_cancelled() {
                         break;
                     }
-                    begin(&mut self.store, self.deadline_ticks, event);
-                    let started = std::time::Instant::now();
-                    let outcome = consumer
-                        .weir_consumer_handler()
-                        .call_handle(&mut self.store, event);
-                    if let Some(m) = &self.metrics {
-                        m.call_duration(started.elapsed());
-                    }
+                    let outcome = guest.run(Some(event), |store| {
+                        consumer.weir_consumer_handler().call_handle(store, event)
+                    });
                     match outcome {
                         Ok(disposition) => {
                             let stop = matches!(disposition, Disposition::Retry(_));
                             result.dispositions.push(disposition);
-                            result
-                                .emitted
-                                .push(std::mem::take(&mut self.store.data_mut().emitted));
+                            result.emitted.push(guest.take_emitted());
                             if stop {
                                 break;
                             }
@@ -178,22 +177,15 @@ impl Invoker {
                 }
             }
             Handler::Batch(consumer) => {
-                if let Some(first) = events.first() {
-                    begin(&mut self.store, self.deadline_ticks, first);
-                }
-                let started = std::time::Instant::now();
-                let outcome = consumer
-                    .weir_consumer_batch_handler()
-                    .call_handle_batch(&mut self.store, events);
-                if let Some(m) = &self.metrics {
-                    m.call_duration(started.elapsed());
-                }
+                let outcome = guest.run(events.first(), |store| {
+                    consumer
+                        .weir_consumer_batch_handler()
+                        .call_handle_batch(store, events)
+                });
                 match outcome {
                     Ok(dispositions) if dispositions.len() == events.len() => {
                         result.dispositions = dispositions;
-                        result
-                            .emitted
-                            .push(std::mem::take(&mut self.store.data_mut().emitted));
+                        result.emitted.push(guest.take_emitted());
                     }
                     Ok(dispositions) => {
                         result.failure = Some(CallFailure {
@@ -215,6 +207,39 @@ impl Invoker {
             self.store.data_mut().emitted.clear();
         }
         result
+    }
+}
+
+/// The store of one call into the guest, with what every call needs.
+struct GuestCall<'a> {
+    store: &'a mut Store<HostState>,
+    deadline_ticks: u64,
+    metrics: Option<&'a ModuleMetrics>,
+}
+
+impl GuestCall<'_> {
+    /// Runs `call` on the store: the deadline armed and the per-call state
+    /// reset for `event` (a batch's first; nothing for an empty batch),
+    /// then the call's duration recorded.
+    fn run<T>(
+        &mut self,
+        event: Option<&Event>,
+        call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
+    ) -> wasmtime::Result<T> {
+        if let Some(event) = event {
+            begin(self.store, self.deadline_ticks, event);
+        }
+        let started = std::time::Instant::now();
+        let outcome = call(self.store);
+        if let Some(m) = self.metrics {
+            m.call_duration(started.elapsed());
+        }
+        outcome
+    }
+
+    /// What the guest emitted since the call began.
+    fn take_emitted(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.store.data_mut().emitted)
     }
 }
 
@@ -250,16 +275,52 @@ fn failure(err: &wasmtime::Error) -> CallFailure {
                 .to_owned()
         }
         Some(trap) => format!("guest trapped: {trap}"),
-        // Growth denied by `limits` is a plain error; its root cause says
-        // what was refused (the rest is the wasm backtrace).
-        None => {
-            let root = err.root_cause().to_string();
-            if root.contains("growing memory") {
-                format!("guest exceeded `limits.memory-mib`: {root}")
-            } else {
-                root
-            }
-        }
+        // Growth denied by `limits` is an error of the store's limiter, not
+        // a trap; anything else is told by its root cause (the rest is the
+        // wasm backtrace).
+        None => match err.downcast_ref::<MemoryLimitExceeded>() {
+            Some(exceeded) => format!("guest exceeded `limits.memory-mib`: {exceeded}"),
+            None => err.root_cause().to_string(),
+        },
     };
     CallFailure { reason, timed_out }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_growth_refused_by_the_limiter_is_told_by_its_type() {
+        let refused = wasmtime::Error::new(MemoryLimitExceeded {
+            desired: 33_554_432,
+        })
+        .context("error while executing at wasm backtrace:\n    0: 0x1234 - grow");
+        let failure = failure(&refused);
+        assert_eq!(
+            failure.reason,
+            "guest exceeded `limits.memory-mib`: \
+             forcing trap when growing memory to 33554432 bytes"
+        );
+        assert!(!failure.timed_out);
+    }
+
+    #[test]
+    fn other_errors_are_told_by_their_root_cause() {
+        // The same words from anything but the limiter are not a memory limit.
+        let other = wasmtime::Error::msg("forcing trap when growing memory to 8 bytes")
+            .context("wasm backtrace");
+        assert_eq!(
+            failure(&other).reason,
+            "forcing trap when growing memory to 8 bytes"
+        );
+        let timeout = wasmtime::Error::new(Trap::Interrupt).context("wasm backtrace");
+        let failure = failure(&timeout);
+        assert!(failure.timed_out);
+        assert!(
+            failure.reason.contains("`limits.timeout`"),
+            "{}",
+            failure.reason
+        );
+    }
 }

@@ -199,43 +199,13 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             brokers,
             modules,
             http_listen,
-        } => {
-            let mut cfg = match &config {
-                Some(path) => RunConfig::from_file(path)?,
-                None => RunConfig::default(),
-            };
-            cfg.brokers = brokers.or(cfg.brokers);
-            cfg.modules = modules.or(cfg.modules);
-            if let Some(listen) = http_listen {
-                cfg.http_listen = listen;
-            }
-            cfg.validate(config.as_deref())?;
-            weir::runtime::run(cfg, shutdown_signal()?).await
-        }
+        } => run(config, brokers, modules, http_listen).await,
         Command::Dev {
             modules,
             partitions,
             bootstrap_file,
             http_listen,
-        } => {
-            let broker = EmbeddedKafka::start()?;
-            let bootstrap = broker.bootstrap_servers();
-            let topics = broker.create_manifest_topics(&modules, partitions)?;
-            tracing::info!(bootstrap = %bootstrap, topics = ?topics,
-                "embedded kafka broker started (in memory only: data is lost when weir stops)");
-            if let Some(path) = bootstrap_file {
-                std::fs::write(&path, format!("{bootstrap}\n")).map_err(|e| {
-                    anyhow::anyhow!("cannot write bootstrap file `{}`: {e}", path.display())
-                })?;
-            }
-            let cfg = RunConfig {
-                brokers: Some(bootstrap),
-                modules: Some(modules),
-                http_listen: http_listen.unwrap_or_default(),
-                ..RunConfig::default()
-            };
-            weir::runtime::run(cfg, shutdown_signal()?).await
-        }
+        } => dev(modules, partitions, bootstrap_file, http_listen).await,
         Command::Produce {
             brokers,
             topic,
@@ -274,6 +244,53 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         | Command::Check { .. }
         | Command::Replay { .. }) => tokio::task::block_in_place(|| devtool(command)),
     }
+}
+
+/// `weir run`: the config file, if any, with the flags over it.
+async fn run(
+    config: Option<PathBuf>,
+    brokers: Option<String>,
+    modules: Option<PathBuf>,
+    http_listen: Option<weir::http::HttpListen>,
+) -> anyhow::Result<()> {
+    let mut cfg = match &config {
+        Some(path) => RunConfig::from_file(path)?,
+        None => RunConfig::default(),
+    };
+    cfg.brokers = brokers.or(cfg.brokers);
+    cfg.modules = modules.or(cfg.modules);
+    if let Some(listen) = http_listen {
+        cfg.http_listen = listen;
+    }
+    cfg.validate(config.as_deref())?;
+    weir::runtime::run(cfg, shutdown_signal()?).await
+}
+
+/// `weir dev`: an embedded broker with the topics the manifests name, then
+/// `weir run` against it.
+async fn dev(
+    modules: PathBuf,
+    partitions: i32,
+    bootstrap_file: Option<PathBuf>,
+    http_listen: Option<weir::http::HttpListen>,
+) -> anyhow::Result<()> {
+    let broker = EmbeddedKafka::start()?;
+    let bootstrap = broker.bootstrap_servers();
+    let topics = broker.create_manifest_topics(&modules, partitions)?;
+    tracing::info!(bootstrap = %bootstrap, topics = ?topics,
+        "embedded kafka broker started (in memory only: data is lost when weir stops)");
+    if let Some(path) = bootstrap_file {
+        std::fs::write(&path, format!("{bootstrap}\n")).map_err(|e| {
+            anyhow::anyhow!("cannot write bootstrap file `{}`: {e}", path.display())
+        })?;
+    }
+    let cfg = RunConfig {
+        brokers: Some(bootstrap),
+        modules: Some(modules),
+        http_listen: http_listen.unwrap_or_default(),
+        ..RunConfig::default()
+    };
+    weir::runtime::run(cfg, shutdown_signal()?).await
 }
 
 /// The developer-loop commands; blocking.

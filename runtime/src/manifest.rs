@@ -103,6 +103,23 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// What is wrong with these limits, one line per key: those that must
+    /// be greater than zero (`timeout`, `memory-mib`, `max-batch`,
+    /// `max-record-bytes`), named as in a `[limits]` table, e.g.
+    /// "`limits.timeout` must be greater than zero". Empty when they can be
+    /// used. The one check of a manifest's `[limits]` and of the runtime
+    /// config's default `[limits]` alike.
+    pub fn problems(&self) -> Vec<String> {
+        zero_problems([
+            ("limits.timeout", self.timeout.is_zero()),
+            ("limits.memory-mib", self.memory_mib == 0),
+            ("limits.max-batch", self.max_batch == 0),
+            ("limits.max-record-bytes", self.max_record_bytes == 0),
+        ])
+    }
+}
+
 /// How a module retries events whose handler returned `retry`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -269,6 +286,16 @@ impl FailurePolicy {
     }
 }
 
+/// One problem per key of `checks` that is zero: "`{key}` must be greater
+/// than zero".
+fn zero_problems<'a>(checks: impl IntoIterator<Item = (&'a str, bool)>) -> Vec<String> {
+    checks
+        .into_iter()
+        .filter(|&(_, zero)| zero)
+        .map(|(key, _)| format!("`{key}` must be greater than zero"))
+        .collect()
+}
+
 /// A manifest that is missing or cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -297,19 +324,22 @@ pub enum ManifestError {
 impl Manifest {
     /// Reads the sidecar manifest at `path`.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ManifestError::Missing(path.to_path_buf()));
-            }
-            Err(source) => {
-                return Err(ManifestError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                });
-            }
-        };
+        let text =
+            Self::read_text(path)?.ok_or_else(|| ManifestError::Missing(path.to_path_buf()))?;
         Self::parse(&text, path)
+    }
+
+    /// The text of the manifest file at `path`; `Ok(None)` when there is no
+    /// such file. Every manifest weir loads is read here.
+    pub fn read_text(path: &Path) -> Result<Option<String>, ManifestError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Some(text)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
     }
 
     /// Parses and validates manifest text; `path` is used in messages.
@@ -346,22 +376,14 @@ impl Manifest {
         {
             problems.push("`group-id` must not be empty".to_owned());
         }
-        let limits = &manifest.limits;
-        for (key, zero) in [
-            ("limits.timeout", limits.timeout.is_zero()),
-            ("limits.memory-mib", limits.memory_mib == 0),
-            ("limits.max-batch", limits.max_batch == 0),
-            ("limits.max-record-bytes", limits.max_record_bytes == 0),
+        problems.extend(manifest.limits.problems());
+        problems.extend(zero_problems([
             ("retry.max-attempts", manifest.retry.max_attempts == 0),
             (
                 "delivery.transaction-interval",
                 manifest.delivery.transaction_interval.is_zero(),
             ),
-        ] {
-            if zero {
-                problems.push(format!("`{key}` must be greater than zero"));
-            }
-        }
+        ]));
         if problems.is_empty() {
             Ok(manifest)
         } else {
@@ -552,6 +574,41 @@ mod tests {
         let m =
             Manifest::parse_with("input-topics = [\"a\"]", Path::new("m.toml"), &defaults).unwrap();
         assert_eq!(m.limits, defaults);
+    }
+
+    #[test]
+    fn limits_problems_name_each_zero_key() {
+        assert!(Limits::default().problems().is_empty());
+        let zero = Limits {
+            timeout: Duration::ZERO,
+            memory_mib: 0,
+            max_batch: 0,
+            max_record_bytes: 0,
+            max_emits: 0,
+            ..Limits::default()
+        };
+        assert_eq!(
+            zero.problems(),
+            [
+                "`limits.timeout` must be greater than zero",
+                "`limits.memory-mib` must be greater than zero",
+                "`limits.max-batch` must be greater than zero",
+                "`limits.max-record-bytes` must be greater than zero",
+            ],
+            "`max-emits = 0` is allowed: the module may emit nothing"
+        );
+        // A manifest reports them with its own keys, in one message.
+        let err = parse(
+            "input-topics = [\"a\"]\n[limits]\ntimeout = \"0s\"\nmax-record-bytes = 0\n\
+             [retry]\nmax-attempts = 0\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid manifest `mods/enrich.toml`: `limits.timeout` must be greater than zero; \
+             `limits.max-record-bytes` must be greater than zero; \
+             `retry.max-attempts` must be greater than zero"
+        );
     }
 
     #[test]

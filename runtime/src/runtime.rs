@@ -31,10 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
-use crate::kafka::KafkaSettings;
-use crate::kafka::{RunnerSettings, spawn_runner};
-use crate::manifest::Manifest;
-use crate::modules::component_files;
+use crate::kafka::{KafkaSettings, RunnerSettings, SecurityError, spawn_runner};
+use crate::modules::{ModuleSource, component_files};
 use crate::status::StatusBoard;
 
 /// Runs weir until `cancel` fires, then shuts down gracefully: stop
@@ -74,52 +72,17 @@ pub async fn run_with_status(
     // clear error rather than retry forever.
     let check_stop = CancellationToken::new();
     let _check_stop = check_stop.clone().drop_guard();
-    let mut credentials = tokio::task::spawn_blocking({
+    let credentials = tokio::task::spawn_blocking({
         let kafka = kafka.clone();
         move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
     });
-    let mut checking = true;
-    let mut fatal = None;
-    let mut supervisor = Supervisor {
-        dir: config.modules_dir().to_path_buf(),
-        max_bytes: config.max_module_bytes,
-        engine: Arc::new(WasmEngine::with_max_wasm_stack(config.max_wasm_stack)?),
-        limits: config.limits.clone(),
-        producer: kafka.producer()?,
-        settings: RunnerSettings {
-            kafka,
-            commit_interval: config.commit_interval,
-            drain_timeout: config.shutdown_timeout,
-            metrics: metrics.clone(),
-            status: status.clone(),
-        },
-        status,
-        cancel: cancel.clone(),
-        running: HashMap::new(),
-        rejected: HashMap::new(),
-    };
-    let failures = supervisor.sync().await?;
-    if supervisor.running.is_empty() && !failures.is_empty() {
-        let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
-        anyhow::bail!(
-            "no module could be loaded from `{}`:\n  - {}",
-            supervisor.dir.display(),
-            reasons.join("\n  - ")
-        );
-    }
-    if supervisor.running.is_empty() {
-        tracing::warn!(dir = %supervisor.dir.display(), "no modules yet; waiting for .wasm files");
-    }
+    let mut supervisor = Supervisor::new(&config, kafka, metrics.clone(), status, cancel)?;
+    supervisor.start().await?;
     let changes = Arc::new(tokio::sync::Notify::new());
-    let _watcher = if config.watch {
-        Some(crate::watch::watch(
-            &supervisor.dir,
-            config.reload_debounce,
-            changes.clone(),
-        )?)
-    } else {
-        None
-    };
+    let _watcher = config
+        .watch
+        .then(|| crate::watch::watch(&supervisor.dir, config.reload_debounce, changes.clone()))
+        .transpose()?;
     metrics.set_running(true);
     tracing::info!(
         modules = supervisor.running.len(),
@@ -127,45 +90,10 @@ pub async fn run_with_status(
         watch = config.watch,
         "weir is running"
     );
-
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            checked = &mut credentials, if checking => {
-                checking = false;
-                match checked {
-                    Ok(Ok(true)) => tracing::debug!("kafka cluster answered; credentials accepted"),
-                    Ok(Ok(false)) => tracing::warn!(brokers = config.brokers(),
-                        within = ?CREDENTIAL_CHECK,
-                        "kafka cluster did not answer yet; librdkafka keeps retrying"),
-                    Ok(Err(refused)) => {
-                        tracing::error!(error = %refused,
-                            "kafka refused weir's security settings; shutting down");
-                        fatal = Some(refused);
-                        break;
-                    }
-                    Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
-                }
-            }
-            () = changes.notified() => {
-                if let Err(err) = supervisor.sync().await {
-                    tracing::error!(error = %format_args!("{err:#}"), "cannot rescan the modules folder");
-                }
-            }
-        }
-    }
+    let fatal = supervisor.serve(credentials, &changes).await;
     metrics.set_running(false);
     tracing::info!("shutting down");
-    let names: Vec<String> = supervisor.running.keys().cloned().collect();
-    let stops = names
-        .into_iter()
-        .filter_map(|n| supervisor.running.remove(&n));
-    futures::future::join_all(stops.map(Running::stop)).await;
-    let producer = supervisor.producer.clone();
-    let timeout = config.shutdown_timeout;
-    if let Err(err) = tokio::task::spawn_blocking(move || producer.flush(timeout)).await? {
-        tracing::warn!(error = %err, "producer flush did not complete");
-    }
+    supervisor.shutdown(config.shutdown_timeout).await?;
     if let Some(refused) = fatal {
         return Err(refused.into());
     }
@@ -177,11 +105,53 @@ pub async fn run_with_status(
 /// credentials (see [`KafkaSettings::check_credentials`]).
 const CREDENTIAL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The start-up credential check, answering `Ok(true)` when the cluster
+/// accepted weir's settings, `Ok(false)` when it did not answer in time.
+type CredentialCheck = tokio::task::JoinHandle<Result<bool, SecurityError>>;
+
+/// Logs the credential check's answer; the refusal, if kafka refused.
+fn credentials_checked(
+    checked: Result<Result<bool, SecurityError>, tokio::task::JoinError>,
+    brokers: &str,
+) -> Option<SecurityError> {
+    match checked {
+        Ok(Ok(true)) => tracing::debug!("kafka cluster answered; credentials accepted"),
+        Ok(Ok(false)) => tracing::warn!(
+            brokers,
+            within = ?CREDENTIAL_CHECK,
+            "kafka cluster did not answer yet; librdkafka keeps retrying"
+        ),
+        Ok(Err(refused)) => {
+            tracing::error!(error = %refused,
+                "kafka refused weir's security settings; shutting down");
+            return Some(refused);
+        }
+        Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
+    }
+    None
+}
+
 /// Identifies a module's files by content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Source {
+    /// SHA-256 of the component.
     wasm: String,
+    /// SHA-256 of the manifest; empty when there is none.
     manifest: String,
+}
+
+impl Source {
+    fn of(files: &ModuleSource) -> Self {
+        let digest = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+        Self {
+            wasm: digest(&files.bytes),
+            manifest: files
+                .manifest_text
+                .as_deref()
+                .map(|text| digest(text.as_bytes()))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// What decides a module's consumer: changing any of it needs a new one.
@@ -249,6 +219,93 @@ struct Supervisor {
 }
 
 impl Supervisor {
+    /// A supervisor of `config`'s modules folder with nothing running yet:
+    /// its engine, its producer and its runners' settings.
+    fn new(
+        config: &RunConfig,
+        kafka: KafkaSettings,
+        metrics: Arc<crate::metrics::Metrics>,
+        status: Arc<StatusBoard>,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            dir: config.modules_dir().to_path_buf(),
+            max_bytes: config.max_module_bytes,
+            engine: Arc::new(WasmEngine::with_max_wasm_stack(config.max_wasm_stack)?),
+            limits: config.limits.clone(),
+            producer: kafka.producer()?,
+            settings: RunnerSettings {
+                kafka,
+                commit_interval: config.commit_interval,
+                drain_timeout: config.shutdown_timeout,
+                metrics,
+                status: status.clone(),
+            },
+            status,
+            cancel,
+            running: HashMap::new(),
+            rejected: HashMap::new(),
+        })
+    }
+
+    /// Loads the folder for the first time. Fails when it holds modules
+    /// and none of them loads, naming each failure.
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let failures = self.sync().await?;
+        if self.running.is_empty() && !failures.is_empty() {
+            let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+            anyhow::bail!(
+                "no module could be loaded from `{}`:\n  - {}",
+                self.dir.display(),
+                reasons.join("\n  - ")
+            );
+        }
+        if self.running.is_empty() {
+            tracing::warn!(dir = %self.dir.display(), "no modules yet; waiting for .wasm files");
+        }
+        Ok(())
+    }
+
+    /// Applies each change of the folder until the supervisor's token is
+    /// cancelled, or until the credential check finds that kafka refuses
+    /// weir's security settings: then returns the refusal.
+    async fn serve(
+        &mut self,
+        mut credentials: CredentialCheck,
+        changes: &tokio::sync::Notify,
+    ) -> Option<SecurityError> {
+        let (cancel, mut checking) = (self.cancel.clone(), true);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                checked = &mut credentials, if checking => {
+                    checking = false;
+                    let refused = credentials_checked(checked, self.settings.kafka.brokers.as_str());
+                    if refused.is_some() {
+                        return refused;
+                    }
+                }
+                () = changes.notified() => {
+                    if let Err(err) = self.sync().await {
+                        tracing::error!(error = %format_args!("{err:#}"), "cannot rescan the modules folder");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops every module (each finishes its calls in flight, commits and
+    /// leaves its group), then flushes the producer within `timeout`.
+    async fn shutdown(&mut self, timeout: std::time::Duration) -> anyhow::Result<()> {
+        let stops = self.running.drain().map(|(_, running)| running.stop());
+        futures::future::join_all(stops).await;
+        let producer = self.producer.clone();
+        if let Err(err) = tokio::task::spawn_blocking(move || producer.flush(timeout)).await? {
+            tracing::warn!(error = %err, "producer flush did not complete");
+        }
+        Ok(())
+    }
+
     /// Applies the folder's current content; returns this pass's failures.
     async fn sync(&mut self) -> anyhow::Result<Vec<LoadError>> {
         let files = component_files(&self.dir)?;
@@ -294,45 +351,10 @@ impl Supervisor {
     /// Loads `path` if its content differs from what runs and was not
     /// already rejected, then starts, swaps or restarts its runner.
     async fn apply(&mut self, name: &str, path: &Path) -> Result<(), LoadError> {
-        let (source, bytes, manifest_text) = match read_source(path, self.max_bytes) {
-            Ok(read) => read,
-            Err(err) => {
-                // Report an unreadable or missing manifest once per content.
-                let marker = Source {
-                    wasm: "unreadable".into(),
-                    manifest: err.to_string(),
-                };
-                if self.rejected.get(name) == Some(&marker) {
-                    return Ok(());
-                }
-                self.rejected.insert(name.to_owned(), marker);
-                return Err(err);
-            }
-        };
-        if self.running.get(name).is_some_and(|r| r.source == source)
-            || self.rejected.get(name) == Some(&source)
-        {
+        let Some((files, source)) = self.read_changed(name, path)? else {
             return Ok(());
-        }
-        let loaded = {
-            let limits = self.limits.clone();
-            let (engine, file, name) = (
-                self.engine.clone(),
-                path.to_path_buf(),
-                Arc::<str>::from(name),
-            );
-            tokio::task::spawn_blocking(move || {
-                let manifest =
-                    Manifest::parse_with(&manifest_text, &file.with_extension("toml"), &limits)?;
-                engine.load_bytes(name, &file, &bytes, manifest)
-            })
-            .await
-            .map_err(|e| LoadError::Compile {
-                path: path.to_path_buf(),
-                reason: format!("load task failed: {e}"),
-            })?
         };
-        let module = match loaded {
+        let module = match self.load(files).await {
             Ok(module) => Arc::new(module),
             Err(err) => {
                 self.rejected.insert(name.to_owned(), source);
@@ -353,79 +375,95 @@ impl Supervisor {
                     "module reloaded in place"
                 );
             }
-            _ => {
-                if let Some(old) = self.running.remove(name) {
-                    tracing::info!(
-                        module = name,
-                        "input topics, group or offset reset changed; restarting its consumer"
-                    );
-                    old.stop().await;
-                    self.settings.metrics.module_reload(name, true);
-                }
-                let slot = Arc::new(ArcSwap::new(module.clone()));
-                let cancel = self.cancel.child_token();
-                let thread = spawn_runner(
-                    slot.clone(),
-                    self.engine.clone(),
-                    self.producer.clone(),
-                    self.settings.clone(),
-                    cancel.clone(),
-                )
-                .map_err(|e| LoadError::Contract {
-                    path: path.to_path_buf(),
-                    reason: format!("{e:#}"),
-                })?;
-                self.running.insert(
-                    name.to_owned(),
-                    Running {
-                        slot,
-                        source,
-                        subscription,
-                        cancel,
-                        thread,
-                    },
-                );
-                tracing::info!(module = name, path = %path.display(), digest = module.short_digest(), "module loaded");
-            }
+            _ => self.restart(name, &module, source, subscription).await?,
         }
         self.status.loaded(name, &module.digest, module.loaded_at);
         self.settings.metrics.module_loaded(name, &module.digest);
         Ok(())
     }
-}
 
-/// Reads a component and its manifest text, checking the size cap.
-fn read_source(path: &Path, max_bytes: u64) -> Result<(Source, Vec<u8>, String), LoadError> {
-    let read_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| LoadError::Read { path, source }
-    };
-    let size = std::fs::metadata(path).map_err(read_err(path))?.len();
-    if size > max_bytes {
-        return Err(LoadError::TooLarge {
-            path: path.to_path_buf(),
-            size,
-            max: max_bytes,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(read_err(path))?;
-    let manifest_path = path.with_extension("toml");
-    let manifest = match std::fs::read_to_string(&manifest_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(crate::manifest::ManifestError::Missing(manifest_path).into());
-        }
-        Err(source) => {
-            return Err(crate::manifest::ManifestError::Read {
-                path: manifest_path,
-                source,
+    /// Reads the files of module `name`; `None` when that content already
+    /// runs or was already rejected. A file that cannot be read is reported
+    /// once per error, not on every rescan.
+    fn read_changed(
+        &mut self,
+        name: &str,
+        path: &Path,
+    ) -> Result<Option<(ModuleSource, Source)>, LoadError> {
+        let files = match ModuleSource::read(path, None, self.max_bytes) {
+            Ok(files) => files,
+            Err(err) => {
+                let marker = Source {
+                    wasm: "unreadable".into(),
+                    manifest: err.to_string(),
+                };
+                if self.rejected.get(name) == Some(&marker) {
+                    return Ok(None);
+                }
+                self.rejected.insert(name.to_owned(), marker);
+                return Err(err);
             }
-            .into());
+        };
+        let source = Source::of(&files);
+        let known = self.running.get(name).is_some_and(|r| r.source == source)
+            || self.rejected.get(name) == Some(&source);
+        Ok((!known).then_some((files, source)))
+    }
+
+    /// Validates the manifest (the runtime's `[limits]` as defaults; a
+    /// missing one is an error) and compiles the component, off the async
+    /// executor.
+    async fn load(&self, files: ModuleSource) -> Result<LoadedModule, LoadError> {
+        let (engine, limits, path) = (self.engine.clone(), self.limits.clone(), files.path.clone());
+        tokio::task::spawn_blocking(move || files.load(&engine, &limits))
+            .await
+            .map_err(|e| LoadError::Compile {
+                path,
+                reason: format!("load task failed: {e}"),
+            })?
+    }
+
+    /// Starts a runner for `module`, after stopping the one of its previous
+    /// version if any (whose subscription differs).
+    async fn restart(
+        &mut self,
+        name: &str,
+        module: &Arc<LoadedModule>,
+        source: Source,
+        subscription: Subscription,
+    ) -> Result<(), LoadError> {
+        if let Some(old) = self.running.remove(name) {
+            tracing::info!(
+                module = name,
+                "input topics, group or offset reset changed; restarting its consumer"
+            );
+            old.stop().await;
+            self.settings.metrics.module_reload(name, true);
         }
-    };
-    let source = Source {
-        wasm: hex::encode(Sha256::digest(&bytes)),
-        manifest: hex::encode(Sha256::digest(manifest.as_bytes())),
-    };
-    Ok((source, bytes, manifest))
+        let slot = Arc::new(ArcSwap::new(module.clone()));
+        let cancel = self.cancel.child_token();
+        let thread = spawn_runner(
+            slot.clone(),
+            self.engine.clone(),
+            self.producer.clone(),
+            self.settings.clone(),
+            cancel.clone(),
+        )
+        .map_err(|e| LoadError::Contract {
+            path: module.path.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        self.running.insert(
+            name.to_owned(),
+            Running {
+                slot,
+                source,
+                subscription,
+                cancel,
+                thread,
+            },
+        );
+        tracing::info!(module = name, path = %module.path.display(), digest = module.short_digest(), "module loaded");
+        Ok(())
+    }
 }

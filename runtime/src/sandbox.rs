@@ -1,5 +1,7 @@
 //! The WASI 0.2 interfaces weir links for guests, and what they may reach:
-//! nothing outside the guest (see [`add_wasi_to_linker`]).
+//! nothing outside the guest (see [`add_wasi_to_linker`]); and the error a
+//! guest gets for growing its memory past its limit
+//! ([`MemoryLimitExceeded`]).
 
 use wasmtime::component::Linker;
 use wasmtime_wasi::WasiView as _;
@@ -65,4 +67,16 @@ pub fn explain_missing_import(reason: String) -> String {
     } else {
         reason
     }
+}
+
+/// A guest's memory growth refused by its `limits.memory-mib` (or by the
+/// maximum its memory declares): the error the store's resource limiter
+/// ([`crate::host::GuestLimiter`]) fails the call with, so that
+/// [`crate::invoke`] tells it from other failures by type. Its text is
+/// wasmtime's own for that refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("forcing trap when growing memory to {desired} bytes")]
+pub struct MemoryLimitExceeded {
+    /// The memory size the guest asked for, in bytes.
+    pub desired: usize,
 }

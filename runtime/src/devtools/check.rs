@@ -3,14 +3,13 @@
 //! it would run with — the same validation `weir run` applies at load.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use super::ModuleOptions;
-use crate::engine::{HandlerPre, LoadError, module_name};
+use crate::engine::{HandlerPre, LoadError};
 use crate::manifest::Manifest;
 
 /// Export of the `consumer` world.
@@ -38,6 +37,16 @@ pub enum CheckError {
     MissingManifest(String),
 }
 
+impl From<LoadError> for CheckError {
+    /// The load error with the [`hint`] for it.
+    fn from(error: LoadError) -> Self {
+        Self::Load {
+            hint: hint(&error),
+            error,
+        }
+    }
+}
+
 /// Checks the component of `opts` and writes the report to `out`. Fails
 /// with a [`CheckError`] (after writing what it could) when `weir run` would
 /// refuse the module; a missing manifest fails only if `require_manifest`.
@@ -47,22 +56,19 @@ pub fn check(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let config = opts.run_config()?;
-    let bytes = opts.read_component(&config)?;
+    let (source, found) = opts.read(&config)?;
     let engine = ModuleOptions::engine(&config)?;
-    let name: Arc<str> = module_name(&opts.wasm).into();
-    let manifest_path = opts.manifest_path();
-    let found = opts.read_manifest(&config)?;
     writeln!(
         out,
         "component: {} ({} bytes)",
-        opts.wasm.display(),
-        bytes.len()
+        source.path.display(),
+        source.bytes.len()
     )?;
 
     // List what the component declares before judging it, so that a
     // component weir refuses still shows its imports and exports.
-    if bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00]) {
-        match engine.compile_component(&bytes) {
+    if source.bytes.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00]) {
+        match engine.compile_component(&source.bytes) {
             Ok(component) => list_items(engine.engine(), &component, out)?,
             Err(err) => writeln!(out, "cannot compile: {err:#}")?,
         }
@@ -70,12 +76,10 @@ pub fn check(
     let manifest = found
         .clone()
         .unwrap_or_else(|| placeholder_manifest(&config.limits));
-    let loaded = engine
-        .load_bytes(name.clone(), &opts.wasm, &bytes, manifest)
-        .map_err(|error| CheckError::Load {
-            hint: hint(&error),
-            error,
-        })?;
+    let loaded = source
+        .compile(&engine, manifest)
+        .map_err(CheckError::from)?;
+    let manifest_path = &source.manifest_path;
     let world = match loaded.pre {
         HandlerPre::Single(_) => format!("consumer (exports {HANDLER})"),
         HandlerPre::Batch(_) => format!(
@@ -96,9 +100,10 @@ pub fn check(
         )?,
     }
     writeln!(out, "--- effective manifest ---")?;
+    let name = &source.name;
     let mut effective = loaded.manifest.clone();
-    effective.group_id = Some(effective.group_id(&name));
-    effective.on_failure.dead_letter_topic = Some(effective.on_failure.dead_letter_topic(&name));
+    effective.group_id = Some(effective.group_id(name));
+    effective.on_failure.dead_letter_topic = Some(effective.on_failure.dead_letter_topic(name));
     write!(out, "{}", toml::to_string(&effective)?)?;
     if found.is_none() && require_manifest {
         return Err(CheckError::MissingManifest(manifest_path.display().to_string()).into());
@@ -148,7 +153,11 @@ pub(super) fn hint(error: &LoadError) -> &'static str {
             "raise `max-module-bytes` in weir.toml or shrink the component"
         }
         LoadError::Manifest(_) => "fix the manifest key named above (see README, Module manifest)",
-        LoadError::Read { .. } | LoadError::Compile { .. } => {
+        LoadError::Read { .. } => {
+            "check the path and that weir may read it (`weir build` writes the component to \
+             `dist/`)"
+        }
+        LoadError::Compile { .. } => {
             "rebuild the component; a truncated or corrupted file cannot be compiled"
         }
     }
@@ -188,5 +197,52 @@ fn describe(engine: &Engine, item: &ComponentItem) -> String {
         ComponentItem::Component(_) => " (component)".to_owned(),
         ComponentItem::Type(_) => " (type)".to_owned(),
         ComponentItem::Resource(_) => " (resource)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `weir check` of `opts`: the error it fails with, as a [`CheckError`].
+    fn refused(opts: &ModuleOptions) -> CheckError {
+        check(opts, false, &mut Vec::new())
+            .unwrap_err()
+            .downcast::<CheckError>()
+            .expect("a CheckError")
+    }
+
+    #[test]
+    fn read_errors_come_from_the_loader_with_a_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = dir.path().join("m.wasm");
+        let opts = ModuleOptions {
+            wasm: wasm.clone(),
+            ..ModuleOptions::default()
+        };
+        let err = refused(&opts);
+        assert!(matches!(
+            err,
+            CheckError::Load {
+                error: LoadError::Read { .. },
+                ..
+            }
+        ));
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot read `{}`: ", wasm.display())),
+            "{text}"
+        );
+        assert!(text.contains("\nhint: check the path"), "{text}");
+
+        std::fs::write(&wasm, b"\0asm\x0d\0\x01\0").unwrap();
+        std::fs::write(dir.path().join("weir.toml"), "max-module-bytes = 4\n").unwrap();
+        let opts = ModuleOptions {
+            config: Some(dir.path().join("weir.toml")),
+            ..opts
+        };
+        let text = refused(&opts).to_string();
+        assert!(text.contains("is 8 bytes, over the 4-byte limit"), "{text}");
+        assert!(text.contains("\nhint: raise `max-module-bytes`"), "{text}");
     }
 }

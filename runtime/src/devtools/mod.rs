@@ -19,11 +19,10 @@ mod session;
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-
 use crate::config::RunConfig;
-use crate::engine::WasmEngine;
-use crate::manifest::{Manifest, ManifestError};
+use crate::engine::{LoadError, WasmEngine};
+use crate::manifest::Manifest;
+use crate::modules::ModuleSource;
 
 /// How a component is found and configured, as `weir run` would.
 #[derive(Debug, Clone, Default)]
@@ -38,13 +37,6 @@ pub struct ModuleOptions {
 }
 
 impl ModuleOptions {
-    /// The manifest path: the explicit one, or `<component>.toml`.
-    pub fn manifest_path(&self) -> PathBuf {
-        self.manifest
-            .clone()
-            .unwrap_or_else(|| self.wasm.with_extension("toml"))
-    }
-
     /// The runtime configuration the module would run under.
     pub fn run_config(&self) -> anyhow::Result<RunConfig> {
         Ok(match &self.config {
@@ -53,30 +45,21 @@ impl ModuleOptions {
         })
     }
 
-    /// Reads the manifest like `weir run` does (runtime `[limits]` as
-    /// defaults); `Ok(None)` when there is no manifest file.
-    pub fn read_manifest(&self, config: &RunConfig) -> Result<Option<Manifest>, ManifestError> {
-        let path = self.manifest_path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Manifest::parse_with(&text, &path, &config.limits).map(Some),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(ManifestError::Read { path, source }),
-        }
-    }
-
-    /// Reads the component, refusing one over `max-module-bytes`.
-    pub fn read_component(&self, config: &RunConfig) -> anyhow::Result<Vec<u8>> {
-        let path = &self.wasm;
-        let size = std::fs::metadata(path)
-            .with_context(|| format!("cannot read `{}`", path.display()))?
-            .len();
-        anyhow::ensure!(
-            size <= config.max_module_bytes,
-            "`{}` is {size} bytes, over the {}-byte limit (`max-module-bytes`)",
-            path.display(),
-            config.max_module_bytes
-        );
-        std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))
+    /// Reads the component (refusing one over `max-module-bytes`) and its
+    /// manifest like `weir run` does (runtime `[limits]` as defaults), with
+    /// [`ModuleSource`]; the manifest is `None` when there is no manifest
+    /// file. Errors come with a hint ([`check::CheckError::Load`]).
+    pub fn read(
+        &self,
+        config: &RunConfig,
+    ) -> Result<(ModuleSource, Option<Manifest>), check::CheckError> {
+        let source = ModuleSource::read(
+            &self.wasm,
+            self.manifest.as_deref(),
+            config.max_module_bytes,
+        )?;
+        let manifest = source.manifest(&config.limits).map_err(LoadError::from)?;
+        Ok((source, manifest))
     }
 
     /// The engine `weir run` would use with this configuration.

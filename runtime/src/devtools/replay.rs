@@ -25,7 +25,6 @@ use serde::Serialize;
 use super::events::{Recorded, parse};
 use super::session::Session;
 use super::{ModuleOptions, check};
-use crate::engine::module_name;
 use crate::pipeline::failure::FailureKind;
 
 /// Output format of `weir replay`.
@@ -111,26 +110,22 @@ pub fn replay(
     out: &mut dyn Write,
 ) -> anyhow::Result<Vec<EventOutcome>> {
     let config = opts.run_config()?;
-    let manifest_path = opts.manifest_path();
-    let manifest = opts.read_manifest(&config)?.with_context(|| {
+    let (source, manifest) = opts.read(&config)?;
+    let manifest = manifest.with_context(|| {
         format!(
             "replay needs the module's manifest `{}` (its output-topics, config and limits): \
              create it with `input-topics = [\"<topic>\"]` and `output-topics = [...]`, or pass \
              --manifest <file>",
-            manifest_path.display()
+            source.manifest_path.display()
         )
     })?;
     let text = read_events(events)?;
     let recorded = parse(&text, &events.display().to_string(), &manifest.input_topics)?;
-    let bytes = opts.read_component(&config)?;
     let engine = ModuleOptions::engine(&config)?;
-    let name: Arc<str> = module_name(&opts.wasm).into();
-    let module = engine
-        .load_bytes(name.clone(), &opts.wasm, &bytes, manifest)
-        .map_err(|error| check::CheckError::Load {
-            hint: check::hint(&error),
-            error,
-        })?;
+    let name = source.name.clone();
+    let module = source
+        .compile(&engine, manifest)
+        .map_err(check::CheckError::from)?;
     let mut session = Session::new(engine, Arc::new(module));
     let mut by_partition: BTreeMap<(String, i32), Vec<Recorded>> = BTreeMap::new();
     for r in recorded {
