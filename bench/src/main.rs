@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{
@@ -36,129 +36,11 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use weir::kafka::KafkaSettings;
 
+mod cli;
+
+use crate::cli::{Args, ChildArgs, Internal, Opts};
+
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-#[derive(Debug, Parser)]
-#[command(about = "Benchmark weir against a plain rdkafka consume->produce pipe")]
-struct Args {
-    #[command(subcommand)]
-    child: Option<Internal>,
-    #[command(flatten)]
-    opts: Opts,
-}
-
-#[derive(Debug, clap::Args)]
-struct Opts {
-    /// Real broker bootstrap list; without it the embedded mock broker is used.
-    #[arg(long, global = true)]
-    brokers: Option<String>,
-    /// CI smoke run: embedded broker, a few thousand events, one repetition,
-    /// no latency/reload/RSS; fails only if outputs are missing.
-    #[arg(long)]
-    smoke: bool,
-    /// Events prefilled for 100-byte values.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Events prefilled for 1 KiB values.
-    #[arg(long, default_value_t = 300_000)]
-    events_1k: u64,
-    /// Value sizes to drain (bytes).
-    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
-    sizes: Vec<usize>,
-    /// Repetitions of each variant (order rotated every repetition).
-    #[arg(long, default_value_t = 3)]
-    reps: usize,
-    /// Partitions of every benchmark topic.
-    #[arg(long, default_value_t = 1)]
-    partitions: i32,
-    /// `[limits] max-batch` of the weir modules (the per-event module too:
-    /// it bounds how many events a worker takes per call).
-    #[arg(long, default_value_t = 256)]
-    max_batch: u32,
-    /// librdkafka property for every client, native and weir alike
-    /// (repeatable, `key=value`); added to the defaults below.
-    #[arg(long = "kafka", value_parser = parse_kv)]
-    kafka: Vec<(String, String)>,
-    /// Variants to run (native, event, batch).
-    #[arg(long, value_delimiter = ',', default_value = "native,event,batch")]
-    variants: Vec<String>,
-    /// Seconds of latency measurement per variant (after a warm-up).
-    #[arg(long, default_value_t = 10)]
-    latency_secs: u64,
-    /// Latency test rate (events/s); default: half the native drain rate.
-    #[arg(long)]
-    latency_rate: Option<u64>,
-    /// Skip parts: any of drain, latency, micro, reload, rss.
-    #[arg(long, value_delimiter = ',')]
-    skip: Vec<String>,
-    /// Folder with identity.wasm, identity-batch.wasm, echo-v1/v2.wasm.
-    #[arg(long)]
-    guests: Option<PathBuf>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Internal {
-    /// Internal: one drain or latency run in a fresh process.
-    Child(ChildArgs),
-    /// Internal: weir with K idle identity modules; prints VmRSS.
-    Rss {
-        #[arg(long)]
-        modules: usize,
-        #[arg(long)]
-        input: String,
-        #[arg(long)]
-        guests: PathBuf,
-        #[arg(long = "kafka", value_parser = parse_kv)]
-        kafka: Vec<(String, String)>,
-    },
-    /// Internal: reload pause under a steady stream.
-    Reload {
-        #[arg(long)]
-        input: String,
-        #[arg(long)]
-        output: String,
-        #[arg(long)]
-        guests: PathBuf,
-        #[arg(long, default_value_t = 5000)]
-        rate: u64,
-        #[arg(long = "kafka", value_parser = parse_kv)]
-        kafka: Vec<(String, String)>,
-    },
-}
-
-#[derive(Debug, Clone, clap::Args)]
-struct ChildArgs {
-    #[arg(long)]
-    variant: String,
-    #[arg(long)]
-    input: String,
-    #[arg(long)]
-    output: String,
-    #[arg(long)]
-    partitions: i32,
-    /// Drain: events expected on the output.
-    #[arg(long, default_value_t = 0)]
-    events: u64,
-    #[arg(long)]
-    max_batch: u32,
-    #[arg(long)]
-    guests: PathBuf,
-    /// Latency mode: produce at this rate (events/s) instead of draining.
-    #[arg(long)]
-    rate: Option<u64>,
-    #[arg(long, default_value_t = 100)]
-    size: usize,
-    #[arg(long, default_value_t = 10)]
-    latency_secs: u64,
-    #[arg(long = "kafka", value_parser = parse_kv)]
-    kafka: Vec<(String, String)>,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .ok_or_else(|| format!("expected key=value, got `{s}`"))
-}
 
 /// librdkafka settings shared by the native pipe and weir (weir gets them
 /// through `RunConfig.kafka`). Producer idempotence/acks are weir's own
@@ -190,35 +72,16 @@ fn kafka_args(map: &BTreeMap<String, String>) -> Vec<String> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    match args.child {
-        Some(Internal::Child(c)) => child(c),
-        Some(Internal::Rss {
-            modules,
-            input,
-            guests,
-            kafka,
-        }) => rss_child(
-            args.opts.brokers.as_deref().context("--brokers")?,
-            modules,
-            &input,
-            &guests,
-            &kafka,
-        ),
-        Some(Internal::Reload {
-            input,
-            output,
-            guests,
-            rate,
-            kafka,
-        }) => reload_child(
-            args.opts.brokers.as_deref().context("--brokers")?,
-            &input,
-            &output,
-            &guests,
-            rate,
-            &kafka,
-        ),
-        None => parent(args.opts),
+    let Some(internal) = args.child else {
+        return parent(args.opts);
+    };
+    let bootstrap = args.opts.brokers.as_deref().context("--brokers")?;
+    match internal {
+        Internal::Child(c) => child(bootstrap, c),
+        Internal::Rss(a) => rss_child(bootstrap, a.modules, &a.input, &a.guests, &a.kafka),
+        Internal::Reload(a) => {
+            reload_child(bootstrap, &a.input, &a.output, &a.guests, a.rate, &a.kafka)
+        }
     }
 }
 
@@ -272,17 +135,7 @@ struct LatencyResult {
 }
 
 fn parent(mut o: Opts) -> anyhow::Result<()> {
-    if o.smoke {
-        o.events = 3_000;
-        o.events_1k = 1_000;
-        o.reps = 1;
-        o.latency_secs = 0;
-        o.skip
-            .extend(["latency", "reload", "rss"].map(String::from));
-        if o.brokers.is_some() {
-            bail!("--smoke always uses the embedded broker");
-        }
-    }
+    o.apply_smoke()?;
     let guests = o
         .guests
         .clone()
@@ -325,13 +178,12 @@ fn parent(mut o: Opts) -> anyhow::Result<()> {
     );
     println!("kafka settings (all clients): {kafka:?}");
     println!("load at start: {}", loadavg());
-    let skip = |s: &str| o.skip.iter().any(|x| x == s);
     let mut failures = Vec::new();
     let mut native_rate_100 = None;
 
-    if !skip("drain") {
+    if !o.skips("drain") {
         for &size in &o.sizes {
-            let n = if size <= 100 { o.events } else { o.events_1k };
+            let n = o.events_for(size);
             if embedded && n / o.partitions as u64 > 30_000 {
                 bail!(
                     "the embedded broker keeps only ~39k events per partition; {n} events in {} \
@@ -413,7 +265,7 @@ fn parent(mut o: Opts) -> anyhow::Result<()> {
         }
     }
 
-    if !skip("latency") && o.latency_secs > 0 {
+    if !o.skips("latency") && o.latency_secs > 0 {
         let native = native_rate_100.unwrap_or(20_000.0);
         let rate = o.latency_rate.unwrap_or((native / 2.0).round() as u64);
         println!(
@@ -464,14 +316,14 @@ fn parent(mut o: Opts) -> anyhow::Result<()> {
         }
     }
 
-    if !skip("micro")
+    if !o.skips("micro")
         && let Err(e) = micro(&guests, o.smoke)
     {
         failures.push(format!("micro: {e:#}"));
         println!("micro FAILED: {e:#}");
     }
 
-    if !skip("reload") {
+    if !o.skips("reload") {
         let input = format!("bench-{run_id}-reload-in");
         let output = format!("bench-{run_id}-reload-out");
         broker.create(&input, 1)?;
@@ -490,7 +342,7 @@ fn parent(mut o: Opts) -> anyhow::Result<()> {
         }
     }
 
-    if !skip("rss") {
+    if !o.skips("rss") {
         let input = format!("bench-{run_id}-rss-in");
         broker.create(&input, 1)?;
         let mut rss = BTreeMap::new();
@@ -807,18 +659,16 @@ fn manifest(input: &str, output: &str, group: &str, max_batch: u32) -> String {
     )
 }
 
-fn child(c: ChildArgs) -> anyhow::Result<()> {
-    let args = Args::parse();
-    let bootstrap = args.opts.brokers.context("--brokers")?;
+fn child(bootstrap: &str, c: ChildArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let tmp = tempfile::tempdir()?;
     let group = format!("bench-{}-{}", c.output, std::process::id());
-    let _cancel = start_pipe(&bootstrap, &c, &group, &rt, tmp.path())?;
+    let _cancel = start_pipe(bootstrap, &c, &group, &rt, tmp.path())?;
     let line = match c.rate {
-        None => serde_json::to_string(&drain(&bootstrap, &c)?)?,
-        Some(rate) => serde_json::to_string(&latency(&bootstrap, &c, rate)?)?,
+        None => serde_json::to_string(&drain(bootstrap, &c)?)?,
+        Some(rate) => serde_json::to_string(&latency(bootstrap, &c, rate)?)?,
     };
     println!("{line}");
     // Skip the graceful shutdown: every run uses a fresh group and topics.
