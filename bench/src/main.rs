@@ -21,54 +21,27 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, NoCustomPartitioner, Producer, ProducerContext, ThreadedProducer,
-};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use rdkafka::producer::BaseRecord;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use weir::kafka::KafkaSettings;
 
 mod cli;
+mod kafka;
 
 use crate::cli::{Args, ChildArgs, Internal, Opts};
+use crate::kafka::{
+    Paced, counting_producer, end_offsets, kafka_args, kafka_map, now_ns, prefill, reader, sent_ns,
+    settings, watcher,
+};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-/// librdkafka settings shared by the native pipe and weir (weir gets them
-/// through `RunConfig.kafka`). Producer idempotence/acks are weir's own
-/// (idempotent, acks=all); the native pipe uses weir's producer config too.
-fn default_kafka() -> BTreeMap<String, String> {
-    [
-        ("linger.ms", "5"),
-        ("fetch.queue.backoff.ms", "20"),
-        ("queue.buffering.max.messages", "1000000"),
-        ("queued.max.messages.kbytes", "262144"),
-        ("log_level", "3"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-fn kafka_map(extra: &[(String, String)]) -> BTreeMap<String, String> {
-    let mut m = default_kafka();
-    m.extend(extra.iter().cloned());
-    m
-}
-
-fn kafka_args(map: &BTreeMap<String, String>) -> Vec<String> {
-    map.iter()
-        .flat_map(|(k, v)| ["--kafka".to_owned(), format!("{k}={v}")])
-        .collect()
-}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -97,17 +70,11 @@ impl Broker {
     fn create(&self, topic: &str, partitions: i32) -> anyhow::Result<()> {
         match &self.embedded {
             Some(e) => e.create_topic(topic, partitions),
-            None => {
-                let settings = KafkaSettings {
-                    brokers: self.bootstrap.clone(),
-                    passthrough: BTreeMap::new(),
-                };
-                self.rt.block_on(weir::kafka::create_topics(
-                    &settings,
-                    &[topic.to_owned()],
-                    partitions,
-                ))
-            }
+            None => self.rt.block_on(weir::kafka::create_topics(
+                &settings(&self.bootstrap, BTreeMap::new()),
+                &[topic.to_owned()],
+                partitions,
+            )),
         }
     }
 }
@@ -430,122 +397,6 @@ fn child_output(mut cmd: Command) -> anyhow::Result<String> {
         .context("child printed nothing")
 }
 
-/// Produces `n` events of `size` bytes (no key), round-robin over the
-/// partitions, and checks the broker kept them all.
-fn prefill(
-    bootstrap: &str,
-    kafka: &BTreeMap<String, String>,
-    topic: &str,
-    partitions: i32,
-    n: u64,
-    size: usize,
-) -> anyhow::Result<()> {
-    let settings = KafkaSettings {
-        brokers: bootstrap.to_owned(),
-        passthrough: kafka.clone(),
-    };
-    let mut config = settings.producer_config();
-    config.set("linger.ms", "20");
-    let (producer, acked) = counting_producer(&config)?;
-    let value = vec![b'x'; size];
-    for i in 0..n {
-        let p = (i % partitions as u64) as i32;
-        send_retry(
-            &producer,
-            BaseRecord::<(), [u8]>::to(topic)
-                .partition(p)
-                .payload(&value),
-        );
-    }
-    producer.flush(Duration::from_secs(120))?;
-    if acked.ok.load(Ordering::Relaxed) != n {
-        bail!(
-            "prefill: {} of {n} acknowledged ({} failed)",
-            acked.ok.load(Ordering::Relaxed),
-            acked.failed.load(Ordering::Relaxed)
-        );
-    }
-    let check = watcher(bootstrap)?;
-    let (mut low, mut high) = (0, 0);
-    for p in 0..partitions {
-        let (l, h) = check.fetch_watermarks(topic, p, Duration::from_secs(10))?;
-        low += l;
-        high += h;
-    }
-    if low != 0 || high != n as i64 {
-        bail!(
-            "prefill: the broker holds offsets {low}..{high} of {topic}, not 0..{n} (the embedded broker drops old events past ~39k per partition)"
-        );
-    }
-    Ok(())
-}
-
-// -------------------------------------------------------------- producers --
-
-#[derive(Debug, Default)]
-struct Acked {
-    ok: AtomicU64,
-    failed: AtomicU64,
-}
-
-#[derive(Debug, Clone)]
-struct CountingContext(Arc<Acked>);
-
-impl ClientContext for CountingContext {}
-
-impl ProducerContext<NoCustomPartitioner> for CountingContext {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.0.ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.0.failed.fetch_add(1, Ordering::Relaxed),
-        };
-    }
-}
-
-type Pipe = ThreadedProducer<CountingContext>;
-
-fn counting_producer(config: &ClientConfig) -> anyhow::Result<(Pipe, Arc<Acked>)> {
-    let acked = Arc::new(Acked::default());
-    let producer = config.create_with_context(CountingContext(acked.clone()))?;
-    Ok((producer, acked))
-}
-
-fn send_retry<'a>(producer: &Pipe, mut record: BaseRecord<'a, (), [u8]>) {
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((
-                rdkafka::error::KafkaError::MessageProduction(
-                    rdkafka::types::RDKafkaErrorCode::QueueFull,
-                ),
-                r,
-            )) => {
-                record = r;
-                std::thread::sleep(Duration::from_micros(500));
-            }
-            Err((e, _)) => panic!("produce failed: {e}"),
-        }
-    }
-}
-
-fn watcher(bootstrap: &str) -> anyhow::Result<BaseConsumer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "weir-bench-watcher")
-        .set("enable.auto.commit", "false")
-        .set("log_level", "3")
-        .create()?)
-}
-
-fn end_offsets(c: &BaseConsumer, topic: &str, partitions: i32) -> anyhow::Result<i64> {
-    let mut sum = 0;
-    for p in 0..partitions {
-        sum += c.fetch_watermarks(topic, p, Duration::from_secs(5))?.1;
-    }
-    Ok(sum)
-}
-
 // ----------------------------------------------------------------- child --
 
 fn cpu_secs() -> f64 {
@@ -554,12 +405,6 @@ fn cpu_secs() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Starts the pipe under test; returns a guard that stops it.
@@ -574,10 +419,7 @@ fn start_pipe(
     let cancel = CancellationToken::new();
     match c.variant.as_str() {
         "native" => {
-            let settings = KafkaSettings {
-                brokers: bootstrap.to_owned(),
-                passthrough: kafka,
-            };
+            let settings = settings(bootstrap, kafka);
             let consumer: BaseConsumer = settings.consumer_config(group, "earliest").create()?;
             consumer.subscribe(&[&c.input])?;
             let (producer, _acked) = counting_producer(&settings.producer_config())?;
@@ -727,64 +569,38 @@ fn drain(bootstrap: &str, c: &ChildArgs) -> anyhow::Result<DrainResult> {
 fn latency(bootstrap: &str, c: &ChildArgs, rate: u64) -> anyhow::Result<LatencyResult> {
     let warmup = Duration::from_secs(5);
     let measure = Duration::from_secs(c.latency_secs);
-    let kafka: BTreeMap<String, String> = c.kafka.iter().cloned().collect();
-    let settings = KafkaSettings {
-        brokers: bootstrap.to_owned(),
-        passthrough: kafka,
-    };
     let done = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let measure_from = now_ns() + warmup.as_nanos() as u64;
     let measure_to = measure_from + measure.as_nanos() as u64;
-    let producer_thread = {
-        let (config, topic, size, done) = (
-            settings.producer_config(),
-            c.input.clone(),
-            c.size.max(8),
-            done.clone(),
-        );
-        std::thread::spawn(move || -> anyhow::Result<u64> {
-            let (producer, _) = counting_producer(&config)?;
-            let mut value = vec![b'x'; size];
-            let mut sent = 0u64;
-            let t0 = Instant::now();
-            // Keeps sending a little past the window, so the reader sees an
-            // event sent after it and knows it has everything.
-            while !done.load(Ordering::Relaxed) && now_ns() < measure_to + 1_000_000_000 {
-                let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
-                while sent < due {
-                    value[..8].copy_from_slice(&now_ns().to_le_bytes());
-                    send_retry(
-                        &producer,
-                        BaseRecord::<(), [u8]>::to(&topic).payload(&value),
-                    );
-                    sent += 1;
-                }
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            Ok(sent)
-        })
-    };
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "weir-bench-latency")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "5")
-        .set("fetch.queue.backoff.ms", "5")
-        .set("log_level", "3")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..c.partitions {
-        tpl.add_partition_offset(&c.output, p, Offset::Beginning)?;
+    let producer_thread = Paced {
+        config: settings(bootstrap, c.kafka.clone()).producer_config(),
+        topic: c.input.clone(),
+        size: c.size.max(8),
+        rate,
+        stop: done.clone(),
+        // Keeps sending a little past the window, so the reader sees an
+        // event sent after it and knows it has everything.
+        until_ns: measure_to + 1_000_000_000,
     }
-    reader.assign(&tpl)?;
+    .spawn();
+    let reader = reader(
+        bootstrap,
+        "weir-bench-latency",
+        &[
+            ("enable.auto.commit", "false"),
+            ("fetch.wait.max.ms", "5"),
+            ("fetch.queue.backoff.ms", "5"),
+        ],
+        &c.output,
+        c.partitions,
+    )?;
     let mut lat_ns: Vec<u64> = Vec::new();
     let deadline = start + warmup + measure + Duration::from_secs(30);
     loop {
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(50)) {
             let now = now_ns();
-            if let Some(v) = m.payload().filter(|v| v.len() >= 8) {
-                let sent = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+            if let Some(sent) = sent_ns(&m) {
                 if (measure_from..measure_to).contains(&sent) {
                     lat_ns.push(now.saturating_sub(sent));
                 }
@@ -1019,39 +835,23 @@ fn reload_child(
     let token = cancel.clone();
     rt.spawn(async move { weir::runtime::run(config, token).await });
 
-    let settings = KafkaSettings {
-        brokers: bootstrap.to_owned(),
-        passthrough: kafka.iter().cloned().collect(),
-    };
     let done = Arc::new(AtomicBool::new(false));
-    let (config, topic, d) = (settings.producer_config(), input.to_owned(), done.clone());
-    std::thread::spawn(move || -> anyhow::Result<()> {
-        let (producer, _) = counting_producer(&config)?;
-        let mut value = vec![b'x'; 100];
-        let (mut sent, t0) = (0u64, Instant::now());
-        while !d.load(Ordering::Relaxed) {
-            let due = (t0.elapsed().as_secs_f64() * rate as f64) as u64;
-            while sent < due {
-                value[..8].copy_from_slice(&now_ns().to_le_bytes());
-                send_retry(
-                    &producer,
-                    BaseRecord::<(), [u8]>::to(&topic).payload(&value),
-                );
-                sent += 1;
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        Ok(())
-    });
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "weir-bench-reload")
-        .set("fetch.wait.max.ms", "5")
-        .set("log_level", "3")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(output, 0, Offset::Beginning)?;
-    reader.assign(&tpl)?;
+    Paced {
+        config: settings(bootstrap, kafka.to_vec()).producer_config(),
+        topic: input.to_owned(),
+        size: 100,
+        rate,
+        stop: done.clone(),
+        until_ns: u64::MAX,
+    }
+    .spawn();
+    let reader = reader(
+        bootstrap,
+        "weir-bench-reload",
+        &[("fetch.wait.max.ms", "5")],
+        output,
+        1,
+    )?;
     // (send ns, arrival ns, version)
     let mut seen: Vec<(u64, u64, bool)> = Vec::new();
     let start = Instant::now();
@@ -1070,8 +870,7 @@ fn reload_child(
                 h.iter()
                     .any(|x| x.key == "weir-version" && x.value == Some(b"v2".as_slice()))
             });
-            if let Some(v) = m.payload().filter(|v| v.len() >= 8) {
-                let sent = u64::from_le_bytes(v[..8].try_into().unwrap_or_default());
+            if let Some(sent) = sent_ns(&m) {
                 seen.push((sent, now, v2));
             }
         }
