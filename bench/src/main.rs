@@ -26,20 +26,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::BaseRecord;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 mod cli;
 mod kafka;
+mod pipe;
 
 use crate::cli::{Args, ChildArgs, Internal, Opts};
 use crate::kafka::{
-    Paced, counting_producer, end_offsets, kafka_args, kafka_map, now_ns, prefill, reader, sent_ns,
-    settings, watcher,
+    Paced, end_offsets, kafka_args, kafka_map, now_ns, prefill, reader, sent_ns, settings, watcher,
 };
+use crate::pipe::{install_module, manifest, weir_config};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -407,107 +406,13 @@ fn cpu_secs() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// Starts the pipe under test; returns a guard that stops it.
-fn start_pipe(
-    bootstrap: &str,
-    c: &ChildArgs,
-    group: &str,
-    rt: &tokio::runtime::Runtime,
-    tmp: &Path,
-) -> anyhow::Result<CancellationToken> {
-    let kafka: BTreeMap<String, String> = c.kafka.iter().cloned().collect();
-    let cancel = CancellationToken::new();
-    match c.variant.as_str() {
-        "native" => {
-            let settings = settings(bootstrap, kafka);
-            let consumer: BaseConsumer = settings.consumer_config(group, "earliest").create()?;
-            consumer.subscribe(&[&c.input])?;
-            let (producer, _acked) = counting_producer(&settings.producer_config())?;
-            let (stop, output) = (cancel.clone(), c.output.clone());
-            std::thread::spawn(move || {
-                while !stop.is_cancelled() {
-                    match consumer.poll(Duration::from_millis(100)) {
-                        Some(Ok(m)) => {
-                            let mut r = BaseRecord::<[u8], [u8]>::to(&output);
-                            if let Some(k) = m.key() {
-                                r = r.key(k);
-                            }
-                            if let Some(v) = m.payload() {
-                                r = r.payload(v);
-                            }
-                            if let Some(ts) = m.timestamp().to_millis() {
-                                r = r.timestamp(ts);
-                            }
-                            loop {
-                                match producer.send(r) {
-                                    Ok(()) => break,
-                                    Err((_, back)) => {
-                                        r = back;
-                                        std::thread::sleep(Duration::from_micros(200));
-                                    }
-                                }
-                            }
-                        }
-                        Some(Err(e)) => eprintln!("native pipe: {e}"),
-                        None => {}
-                    }
-                }
-            });
-        }
-        "event" | "batch" => {
-            let guest = if c.variant == "event" {
-                "identity"
-            } else {
-                "identity-batch"
-            };
-            let dir = tmp.join("modules");
-            std::fs::create_dir_all(&dir)?;
-            std::fs::copy(
-                c.guests.join(format!("{guest}.wasm")),
-                dir.join("identity.wasm"),
-            )?;
-            std::fs::write(
-                dir.join("identity.toml"),
-                manifest(&c.input, &c.output, group, c.max_batch),
-            )?;
-            let config = weir::config::RunConfig {
-                brokers: Some(bootstrap.to_owned()),
-                modules: Some(dir),
-                http_listen: weir::http::HttpListen::Disabled,
-                watch: false,
-                shutdown_timeout: Duration::from_secs(5),
-                kafka,
-                ..Default::default()
-            };
-            let token = cancel.clone();
-            rt.spawn(async move {
-                if let Err(e) = weir::runtime::run(config, token).await {
-                    eprintln!("weir failed: {e:#}");
-                    std::process::exit(3);
-                }
-            });
-        }
-        other => bail!("unknown variant `{other}` (native, event, batch)"),
-    }
-    Ok(cancel)
-}
-
-fn manifest(input: &str, output: &str, group: &str, max_batch: u32) -> String {
-    format!(
-        "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
-         offset-reset = \"earliest\"\n[limits]\nmax-batch = {max_batch}\nmax-emits = {}\n\
-         [config]\noutput = \"{output}\"\n",
-        max_batch.max(1000)
-    )
-}
-
 fn child(bootstrap: &str, c: ChildArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let tmp = tempfile::tempdir()?;
     let group = format!("bench-{}-{}", c.output, std::process::id());
-    let _cancel = start_pipe(bootstrap, &c, &group, &rt, tmp.path())?;
+    let _cancel = pipe::start(bootstrap, &c, &group, &rt, tmp.path())?;
     let line = match c.rate {
         None => serde_json::to_string(&drain(bootstrap, &c)?)?,
         Some(rate) => serde_json::to_string(&latency(bootstrap, &c, rate)?)?,
@@ -651,13 +556,11 @@ fn micro(guests: &Path, smoke: bool) -> anyhow::Result<()> {
 
     let tmp = tempfile::tempdir()?;
     for g in ["identity", "identity-batch"] {
-        std::fs::copy(
-            guests.join(format!("{g}.wasm")),
-            tmp.path().join(format!("{g}.wasm")),
-        )?;
-        std::fs::write(
-            tmp.path().join(format!("{g}.toml")),
-            manifest("in", "out", "g", 256),
+        install_module(
+            tmp.path(),
+            g,
+            &guests.join(format!("{g}.wasm")),
+            &manifest("in", "out", "g", 256),
         )?;
     }
     // Compile time: a fresh engine per load (no digest cache hit).
@@ -779,25 +682,15 @@ fn rss_child(
     let tmp = tempfile::tempdir()?;
     let pid = std::process::id();
     for i in 0..k {
-        std::fs::copy(
-            guests.join("identity.wasm"),
-            tmp.path().join(format!("id{i}.wasm")),
-        )?;
-        std::fs::write(
-            tmp.path().join(format!("id{i}.toml")),
-            manifest(input, input, &format!("bench-rss-{pid}-{i}"), 64),
+        install_module(
+            tmp.path(),
+            &format!("id{i}"),
+            &guests.join("identity.wasm"),
+            &manifest(input, input, &format!("bench-rss-{pid}-{i}"), 64),
         )?;
     }
-    let config = weir::config::RunConfig {
-        brokers: Some(bootstrap.to_owned()),
-        modules: Some(tmp.path().to_path_buf()),
-        http_listen: weir::http::HttpListen::Disabled,
-        watch: false,
-        kafka: kafka.iter().cloned().collect(),
-        ..Default::default()
-    };
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
+    let config = weir_config(bootstrap, tmp.path().to_path_buf(), kafka.to_vec());
+    let token = CancellationToken::new();
     rt.spawn(async move { weir::runtime::run(config, token).await });
     // Let every module join its group and sit idle.
     std::thread::sleep(Duration::from_secs(10));
@@ -819,20 +712,19 @@ fn reload_child(
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
     let group = format!("bench-reload-{}", std::process::id());
-    std::fs::write(dir.join("echo.toml"), manifest(input, output, &group, 64))?;
-    std::fs::copy(guests.join("echo-v1.wasm"), dir.join("echo.wasm"))?;
+    install_module(
+        dir,
+        "echo",
+        &guests.join("echo-v1.wasm"),
+        &manifest(input, output, &group, 64),
+    )?;
     let debounce = Duration::from_millis(100);
     let config = weir::config::RunConfig {
-        brokers: Some(bootstrap.to_owned()),
-        modules: Some(dir.to_path_buf()),
-        http_listen: weir::http::HttpListen::Disabled,
         watch: true,
         reload_debounce: debounce,
-        kafka: kafka.iter().cloned().collect(),
-        ..Default::default()
+        ..weir_config(bootstrap, dir.to_path_buf(), kafka.to_vec())
     };
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
+    let token = CancellationToken::new();
     rt.spawn(async move { weir::runtime::run(config, token).await });
 
     let done = Arc::new(AtomicBool::new(false));
@@ -908,15 +800,4 @@ fn reload_child(
         seen.len(),
     );
     std::process::exit(0);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_parses() {
-        let text = manifest("a", "b", "g", 64);
-        weir::manifest::Manifest::parse(&text, Path::new("x.toml")).unwrap();
-    }
 }
