@@ -291,7 +291,7 @@ impl HostState {
         {
             return Err(EmitError::InvalidPartition(p));
         }
-        if record_size(&record) > limits.max_record_bytes as usize {
+        if crate::pipeline::failure::record_size(&record) > limits.max_record_bytes as usize {
             return Err(EmitError::TooLarge(limits.max_record_bytes));
         }
         if self.emitted.len() >= limits.max_emits as usize {
@@ -300,18 +300,6 @@ impl HostState {
         self.emitted.push(record);
         Ok(())
     }
-}
-
-/// Bytes a record occupies: key, value, header names and values.
-pub(crate) fn record_size(record: &Outgoing) -> usize {
-    let key = record.key.as_ref().map_or(0, Vec::len);
-    let value = record.value.as_ref().map_or(0, Vec::len);
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.len())
-        .sum();
-    key + value + headers
 }
 
 fn truncate(message: &str) -> std::borrow::Cow<'_, str> {

@@ -192,36 +192,32 @@ impl<P: Ports> Acker<P> {
         let metrics = self.module.metrics.clone();
         let mut refused = Vec::new();
         let mut attempt: u32 = 1;
-        let mut tally = Tally::default();
         while !sent.is_empty() {
-            let mut failed = Vec::new();
-            let mut last_error = None;
-            for (p, delivery) in sent {
-                match delivery.await {
-                    Ok(()) if purpose == Purpose::Outputs => tally.add(p.record),
-                    Ok(()) => metrics.dead_lettered(),
-                    Err(err) if purpose == Purpose::Outputs && err.fault == Fault::Permanent => {
-                        metrics.produce_error();
-                        refused.push(refusal(&p, &err));
-                    }
-                    Err(err) => {
-                        metrics.produce_error();
-                        last_error = Some((err, p.record.topic.clone()));
-                        failed.push(p);
-                    }
-                }
+            let answers = Answers::wait(sent, purpose == Purpose::Outputs, &metrics).await;
+            refused.extend(answers.refused);
+            match purpose {
+                Purpose::Outputs => answers.tally.count(&metrics),
+                Purpose::DeadLetters => (0..answers.acked).for_each(|_| metrics.dead_lettered()),
             }
-            let Some((err, topic)) = last_error else {
+            let Some(err) = answers.last_error else {
                 break;
             };
+            let topic = answers.failed.last().map(|p| p.record.topic.clone());
             let backoff = delivery_backoff(attempt);
-            self.report(purpose, &err, &topic, failed.len(), attempt, backoff);
+            let records = answers.failed.len();
+            self.report(
+                purpose,
+                &err,
+                topic.as_deref().unwrap_or_default(),
+                records,
+                attempt,
+                backoff,
+            );
             self.stalled.store(true, Ordering::Release);
             attempt += 1;
             self.pause(backoff).await?;
-            sent = send_all(&self.module.sink, failed).await;
+            sent = send_all(&self.module.sink, answers.failed).await;
         }
-        tally.count(&metrics);
         if attempt > 1 {
             self.stalled.store(false, Ordering::Release);
             if purpose == Purpose::DeadLetters {
@@ -269,6 +265,53 @@ pub fn delivery_backoff(attempt: u32) -> Duration {
         .min(Duration::from_secs(5))
 }
 
+/// The broker's answers on a run of sent records.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Acknowledged records, per topic.
+    pub tally: Tally,
+    /// How many were acknowledged.
+    pub acked: usize,
+    /// Events whose records were refused for good (outputs only).
+    pub refused: Vec<Failure>,
+    /// Records that failed otherwise: to be sent again, or the transaction
+    /// aborted.
+    pub failed: Vec<Pending>,
+    /// The last of their errors.
+    pub last_error: Option<DeliveryError>,
+}
+
+impl Answers {
+    /// Waits for the answer on each record, in order. With `refusals`
+    /// (outputs), a permanent refusal fails the event that emitted the
+    /// record; without (dead letters), every failure is kept in `failed`.
+    /// Counts each failure in `weir_produce_errors_total`.
+    pub async fn wait<D>(sent: Vec<Sent<D>>, refusals: bool, metrics: &ModuleMetrics) -> Self
+    where
+        D: Future<Output = Result<(), DeliveryError>>,
+    {
+        let mut answers = Self::default();
+        for (p, delivery) in sent {
+            match delivery.await {
+                Ok(()) => {
+                    answers.acked += 1;
+                    answers.tally.add(p.record);
+                }
+                Err(err) => {
+                    metrics.produce_error();
+                    if refusals && err.fault == Fault::Permanent {
+                        answers.refused.push(refusal(&p, &err));
+                    } else {
+                        answers.failed.push(p);
+                        answers.last_error = Some(err);
+                    }
+                }
+            }
+        }
+        answers
+    }
+}
+
 /// Acknowledged outputs per topic, counted into the metrics once per flight
 /// rather than with a label lookup per record.
 #[derive(Debug, Default)]
@@ -277,10 +320,20 @@ pub struct Tally(Vec<(String, usize, usize)>);
 impl Tally {
     /// One more acknowledged record.
     pub fn add(&mut self, record: Outgoing) {
-        let bytes = crate::host::record_size(&record);
+        let bytes = super::failure::record_size(&record);
         match self.0.iter_mut().find(|t| t.0 == record.topic) {
             Some(t) => (t.1, t.2) = (t.1 + 1, t.2 + bytes),
             None => self.0.push((record.topic, 1, bytes)),
+        }
+    }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: Tally) {
+        for (topic, records, bytes) in other.0 {
+            match self.0.iter_mut().find(|t| t.0 == topic) {
+                Some(t) => (t.1, t.2) = (t.1 + records, t.2 + bytes),
+                None => self.0.push((topic, records, bytes)),
+            }
         }
     }
 

@@ -60,10 +60,23 @@ pub struct Failure {
 
 /// Bytes an event occupies: key, value, header names and values.
 pub fn event_size(event: &Event) -> usize {
-    event.key.as_ref().map_or(0, Vec::len)
-        + event.value.as_ref().map_or(0, Vec::len)
-        + event
-            .headers
+    payload_size(event.key.as_deref(), event.value.as_deref(), &event.headers)
+}
+
+/// Bytes a record occupies, counted as for events (what
+/// `limits.max-record-bytes` bounds).
+pub fn record_size(record: &Outgoing) -> usize {
+    payload_size(
+        record.key.as_deref(),
+        record.value.as_deref(),
+        &record.headers,
+    )
+}
+
+fn payload_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
+    key.map_or(0, <[u8]>::len)
+        + value.map_or(0, <[u8]>::len)
+        + headers
             .iter()
             .map(|h| h.key.len() + h.value.len())
             .sum::<usize>()
@@ -157,5 +170,17 @@ mod tests {
             assert!(h.contains(&(k, v.to_owned())), "{k}: {h:?}");
         }
         assert_eq!(event_size(&event), 1 + 5 + 2);
+        let same = Outgoing {
+            topic: "elsewhere".into(),
+            key: event.key.clone(),
+            value: event.value.clone(),
+            headers: event.headers.clone(),
+            partition: Some(3),
+        };
+        assert_eq!(
+            record_size(&same),
+            event_size(&event),
+            "topic and partition do not count"
+        );
     }
 }

@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::ack::{Flight, Tally, refusal, send_all};
+use super::ack::{Answers, Flight, Tally, send_all};
 use super::policy::Pending;
 use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, Transactions};
 
@@ -132,21 +132,15 @@ impl<P: Ports> Txn<P> {
         // Every output acknowledged (or refused for good: the event fails).
         let mut tally = Tally::default();
         for flight in &mut flights {
-            for (p, delivery) in std::mem::take(&mut flight.sent) {
-                match delivery.await {
-                    Ok(()) => tally.add(p.record),
-                    Err(err) if err.fault == Fault::Permanent => {
-                        module.metrics.produce_error();
-                        flight.rejects.push(refusal(&p, &err));
-                    }
-                    Err(err) => {
-                        module.metrics.produce_error();
-                        tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,
-                            error = %err, "producing an output failed; aborting the transaction");
-                        return Err(err);
-                    }
-                }
+            let sent = std::mem::take(&mut flight.sent);
+            let answers = Answers::wait(sent, true, &module.metrics).await;
+            if let Some(err) = answers.last_error {
+                tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,
+                    error = %err, "producing an output failed; aborting the transaction");
+                return Err(err);
             }
+            flight.rejects.extend(answers.refused);
+            tally.merge(answers.tally);
         }
         let letters: Vec<Pending> = flights
             .iter()
@@ -190,18 +184,18 @@ impl<P: Ports> Txn<P> {
         tp: &TopicPartition,
         letters: Vec<Pending>,
     ) -> Result<(), DeliveryError> {
-        for (p, delivery) in send_all(&self.sink, letters).await {
-            if let Err(err) = delivery.await {
-                let why = format!(
-                    "cannot write to dead-letter topic `{}`: {err}",
-                    p.record.topic
-                );
-                tracing::error!(module = &*module.name, topic = %tp.topic,
-                    partition = tp.partition, reason = %why, "aborting the transaction");
-                module.problem(tp, Some(why));
-                return Err(err);
-            }
-            module.metrics.dead_lettered();
+        let sent = send_all(&self.sink, letters).await;
+        let answers = Answers::wait(sent, false, &module.metrics).await;
+        (0..answers.acked).for_each(|_| module.metrics.dead_lettered());
+        if let (Some(err), Some(p)) = (answers.last_error, answers.failed.last()) {
+            let why = format!(
+                "cannot write to dead-letter topic `{}`: {err}",
+                p.record.topic
+            );
+            tracing::error!(module = &*module.name, topic = %tp.topic,
+                partition = tp.partition, reason = %why, "aborting the transaction");
+            module.problem(tp, Some(why));
+            return Err(err);
         }
         Ok(())
     }
