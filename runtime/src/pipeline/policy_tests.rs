@@ -117,202 +117,100 @@ fn row(name: &'static str) -> Row {
     }
 }
 
+/// Builders for the table's rows: the call, then what must come out.
+impl Row {
+    fn batch(self) -> Self {
+        Self {
+            batch: true,
+            ..self
+        }
+    }
+    fn on_failure(self, action: FailureAction) -> Self {
+        Self { action, ..self }
+    }
+    fn at(self, attempt: u32, isolate: usize) -> Self {
+        Self {
+            attempt,
+            isolate,
+            ..self
+        }
+    }
+    fn call(self, events: usize, dispositions: Vec<Disposition>) -> Self {
+        Self {
+            events,
+            dispositions,
+            ..self
+        }
+    }
+    fn traps(self, timed_out: bool) -> Self {
+        Self {
+            trap: Some(timed_out),
+            ..self
+        }
+    }
+    fn settles(self, settled: usize, produced: &'static [&'static str]) -> Self {
+        Self {
+            settled,
+            produced,
+            ..self
+        }
+    }
+    fn rejects(self, rejects: &'static [(i64, FailureKind, u32)]) -> Self {
+        Self { rejects, ..self }
+    }
+    fn retries(self) -> Self {
+        Self {
+            retry: true,
+            ..self
+        }
+    }
+    fn halts(self, offset: i64, kind: FailureKind) -> Self {
+        Self {
+            halt: Some((offset, kind)),
+            ..self
+        }
+    }
+    fn then(self, next_attempt: u32, next_isolate: usize) -> Self {
+        Self {
+            next_attempt,
+            next_isolate,
+            ..self
+        }
+    }
+}
+
+#[rustfmt::skip]
 fn table() -> Vec<Row> {
+    use FailureAction::{Skip, Stop};
     use FailureKind as K;
     vec![
         row("ok"),
-        Row {
-            events: 3,
-            dispositions: vec![ok(), ok(), ok()],
-            settled: 3,
-            produced: &["e0", "e1", "e2"],
-            ..row("ok x3")
-        },
-        Row {
-            dispositions: vec![reject()],
-            produced: &[],
-            rejects: &[(0, K::Rejected, 1)],
-            ..row("reject")
-        },
-        Row {
-            events: 2,
-            dispositions: vec![ok(), reject()],
-            settled: 2,
-            produced: &["e0"],
-            rejects: &[(1, K::Rejected, 1)],
-            ..row("reject after ok")
-        },
-        Row {
-            dispositions: vec![retry()],
-            settled: 0,
-            produced: &[],
-            retry: true,
-            next_attempt: 2,
-            ..row("retry")
-        },
-        Row {
-            attempt: 3,
-            dispositions: vec![retry()],
-            produced: &[],
-            rejects: &[(0, K::RetriesExhausted, 3)],
-            ..row("retries exhausted")
-        },
-        Row {
-            events: 3,
-            dispositions: vec![ok(), retry()],
-            settled: 1,
-            produced: &["e0"],
-            ..row("a later retry waits without counting an attempt")
-        },
-        Row {
-            dispositions: vec![],
-            trap: Some(false),
-            settled: 0,
-            produced: &[],
-            retry: true,
-            next_attempt: 2,
-            ..row("trap")
-        },
-        Row {
-            attempt: 3,
-            dispositions: vec![],
-            trap: Some(false),
-            produced: &[],
-            rejects: &[(0, K::Trap, 3)],
-            ..row("trap on the last attempt")
-        },
-        Row {
-            attempt: 3,
-            dispositions: vec![],
-            trap: Some(true),
-            produced: &[],
-            rejects: &[(0, K::Timeout, 3)],
-            ..row("timeout on the last attempt")
-        },
-        Row {
-            events: 3,
-            dispositions: vec![ok()],
-            trap: Some(false),
-            settled: 1,
-            produced: &["e0"],
-            ..row("trap after a handled event")
-        },
-        Row {
-            action: FailureAction::Stop,
-            events: 3,
-            dispositions: vec![ok(), reject(), ok()],
-            settled: 1,
-            produced: &["e0"],
-            halt: Some((1, K::Rejected)),
-            ..row("stop")
-        },
-        Row {
-            action: FailureAction::Stop,
-            attempt: 3,
-            dispositions: vec![],
-            trap: Some(false),
-            settled: 0,
-            produced: &[],
-            halt: Some((0, K::Trap)),
-            ..row("stop at a trap")
-        },
-        Row {
-            action: FailureAction::Skip,
-            dispositions: vec![reject()],
-            produced: &[],
-            rejects: &[(0, K::Rejected, 1)],
-            ..row("skip")
-        },
-        // Batch mode.
-        Row {
-            batch: true,
-            events: 2,
-            dispositions: vec![ok(), ok()],
-            settled: 2,
-            produced: &["b0", "b1"],
-            ..row("batch ok")
-        },
-        Row {
-            batch: true,
-            events: 2,
-            dispositions: vec![ok(), reject()],
-            settled: 2,
-            produced: &["b0", "b1"],
-            rejects: &[(1, K::Rejected, 1)],
-            ..row("batch reject")
-        },
-        Row {
-            batch: true,
-            events: 2,
-            dispositions: vec![ok(), retry()],
-            settled: 0,
-            produced: &[],
-            retry: true,
-            next_attempt: 2,
-            ..row("batch retry")
-        },
-        Row {
-            batch: true,
-            attempt: 3,
-            events: 2,
-            dispositions: vec![ok(), retry()],
-            settled: 2,
-            produced: &["b0", "b1"],
-            rejects: &[(1, K::RetriesExhausted, 3)],
-            ..row("batch retries exhausted")
-        },
-        Row {
-            batch: true,
-            events: 3,
-            dispositions: vec![],
-            trap: Some(false),
-            settled: 0,
-            produced: &[],
-            next_isolate: 3,
-            ..row("batch trap isolates")
-        },
-        Row {
-            batch: true,
-            isolate: 3,
-            dispositions: vec![ok()],
-            settled: 1,
-            produced: &["b0", "b1"],
-            next_isolate: 2,
-            ..row("isolated event ok")
-        },
-        Row {
-            batch: true,
-            isolate: 2,
-            dispositions: vec![],
-            trap: Some(false),
-            settled: 0,
-            produced: &[],
-            retry: true,
-            next_attempt: 2,
-            next_isolate: 2,
-            ..row("isolated event traps")
-        },
-        Row {
-            batch: true,
-            isolate: 2,
-            attempt: 3,
-            dispositions: vec![],
-            trap: Some(true),
-            produced: &[],
-            rejects: &[(0, K::Timeout, 3)],
-            next_isolate: 1,
-            ..row("isolated event times out for good")
-        },
-        Row {
-            batch: true,
-            action: FailureAction::Stop,
-            events: 3,
-            dispositions: vec![ok(), reject(), ok()],
-            settled: 1,
-            produced: &["b0", "b1"],
-            halt: Some((1, K::Rejected)),
-            ..row("batch stop keeps what the first event owns")
-        },
+        row("ok x3").call(3, vec![ok(), ok(), ok()]).settles(3, &["e0", "e1", "e2"]),
+        row("reject").call(1, vec![reject()]).settles(1, &[]).rejects(&[(0, K::Rejected, 1)]),
+        row("reject after ok").call(2, vec![ok(), reject()]).settles(2, &["e0"]).rejects(&[(1, K::Rejected, 1)]),
+        row("retry").call(1, vec![retry()]).settles(0, &[]).retries().then(2, 0),
+        row("retries exhausted").at(3, 0).call(1, vec![retry()]).settles(1, &[]).rejects(&[(0, K::RetriesExhausted, 3)]),
+        row("a later retry waits without counting an attempt").call(3, vec![ok(), retry()]).settles(1, &["e0"]),
+        row("trap").call(1, vec![]).traps(false).settles(0, &[]).retries().then(2, 0),
+        row("trap on the last attempt").at(3, 0).call(1, vec![]).traps(false).settles(1, &[]).rejects(&[(0, K::Trap, 3)]),
+        row("timeout on the last attempt").at(3, 0).call(1, vec![]).traps(true).settles(1, &[]).rejects(&[(0, K::Timeout, 3)]),
+        row("trap after a handled event").call(3, vec![ok()]).traps(false).settles(1, &["e0"]),
+        row("stop").on_failure(Stop).call(3, vec![ok(), reject(), ok()]).settles(1, &["e0"]).halts(1, K::Rejected),
+        row("stop at a trap").on_failure(Stop).at(3, 0).call(1, vec![]).traps(false).settles(0, &[]).halts(0, K::Trap),
+        row("skip").on_failure(Skip).call(1, vec![reject()]).settles(1, &[]).rejects(&[(0, K::Rejected, 1)]),
+        // Batch mode: what a call emitted belongs to its first event.
+        row("batch ok").batch().call(2, vec![ok(), ok()]).settles(2, &["b0", "b1"]),
+        row("batch reject").batch().call(2, vec![ok(), reject()]).settles(2, &["b0", "b1"]).rejects(&[(1, K::Rejected, 1)]),
+        row("batch retry").batch().call(2, vec![ok(), retry()]).settles(0, &[]).retries().then(2, 0),
+        row("batch retries exhausted").batch().at(3, 0).call(2, vec![ok(), retry()]).settles(2, &["b0", "b1"])
+            .rejects(&[(1, K::RetriesExhausted, 3)]),
+        row("batch trap isolates").batch().call(3, vec![]).traps(false).settles(0, &[]).then(1, 3),
+        row("isolated event ok").batch().at(1, 3).call(1, vec![ok()]).settles(1, &["b0", "b1"]).then(1, 2),
+        row("isolated event traps").batch().at(1, 2).call(1, vec![]).traps(false).settles(0, &[]).retries().then(2, 2),
+        row("isolated event times out for good").batch().at(3, 2).call(1, vec![]).traps(true).settles(1, &[])
+            .rejects(&[(0, K::Timeout, 3)]).then(1, 1),
+        row("batch stop keeps what the first event owns").batch().on_failure(Stop).call(3, vec![ok(), reject(), ok()])
+            .settles(1, &["b0", "b1"]).halts(1, K::Rejected),
     ]
 }
 

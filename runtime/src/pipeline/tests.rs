@@ -45,6 +45,12 @@ async fn finish(stop: CancellationToken, task: tokio::task::JoinHandle<()>) {
         .expect("worker does not panic");
 }
 
+/// The value of a record's header `key`, as text.
+fn header(record: &super::Outgoing, key: &str) -> Option<String> {
+    let h = record.headers.iter().find(|h| h.key == key)?;
+    Some(String::from_utf8_lossy(&h.value).into_owned())
+}
+
 fn values(values: &[&str]) -> Vec<super::Event> {
     values
         .iter()
@@ -135,12 +141,10 @@ async fn a_permanently_refused_output_fails_its_event_to_the_dead_letter_topic()
         .iter()
         .find(|r| r.topic == "weir-dlq-fake")
         .expect("a dead letter");
-    let kind = letter
-        .headers
-        .iter()
-        .find(|h| h.key == "weir.error.kind")
-        .map(|h| h.value.clone());
-    assert_eq!(kind.as_deref(), Some(&b"refused"[..]));
+    assert_eq!(
+        header(letter, "weir.error.kind").as_deref(),
+        Some("refused")
+    );
     finish(stop, task).await;
 }
 
@@ -239,13 +243,8 @@ async fn retries_then_gives_up_and_dead_letters_after_max_attempts() {
     assert_eq!(rig.module.sink.acked_to("out"), ["b"]);
     let letters = lock(&rig.module.sink.acked).clone();
     let letter = letters.iter().find(|r| r.topic == "weir-dlq-fake");
-    let attempts = letter
-        .expect("a dead letter")
-        .headers
-        .iter()
-        .find(|h| h.key == "weir.attempts")
-        .map(|h| h.value.clone());
-    assert_eq!(attempts.as_deref(), Some(&b"3"[..]));
+    let attempts = header(letter.expect("a dead letter"), "weir.attempts");
+    assert_eq!(attempts.as_deref(), Some("3"));
     finish(stop, task).await;
 }
 
