@@ -216,7 +216,13 @@ impl GroupContext {
             queue,
             consumer.clone(),
         );
-        let txns = KafkaTxns::new(self.kafka.clone(), &self.group, tp.clone(), consumer);
+        let txns = KafkaTxns::new(
+            self.module.name.clone(),
+            self.kafka.clone(),
+            &self.group,
+            tp.clone(),
+            consumer,
+        );
         let stop = self.stop.child_token();
         let task = worker::spawn(
             self.module.clone(),

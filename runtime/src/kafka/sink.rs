@@ -83,6 +83,7 @@ impl Sink for KafkaSink {
 /// whichever process owns the partition next fences this one
 /// (`init_transactions` aborts what it left open).
 pub struct KafkaTxns {
+    module: Arc<str>,
     settings: KafkaSettings,
     id: String,
     tp: TopicPartition,
@@ -101,12 +102,14 @@ impl std::fmt::Debug for KafkaTxns {
 impl KafkaTxns {
     /// The transactions of partition `tp` of `group`'s input.
     pub(crate) fn new(
+        module: Arc<str>,
         settings: KafkaSettings,
         group: &str,
         tp: TopicPartition,
         consumer: Arc<BaseConsumer<GroupContext>>,
     ) -> Self {
         Self {
+            module,
             settings,
             id: format!("weir-{group}-{}-{}", tp.topic, tp.partition),
             tp,
@@ -154,7 +157,7 @@ impl Transactions for KafkaTxns {
         tokio::task::spawn_blocking(move || ready.init_transactions(TXN_TIMEOUT))
             .await?
             .map_err(|e| anyhow::anyhow!("cannot initialise transactions for `{id}`: {e}"))?;
-        tracing::info!(topic = %self.tp.topic, partition = self.tp.partition,
+        tracing::info!(module = &*self.module, topic = %self.tp.topic, partition = self.tp.partition,
             transactional_id = %id, "exactly-once partition ready");
         self.producer = Some(producer.clone());
         Ok(KafkaSink(producer))
