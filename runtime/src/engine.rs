@@ -285,7 +285,7 @@ impl WasmEngine {
 
     fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<Component> {
         let cached = {
-            let cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = crate::sync::lock(&self.compiled);
             cache
                 .iter()
                 .find(|(d, _)| d == digest)
@@ -295,7 +295,7 @@ impl WasmEngine {
             return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)?;
-        let mut cache = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = crate::sync::lock(&self.compiled);
         if cache.len() >= COMPILED_CACHE {
             cache.pop_front();
         }

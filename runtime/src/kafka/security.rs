@@ -8,6 +8,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::KafkaSettings;
 use crate::secrets::Scrubber;
+use crate::sync::lock;
 
 /// The cluster cannot be used with these security settings, and retrying
 /// cannot fix it.
@@ -50,6 +51,8 @@ pub enum SecurityError {
 fn security_failure(error: &KafkaError, reason: &str) -> Option<bool> {
     match error.rdkafka_error_code()? {
         RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => Some(true),
+        // librdkafka reports every TLS failure as `_SSL` and gives no code
+        // for a failed verification: OpenSSL's reason text is all there is.
         RDKafkaErrorCode::SSL if reason.contains("certificate verify failed") => Some(false),
         _ => None,
     }
@@ -68,10 +71,7 @@ impl rdkafka::ClientContext for ProbeContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if let Some(credentials) = security_failure(&error, reason) {
-            let mut slot = self
-                .failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut slot = lock(&self.failure);
             slot.get_or_insert_with(|| (credentials, reason.to_owned()));
         } else {
             tracing::debug!(target: "weir::kafka", error = %error, "credential check: {reason}");
@@ -130,12 +130,7 @@ impl KafkaSettings {
                 .client()
                 .fetch_metadata(None, Duration::from_millis(500));
             client.poll(Duration::ZERO);
-            let failure = client
-                .context()
-                .failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
+            let failure = lock(&client.context().failure).clone();
             if let Some((credentials, reason)) = failure {
                 return Err(fail(credentials, &reason));
             }
