@@ -1,5 +1,5 @@
 //! weir as a child process, for tests that crash, stop and restart it: the
-//! built `weir` binary ([`crate::weir_binary`]) runs `weir run --config` on a
+//! built `weir` binary ([`weir_binary`]) runs `weir run --config` on a
 //! generated `weir.toml`, logs JSON lines to a file, and is stopped with
 //! SIGTERM or SIGKILL. [`audit`] checks what reached the output topic;
 //! [`broker_ctl`] restarts the real broker under a running weir.
@@ -12,7 +12,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{broker, free_port, http_get, weir_binary};
+use crate::{broker, free_port, http_get};
+
+/// Path of the `weir` binary built beside the test executable.
+pub fn weir_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("weir");
+    assert!(
+        bin.is_file(),
+        "`{}` is missing: build it with `cargo build -p weir` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
 
 /// What a weir process is started with (written to its `weir.toml`).
 #[derive(Debug, Clone)]
