@@ -1,6 +1,7 @@
 //! HTTP against a running weir's endpoint: free ports, a plain GET, and
 //! samples of a Prometheus exposition.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
@@ -11,8 +12,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `127.0.0.1:<a free port>`, for an HTTP endpoint to listen on.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 /// A plain HTTP/1.1 GET: `(status, content type, body)`. Blocking.
-pub fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;

@@ -1,15 +1,27 @@
+#![warn(missing_docs)]
+
 //! The one shared way weir's integration tests get a broker, topics, guest
-//! components and a running weir.
+//! components and a running weir, produce and read back events, and check
+//! committed offsets.
 //!
 //! - Broker ([`broker`](mod@broker)): `WEIR_TEST_BROKERS` names an external
 //!   cluster (CI starts a real Apache Kafka with `scripts/kafka.sh`); without
 //!   it each test binary starts librdkafka's in-memory mock cluster.
-//! - Clients ([`kafka`]): producing, reading back, committed offsets.
-//! - Guests ([`modules`]): components built by `scripts/build-guests.sh`
-//!   into `target/modules` (or `WEIR_TEST_MODULES`), and modules folders.
-//! - weir: in-process ([`in_process`]) through [`weir::runtime::run`], or
-//!   the built `weir` binary ([`process`], [`devtools`]) for command-line
-//!   behaviour; [`http`] for its endpoint.
+//!   [`Topics`] names (and creates) a module's topics and group.
+//! - Clients ([`kafka`]): [`produce`] / [`Producer`], [`consume`],
+//!   [`committed`] offsets.
+//! - Guests and modules folders ([`modules`]): components built by
+//!   `scripts/build-guests.sh` into `target/modules` (or
+//!   `WEIR_TEST_MODULES`), the fixtures of `tests/guests`, [`ModulesDir`]
+//!   and [`Manifest`].
+//! - weir in-process ([`in_process`]): [`Weir`] through
+//!   [`weir::runtime::run_with_status`], and its status board.
+//! - weir as a child process ([`process`]): the built `weir` binary, for
+//!   command-line behaviour, crashes and restarts; [`devtools`] runs it to
+//!   completion.
+//! - HTTP ([`http`]): `/metrics`, `/readyz`, `/status` of a running weir.
+//! - [`cluster`]: brokers the broker-fault and security tests start
+//!   themselves.
 
 pub mod broker;
 pub mod cluster;
@@ -19,28 +31,38 @@ pub mod in_process;
 pub mod kafka;
 pub mod modules;
 pub mod process;
+pub mod resources;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub use broker::{Broker, broker};
-pub use http::{free_port, http_get, sample};
-pub use in_process::{Weir, test_config};
-pub use kafka::{Received, Send, committed, committed_in, consume, consume_as, produce};
-pub use modules::{ModulesDir, guest, install_atomically, test_guest};
+pub use broker::{Broker, Topics, broker};
+pub use http::{free_addr, free_port, http_get, sample};
+pub use in_process::{Weir, module_status, run_config, test_config, wait_running};
+pub use kafka::{
+    Producer, Received, Send, committed, committed_in, committed_total, consume, consume_as,
+    produce, wait_committed, wait_committed_total,
+};
+pub use modules::{Manifest, ModulesDir, digest, guest, install_atomically, test_guest};
 pub use process::weir_binary;
 
-/// Partitions of every topic the tests create.
+/// Partitions of every topic the tests create (unless a test says
+/// otherwise).
 pub const PARTITIONS: i32 = 3;
 
-/// Initialises test logging once per binary (`RUST_LOG` overrides).
+/// The log filter of the tests and of the weir processes they start, unless
+/// `RUST_LOG` says otherwise for the tests.
+pub const LOG_FILTER: &str = "info,wasmtime=warn,cranelift=warn";
+
+/// Initialises test logging once per binary (`RUST_LOG` overrides
+/// [`LOG_FILTER`]).
 pub fn init_logging() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| "info,wasmtime=warn,cranelift=warn".into());
+            .unwrap_or_else(|_| LOG_FILTER.into());
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()

@@ -48,7 +48,7 @@ async fn sigterm_finishes_commits_and_exits_zero() {
     modules.add(
         "enrich",
         "json-enrich",
-        &format!(
+        format!(
             "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
              [config]\nregion = \"r\"\noutput = \"{output}\"\n"
         ),
@@ -67,12 +67,7 @@ async fn sigterm_finishes_commits_and_exits_zero() {
         .map(|i| Send::kv(&format!("k{i}"), &format!(r#"{{"i":{i}}}"#)))
         .collect();
     produce(&input, &records).await;
-    let o = output.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        consume(&o, 40, Duration::from_secs(60), Duration::ZERO)
-    })
-    .await
-    .unwrap();
+    let out = consume(&output, 40, Duration::from_secs(60), Duration::ZERO).await;
     assert_eq!(out.len(), 40);
 
     sigterm(&child);
