@@ -19,9 +19,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use weir_tests::{ModulesDir, PARTITIONS, Send, Weir, broker, produce, unique};
+use weir_tests::kafka::{assign_from_beginning, consumer};
+use weir_tests::{ModulesDir, PARTITIONS, Send, Topics, Weir, broker, produce, unique};
 
 const MODULES: [&str; 3] = ["json-enrich", "python-json-enrich", "js-json-enrich"];
 
@@ -44,9 +43,7 @@ async fn main() -> anyhow::Result<()> {
         "module", "events", "span", "events/s"
     );
     for name in MODULES {
-        let (input, output) = (unique("drain-in"), unique("drain-out"));
-        broker().create_topic(&input).await;
-        broker().create_topic(&output).await;
+        let t = Topics::create("drain").await;
         let records: Vec<Send> = (0..n)
             .map(|i| {
                 Send::kv(
@@ -55,19 +52,11 @@ async fn main() -> anyhow::Result<()> {
                 )
             })
             .collect();
-        produce(&input, &records).await;
+        produce(&t.input, &records).await;
         let modules = ModulesDir::new();
-        modules.add(
-            name,
-            name,
-            &format!(
-                "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{}\"\n\
-                 [config]\nregion = \"eu-west\"\noutput = \"{output}\"\n",
-                unique("g-drain")
-            ),
-        );
+        modules.add(name, name, t.manifest().config("region", "eu-west"));
         let weir = Weir::start(modules.path(), &[]);
-        let (count, span) = tokio::task::spawn_blocking(move || read_span(&output, n)).await??;
+        let (count, span) = tokio::task::spawn_blocking(move || read_span(&t.output, n)).await??;
         weir.stop().await?;
         if count != n {
             bail!("{name}: {count} outputs for {n} events");
@@ -84,16 +73,8 @@ async fn main() -> anyhow::Result<()> {
 /// Reads `topic` until `n` records arrived (10 minutes at most); returns
 /// the count and the time between receiving the first and the last.
 fn read_span(topic: &str, n: usize) -> anyhow::Result<(usize, Duration)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker().bootstrap())
-        .set("group.id", unique("drain-reader"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = consumer(&unique("drain-reader"));
+    assign_from_beginning(&consumer, topic, PARTITIONS);
     let (mut first, mut count) = (None, 0);
     let deadline = Instant::now() + Duration::from_secs(600);
     while count < n && Instant::now() < deadline {

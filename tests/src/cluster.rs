@@ -18,14 +18,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::{Producer, Send, assign_from_beginning, client_config, poll_until};
 use crate::{PARTITIONS, repo_root, unique};
 
 /// Whether the tests that start their own brokers should run: yes when
@@ -70,6 +68,15 @@ fn kafka_sh(env: &[(&str, String)], args: &[&str]) -> String {
         .unwrap_or_default()
         .trim()
         .to_owned()
+}
+
+/// Runs `scripts/kafka.sh <command>` with `env`, ignoring the outcome: the
+/// guards' clean-up on drop.
+fn kafka_sh_quietly(env: &[(&str, String)], command: &str) {
+    let _ = Command::new(repo_root().join("scripts/kafka.sh"))
+        .arg(command)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output();
 }
 
 fn state_dir(name: &str) -> PathBuf {
@@ -146,10 +153,7 @@ impl SecureBroker {
 
 impl Drop for SecureBroker {
     fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/kafka.sh"))
-            .arg("stop")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output();
+        kafka_sh_quietly(&self.env, "stop");
     }
 }
 
@@ -207,21 +211,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/kafka.sh"))
-            .arg("cluster-stop")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output();
+        kafka_sh_quietly(&self.env, "cluster-stop");
     }
-}
-
-/// A librdkafka configuration: `bootstrap` plus `props`.
-pub fn client_config(bootstrap: &str, props: &[(String, String)]) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
-    for (k, v) in props {
-        config.set(k, v);
-    }
-    config
 }
 
 /// Creates `topics` with [`PARTITIONS`] partitions, `replication` replicas
@@ -244,24 +235,16 @@ pub async fn create_topics(bootstrap: &str, topics: &[&str], replication: i32, m
     }
 }
 
-/// An idempotent (`acks=all`) producer.
-pub fn producer(bootstrap: &str, props: &[(String, String)]) -> FutureProducer {
-    client_config(bootstrap, props)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer")
-}
-
 /// Produces records `from..to` to `topic` (key `k<i>`, value `<i>`),
 /// waiting for every acknowledgement; returns the values acknowledged.
-pub async fn produce_range(producer: &FutureProducer, topic: &str, from: u64, to: u64) -> Vec<u64> {
-    let mut pending = Vec::new();
-    for i in from..to {
-        let (key, value) = (format!("k{i}"), i.to_string());
-        let record = FutureRecord::to(topic).key(&key).payload(&value);
-        pending.push((i, producer.send_result(record).expect("enqueue")));
-    }
+/// Failed deliveries are logged, not fatal: the caller counts them.
+pub async fn produce_range(producer: &Producer, topic: &str, from: u64, to: u64) -> Vec<u64> {
+    let pending: Vec<_> = (from..to)
+        .map(|i| {
+            let record = Send::kv(&format!("k{i}"), &i.to_string());
+            (i, producer.enqueue(topic, &record))
+        })
+        .collect();
     let mut acked = Vec::new();
     for (i, delivery) in pending {
         match delivery.await {
@@ -301,8 +284,9 @@ pub fn leader_of(consumer: &BaseConsumer, topic: &str, partition: i32) -> i32 {
 
 /// Reads every partition of `topic` from the beginning until `expected`
 /// records arrived or `timeout` passed, then `quiet` longer to catch
-/// extras; returns the values, parsed as numbers.
-pub fn read_values(
+/// extras; returns the values, parsed as numbers. Reads on a blocking
+/// thread.
+pub async fn read_values(
     bootstrap: &str,
     props: &[(String, String)],
     topic: &str,
@@ -310,36 +294,27 @@ pub fn read_values(
     timeout: Duration,
     quiet: Duration,
 ) -> Vec<u64> {
-    let consumer: BaseConsumer = client_config(bootstrap, props)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut values = Vec::new();
-    let deadline = Instant::now() + timeout;
-    let mut stop_at = deadline;
-    while Instant::now() < stop_at {
-        if values.len() >= expected && stop_at == deadline {
-            stop_at = Instant::now() + quiet;
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => values.push(
+    let (bootstrap, props, topic) = (bootstrap.to_owned(), props.to_vec(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config(&bootstrap, &props)
+            .set("group.id", unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        assign_from_beginning(&consumer, &topic, PARTITIONS);
+        let mut values = Vec::new();
+        poll_until(&consumer, expected, timeout, quiet, |m| {
+            values.push(
                 std::str::from_utf8(m.payload().unwrap_or_default())
                     .ok()
                     .and_then(|v| v.parse().ok())
                     .expect("numeric value"),
-            ),
-            Some(Err(e)) => tracing::warn!(error = %e, "test reader error"),
-            None => {}
-        }
-    }
-    values
+            );
+        });
+        values
+    })
+    .await
+    .expect("the reading thread")
 }
 
 /// What a copy run delivered: every number sent must arrive exactly once.

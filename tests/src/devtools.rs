@@ -1,9 +1,11 @@
-//! Running the developer-loop commands (`weir new|build|check|replay`) of
-//! the built `weir` binary.
+//! Running the built `weir` binary to completion: the developer-loop
+//! commands (`weir new|build|check|replay`), `weir produce|consume`, and
+//! `weir run` where it is expected to exit by itself.
 
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use crate::{ModulesDir, repo_root, weir_binary};
 
@@ -28,7 +30,13 @@ impl Run {
     /// Panics unless weir failed with exit code 1 and stderr contains every
     /// one of `needles`.
     pub fn failure(self, needles: &[&str]) -> Self {
-        assert_eq!(self.code, Some(1), "expected exit 1:\n{self}");
+        self.exited(1, needles)
+    }
+
+    /// Panics unless weir exited with `code` and stderr contains every one
+    /// of `needles`.
+    pub fn exited(self, code: i32, needles: &[&str]) -> Self {
+        assert_eq!(self.code, Some(code), "expected exit {code}:\n{self}");
         for needle in needles {
             assert!(
                 self.stderr.contains(needle),
@@ -66,10 +74,33 @@ pub fn weir(dir: &Path, args: &[&str]) -> Run {
 
 /// [`weir`] with extra environment variables.
 pub fn weir_with_env(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Run {
-    Command::new(weir_binary())
+    command(dir, args, env).output().expect("run weir").into()
+}
+
+/// [`weir`] with `input` on its standard input.
+pub fn weir_with_input(dir: &Path, args: &[&str], input: &[u8]) -> Run {
+    let mut child = command(dir, args, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir");
+    child
+        .stdin
+        .take()
+        .expect("weir's stdin")
+        .write_all(input)
+        .expect("write to weir's stdin");
+    child.wait_with_output().expect("run weir").into()
+}
+
+fn command(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Command {
+    let mut command = Command::new(weir_binary());
+    command
         .args(args)
         .current_dir(dir)
         .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
         .env("CARGO_TERM_COLOR", "never")
         // Template builds reuse the guest examples' target dir, where
         // scripts/build-guests.sh already compiled wit-bindgen, serde and
@@ -78,18 +109,15 @@ pub fn weir_with_env(dir: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Run {
         .env(
             "CARGO_TARGET_DIR",
             repo_root().join("guest-examples/target"),
-        )
-        .output()
-        .expect("run weir")
-        .into()
+        );
+    command
 }
 
 /// `weir replay` of `component` (installed as module `m`) with `manifest`
 /// on the JSON-lines `events`: the parsed output lines.
 pub fn replay(component: &Path, manifest: &str, events: &str) -> Vec<serde_json::Value> {
     let dir = ModulesDir::new();
-    std::fs::copy(component, dir.path().join("m.wasm")).expect("copy the component");
-    dir.write("m.toml", manifest.as_bytes())
+    dir.install("m", component, manifest)
         .write("events.jsonl", events.as_bytes());
     let run = weir(
         dir.path(),

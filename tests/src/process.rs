@@ -1,22 +1,43 @@
-//! weir as a child process, for tests that crash, stop and restart it: the
-//! built `weir` binary ([`crate::weir_binary`]) runs `weir run --config` on a
-//! generated `weir.toml`, logs JSON lines to a file, and is stopped with
-//! SIGTERM or SIGKILL. [`audit`] checks what reached the output topic;
-//! [`broker_ctl`] restarts the real broker under a running weir.
+//! weir as a child process, for tests of its command line and tests that
+//! crash, stop and restart it: the built `weir` binary ([`weir_binary`])
+//! runs `weir run --config` on a generated `weir.toml` ([`WeirProcess::start`])
+//! or any other command line ([`WeirProcess::spawn`]), logs to a file, and is
+//! stopped with SIGTERM or SIGKILL. [`audit`] checks what reached the output
+//! topic; [`broker_ctl`] restarts the real broker under a running weir.
 
 pub mod audit;
 pub mod broker_ctl;
 
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{broker, free_port, http_get, weir_binary};
+use crate::{LOG_FILTER, broker, free_addr, http_get};
 
-/// What a weir process is started with (written to its `weir.toml`).
+/// Path of the `weir` binary built beside the test executable.
+pub fn weir_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("weir");
+    assert!(
+        bin.is_file(),
+        "`{}` is missing: build it with `cargo build -p weir` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+/// What a weir process is started with (written to its `weir.toml`, and
+/// its environment).
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
+    /// `brokers`; `None`: the test broker.
+    pub brokers: Option<String>,
     /// The modules folder.
     pub modules: PathBuf,
     /// `commit-interval`.
@@ -25,15 +46,21 @@ pub struct ProcessConfig {
     pub shutdown_timeout: Duration,
     /// `[kafka]` entries passed through to librdkafka.
     pub kafka: Vec<(String, String)>,
+    /// The process's `RUST_LOG`.
+    pub log_filter: String,
+    /// Whether it logs JSON lines (`--log-format json`), as
+    /// [`WeirProcess::owned_partitions`] needs; otherwise text.
+    pub json_log: bool,
 }
 
 impl ProcessConfig {
-    /// Settings for crash tests: commits every 500 ms, a 15 s drain budget,
-    /// and a 6 s group session (the broker's minimum) so that the partitions
-    /// of a killed process move on quickly instead of after librdkafka's
-    /// default 45 s.
+    /// Settings for crash tests: the test broker, commits every 500 ms, a
+    /// 15 s drain budget, JSON logs, and a 6 s group session (the broker's
+    /// minimum) so that the partitions of a killed process move on quickly
+    /// instead of after librdkafka's default 45 s.
     pub fn new(modules: &Path) -> Self {
         Self {
+            brokers: None,
             modules: modules.to_path_buf(),
             commit_interval: Duration::from_millis(500),
             shutdown_timeout: Duration::from_secs(15),
@@ -41,6 +68,8 @@ impl ProcessConfig {
                 ("session.timeout.ms".into(), "6000".into()),
                 ("heartbeat.interval.ms".into(), "1000".into()),
             ],
+            log_filter: LOG_FILTER.to_owned(),
+            json_log: true,
         }
     }
 
@@ -48,7 +77,7 @@ impl ProcessConfig {
         let mut s = format!(
             "brokers = {brokers:?}\nmodules = {modules:?}\ncommit-interval = \"{commit}ms\"\n\
              shutdown-timeout = \"{shutdown}ms\"\nwatch = false\nhttp-listen = \"{http}\"\n\n[kafka]\n",
-            brokers = broker().bootstrap(),
+            brokers = self.brokers.clone().unwrap_or_else(|| broker().bootstrap()),
             modules = self.modules.display().to_string(),
             commit = self.commit_interval.as_millis(),
             shutdown = self.shutdown_timeout.as_millis(),
@@ -60,13 +89,13 @@ impl ProcessConfig {
     }
 }
 
-/// A running (or exited) `weir run` child process. Dropping it kills the
+/// A running (or exited) `weir` child process. Dropping it kills the
 /// process if it still runs.
 #[derive(Debug)]
 pub struct WeirProcess {
     name: String,
     child: Child,
-    http: SocketAddr,
+    http: Option<SocketAddr>,
     log: PathBuf,
     dir: Option<tempfile::TempDir>,
     exit: Option<ExitStatus>,
@@ -86,22 +115,47 @@ impl WeirProcess {
     /// messages.
     pub fn start(name: &str, config: &ProcessConfig) -> Self {
         let dir = tempfile::tempdir().expect("create a temp dir for weir.toml");
-        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = free_addr();
         let toml = dir.path().join("weir.toml");
         std::fs::write(&toml, config.toml(http)).expect("write weir.toml");
+        let mut args: Vec<OsString> = Vec::new();
+        if config.json_log {
+            args.extend(["--log-format".into(), "json".into()]);
+        }
+        args.extend(["run".into(), "--config".into(), toml.into_os_string()]);
+        let args: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
+        Self::spawn_in(dir, name, &args, &config.log_filter, Some(http))
+    }
+
+    /// Starts the `weir` binary with `args` (any command line, e.g. `run
+    /// --brokers … --modules …` or `dev …`) and [`LOG_FILTER`], logging to
+    /// a file of its own; `name` labels it. Its HTTP endpoint, if any, is
+    /// not known ([`WeirProcess::readyz`] and [`WeirProcess::status`] answer
+    /// `None`).
+    pub fn spawn(name: &str, args: &[&OsStr]) -> Self {
+        let dir = tempfile::tempdir().expect("create a temp dir for the log");
+        Self::spawn_in(dir, name, args, LOG_FILTER, None)
+    }
+
+    fn spawn_in(
+        dir: tempfile::TempDir,
+        name: &str,
+        args: &[&OsStr],
+        log_filter: &str,
+        http: Option<SocketAddr>,
+    ) -> Self {
         let log = dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("create the log file");
         let child = Command::new(weir_binary())
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(&toml)
-            .env("RUST_LOG", "info,wasmtime=warn,cranelift=warn")
+            .args(args)
+            .env("RUST_LOG", log_filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("spawn weir");
-        tracing::info!(name, pid = child.id(), http = %http, log = %log.display(), "weir process started");
+        tracing::info!(name, pid = child.id(), http = ?http, log = %log.display(), "weir process started");
         Self {
             name: name.to_owned(),
             child,
@@ -122,9 +176,11 @@ impl WeirProcess {
         &self.name
     }
 
-    /// Its HTTP endpoint.
+    /// Its HTTP endpoint; panics for a process started by
+    /// [`WeirProcess::spawn`].
     pub fn http(&self) -> SocketAddr {
         self.http
+            .expect("the HTTP endpoint of a process started with a weir.toml")
     }
 
     /// Its log so far.
@@ -208,14 +264,47 @@ impl WeirProcess {
         })
     }
 
+    /// SIGTERM; the process must exit 0 within `timeout`, or this panics
+    /// with the log's tail. Returns the time from the signal to the exit.
+    /// Blocking.
+    pub fn stop(&mut self, timeout: Duration) -> Duration {
+        let exit = self.terminate(timeout).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {timeout:?} after SIGTERM; log tail:\n{}",
+                self.name,
+                self.log_tail(30)
+            )
+        });
+        assert!(
+            exit.status.success(),
+            "{} exited with {} after SIGTERM; log tail:\n{}",
+            self.name,
+            exit.status,
+            self.log_tail(30)
+        );
+        exit.after
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; panics
+    /// with the log's tail if it does not (dropping it kills it). Blocking.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        self.wait(timeout).unwrap_or_else(|| {
+            panic!(
+                "{} did not exit within {timeout:?}; log tail:\n{}",
+                self.name,
+                self.log_tail(30)
+            )
+        })
+    }
+
     /// `GET /readyz`: `(status, body)`, or `None` when nothing answers.
     pub fn readyz(&self) -> Option<(u16, String)> {
-        http_get(self.http, "/readyz").ok().map(|(s, _, b)| (s, b))
+        http_get(self.http?, "/readyz").ok().map(|(s, _, b)| (s, b))
     }
 
     /// `GET /status` parsed as JSON, or `None` when nothing answers.
     pub fn status(&self) -> Option<serde_json::Value> {
-        let (code, _, body) = http_get(self.http, "/status").ok()?;
+        let (code, _, body) = http_get(self.http?, "/status").ok()?;
         (code == 200).then(|| serde_json::from_str(&body).ok())?
     }
 

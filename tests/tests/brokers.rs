@@ -18,21 +18,21 @@
     reason = "the tests print the counts and times they measure"
 )]
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use weir::config::RunConfig;
 use weir_tests::cluster::{
     Cluster, Counts, SecureBroker, create_topics, high_watermarks, leader_of, own_brokers_enabled,
-    produce_range, producer, read_values,
+    produce_range, read_values,
 };
+use weir_tests::kafka::client_config;
+use weir_tests::process::{ProcessConfig, WeirProcess};
 use weir_tests::{
-    ModulesDir, Weir, free_port, http_get, init_logging, test_guest, unique, weir_binary,
+    Manifest, ModulesDir, Producer, Weir, http_get, init_logging, run_config, test_guest, unique,
 };
 
 fn skipped(test: &str) -> bool {
@@ -49,71 +49,54 @@ fn skipped(test: &str) -> bool {
 /// A modules folder with the identity fixture copying `input` to `output`.
 fn identity_modules(input: &str, output: &str) -> ModulesDir {
     let modules = ModulesDir::new();
-    let wasm = std::fs::read(test_guest("identity")).expect("identity fixture");
-    modules.write("copy.wasm", &wasm).write(
-        "copy.toml",
-        format!(
-            "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\n\
-             group-id = \"{}\"\n[config]\noutput = \"{output}\"\n",
-            unique("g-copy")
-        )
-        .as_bytes(),
+    modules.install(
+        "copy",
+        &test_guest("identity"),
+        Manifest::pipe(input, output, &unique("g-copy")),
     );
     modules
 }
 
-/// A `weir.toml` for `brokers` and `modules` with `kafka` as its `[kafka]`
-/// table.
-fn weir_toml(brokers: &str, modules: &Path, http: &str, kafka: &[(String, String)]) -> String {
-    let mut text = format!(
-        "brokers = \"{brokers}\"\nmodules = \"{}\"\nhttp-listen = \"{http}\"\n\
-         commit-interval = \"200ms\"\nshutdown-timeout = \"10s\"\nwatch = false\n[kafka]\n",
-        modules.display()
-    );
-    for (k, v) in kafka {
-        text.push_str(&format!("\"{k}\" = \"{v}\"\n"));
-    }
-    text
+/// `weir run --config` on the secure listener of `broker` with `kafka` as
+/// its `[kafka]` table, logging text with debug logging of weir and
+/// librdkafka.
+fn start_weir(
+    name: &str,
+    broker: &SecureBroker,
+    modules: &ModulesDir,
+    kafka: Vec<(String, String)>,
+) -> WeirProcess {
+    let config = ProcessConfig {
+        brokers: Some(broker.secure.clone()),
+        commit_interval: Duration::from_millis(200),
+        shutdown_timeout: Duration::from_secs(10),
+        kafka,
+        log_filter: "info,weir=debug,librdkafka=debug,wasmtime=warn,cranelift=warn".into(),
+        json_log: false,
+        ..ProcessConfig::new(modules.path())
+    };
+    WeirProcess::start(name, &config)
 }
 
-/// `weir run --config <file>`, stderr to `log`, with debug logging of
-/// weir and librdkafka.
-fn spawn_weir(config: &Path, log: &Path) -> Child {
-    Command::new(weir_binary())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("NO_COLOR", "1")
-        .env(
-            "RUST_LOG",
-            "info,weir=debug,librdkafka=debug,wasmtime=warn,cranelift=warn",
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn weir")
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-/// Waits for `child` to exit, killing it after `timeout`.
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("weir did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Produces `n` records (`0..n`) to `input` through the secure listener
+/// with `props`, and reads `output` back: what got through.
+async fn copy_counts(
+    broker: &SecureBroker,
+    props: &[(String, String)],
+    (input, output): (&str, &str),
+    n: u64,
+) -> Counts {
+    let produced = produce_range(&Producer::connect(&broker.secure, props), input, 0, n).await;
+    let consumed = read_values(
+        &broker.secure,
+        props,
+        output,
+        n as usize,
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+    )
+    .await;
+    Counts::of(&produced, &consumed)
 }
 
 /// Creates a topic pair on the secure broker (over PLAINTEXT: setup only).
@@ -151,54 +134,21 @@ async fn scram_copies_everything_and_never_shows_the_password(broker: &SecureBro
     // librdkafka's own security debug lines go to weir's log too.
     let mut weir_props = props.clone();
     weir_props.push(("debug".into(), "security".into()));
-    let work = ModulesDir::new();
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config = work.path().join("weir.toml");
-    std::fs::write(
-        &config,
-        weir_toml(
-            &broker.secure,
-            modules.path(),
-            &http.to_string(),
-            &weir_props,
-        ),
-    )
-    .expect("write weir.toml");
-    let log_path = work.path().join("weir.log");
-    let mut child = spawn_weir(&config, &log_path);
+    let mut weir = start_weir("scram", broker, &modules, weir_props);
 
     const N: u64 = 2_000;
-    let produced = produce_range(&producer(&broker.secure, &props), &input, 0, N).await;
-    let (secure, read_props) = (broker.secure.clone(), props.clone());
-    let consumed = tokio::task::spawn_blocking(move || {
-        read_values(
-            &secure,
-            &read_props,
-            &output,
-            N as usize,
-            Duration::from_secs(90),
-            Duration::from_secs(1),
-        )
-    })
-    .await
-    .expect("reader");
-    let counts = Counts::of(&produced, &consumed);
+    let counts = copy_counts(broker, &props, (&input, &output), N).await;
     println!("SASL_SSL SCRAM-SHA-512 via `weir run`: {counts}");
 
     let mut served = String::new();
     for path in ["/status", "/metrics"] {
-        let (code, _, body) = http_get(http, path).expect("http get");
+        let (code, _, body) = http_get(weir.http(), path).expect("http get");
         assert_eq!(code, 200, "{path}: {body}");
         served.push_str(&body);
     }
-    sigterm(&child);
-    let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(60)))
-            .await
-            .expect("wait");
-    let log = std::fs::read_to_string(&log_path).expect("weir log");
+    tokio::task::block_in_place(|| weir.stop(Duration::from_secs(60)));
+    let log = weir.log();
 
-    assert!(status.success(), "exit status {status}; log:\n{log}");
     assert_eq!(
         counts,
         Counts {
@@ -237,32 +187,14 @@ async fn plain_copies_everything_in_process(broker: &SecureBroker) {
     let modules = identity_modules(&input, &output);
     let props = broker.client_props("PLAIN", &broker.password);
     let config = RunConfig {
-        brokers: Some(broker.secure.clone()),
-        modules: Some(modules.path().to_path_buf()),
-        commit_interval: Duration::from_millis(200),
         shutdown_timeout: Duration::from_secs(10),
-        http_listen: weir::http::HttpListen::Disabled,
         watch: false,
         kafka: props.iter().cloned().collect(),
-        ..RunConfig::default()
+        ..run_config(&broker.secure, modules.path(), &[])
     };
     let (weir, _) = Weir::start_config(config);
     const N: u64 = 500;
-    let produced = produce_range(&producer(&broker.secure, &props), &input, 0, N).await;
-    let (secure, read_props) = (broker.secure.clone(), props.clone());
-    let consumed = tokio::task::spawn_blocking(move || {
-        read_values(
-            &secure,
-            &read_props,
-            &output,
-            N as usize,
-            Duration::from_secs(90),
-            Duration::from_secs(1),
-        )
-    })
-    .await
-    .expect("reader");
-    let counts = Counts::of(&produced, &consumed);
+    let counts = copy_counts(broker, &props, (&input, &output), N).await;
     println!("SASL_SSL PLAIN in process: {counts}");
     weir.stop().await.expect("weir stops cleanly");
     assert_eq!((counts.produced, counts.consumed), (N as usize, N as usize));
@@ -278,22 +210,10 @@ async fn refused_run(
 ) -> (Option<i32>, String, String) {
     let (input, output) = secure_topics(broker, "refused").await;
     let modules = identity_modules(&input, &output);
-    let work = ModulesDir::new();
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let config = work.path().join("weir.toml");
-    std::fs::write(
-        &config,
-        weir_toml(&broker.secure, modules.path(), &http.to_string(), kafka),
-    )
-    .expect("write weir.toml");
-    let log_path = work.path().join("weir.log");
     let t0 = Instant::now();
-    let mut child = spawn_weir(&config, &log_path);
-    let status =
-        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(90)))
-            .await
-            .expect("wait");
-    let log = std::fs::read_to_string(&log_path).expect("weir log");
+    let mut weir = start_weir("refused", broker, &modules, kafka.to_vec());
+    let status = tokio::task::block_in_place(|| weir.wait_exit(Duration::from_secs(90)));
+    let log = weir.log();
     let failure = log
         .lines()
         .find(|l| l.contains("weir failed"))
@@ -379,13 +299,8 @@ async fn leader_killed_mid_run_loses_and_duplicates_nothing() {
     create_topics(&cluster.bootstrap, &[&input, &output], 3, 2).await;
     let modules = identity_modules(&input, &output);
     let (weir, _) = Weir::start_config(RunConfig {
-        brokers: Some(cluster.bootstrap.clone()),
-        modules: Some(modules.path().to_path_buf()),
-        commit_interval: Duration::from_millis(200),
-        shutdown_timeout: Duration::from_secs(20),
-        http_listen: weir::http::HttpListen::Disabled,
         watch: false,
-        ..RunConfig::default()
+        ..run_config(&cluster.bootstrap, modules.path(), &[])
     });
 
     // Inputs at about 2,500/s, so that the kill lands mid-run.
@@ -395,7 +310,7 @@ async fn leader_killed_mid_run_loses_and_duplicates_nothing() {
     let feeder = {
         let (bootstrap, input, sent) = (cluster.bootstrap.clone(), input.clone(), sent.clone());
         tokio::spawn(async move {
-            let producer = producer(&bootstrap, &[]);
+            let producer = Producer::connect(&bootstrap, &[]);
             let mut acked = Vec::new();
             for from in (0..N).step_by(BATCH as usize) {
                 acked.extend(produce_range(&producer, &input, from, from + BATCH).await);
@@ -406,8 +321,7 @@ async fn leader_killed_mid_run_loses_and_duplicates_nothing() {
         })
     };
 
-    let watcher: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &cluster.bootstrap)
+    let watcher: BaseConsumer = client_config(&cluster.bootstrap, &[])
         .create()
         .expect("watcher");
     let written = |w: &BaseConsumer| high_watermarks(w, &output).unwrap_or(0);
@@ -442,19 +356,15 @@ async fn leader_killed_mid_run_loses_and_duplicates_nothing() {
     println!("node {victim} serves again after {:.1?}", restart.elapsed());
 
     let produced = feeder.await.expect("feeder");
-    let (bootstrap, out) = (cluster.bootstrap.clone(), output.clone());
-    let consumed = tokio::task::spawn_blocking(move || {
-        read_values(
-            &bootstrap,
-            &[],
-            &out,
-            N as usize,
-            Duration::from_secs(120),
-            Duration::from_secs(3),
-        )
-    })
-    .await
-    .expect("reader");
+    let consumed = read_values(
+        &cluster.bootstrap,
+        &[],
+        &output,
+        N as usize,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    )
+    .await;
     let counts = Counts::of(&produced, &consumed);
     println!(
         "leader failover (RF 3, min ISR 2, acks=all, idempotent): {counts} in {:.1?}",

@@ -7,120 +7,35 @@
     reason = "the test prints the figures it measures"
 )]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use sha2::{Digest, Sha256};
-use weir::status::{ModuleState, StatusBoard};
+use weir::status::StatusBoard;
+use weir_tests::resources::{open_fds, rss_kib, threads};
 use weir_tests::{
-    ModulesDir, Weir, broker, consume, eventually, init_logging, install_atomically, test_guest,
-    unique,
+    ModulesDir, Producer, Send, Topics, Weir, consume, digest, init_logging, install_atomically,
+    module_status, test_guest, wait_running,
 };
 
-fn digest(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
-}
-
-struct Topics {
-    input: String,
-    output: String,
-}
-
-async fn setup(prefix: &str) -> (Topics, ModulesDir) {
-    let t = Topics {
-        input: unique(&format!("{prefix}-in")),
-        output: unique(&format!("{prefix}-out")),
-    };
-    broker().create_topic(&t.input).await;
-    broker().create_topic(&t.output).await;
-    let modules = ModulesDir::new();
-    modules.write(
-        "echo.toml",
-        format!(
-            "input-topics = [\"{}\"]\noutput-topics = [\"{}\"]\ngroup-id = \"{}\"\n\
-             [config]\noutput = \"{}\"\n",
-            t.input,
-            t.output,
-            unique("g-churn"),
-            t.output
-        )
-        .as_bytes(),
-    );
-    (t, modules)
-}
-
-async fn running(status: &StatusBoard, name: &str, digest: &str) {
-    eventually(Duration::from_secs(30), "module running", || {
-        status
-            .snapshot()
-            .into_iter()
-            .find(|m| m.name == name && m.digest.as_deref() == Some(digest))
-            .filter(|m| m.state == ModuleState::Running)
-            .map(|_| ())
-    })
-    .await;
-}
-
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", broker().bootstrap())
-        .create()
-        .unwrap()
-}
-
-async fn send(producer: &FutureProducer, topic: &str, n: usize) {
-    let value = format!(r#"{{"n":{n}}}"#);
-    let key = format!("k{n}");
-    let record = FutureRecord::to(topic).key(&key).payload(&value);
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .unwrap();
-}
-
-async fn read(topic: &str, n: usize) -> usize {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        consume(
-            &topic,
-            n,
-            Duration::from_secs(90),
-            Duration::from_millis(500),
-        )
-        .len()
-    })
-    .await
-    .unwrap()
-}
-
-/// Reads a `/proc/self/status` field in kB, the thread count and open fds.
+/// The test process's RSS in KiB, its thread count and its open fds.
 fn process_figures() -> (u64, usize, usize) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
-    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    (rss_kb, threads, fds)
+    (rss_kib(), threads(), open_fds())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_alternating_reloads_keep_memory_threads_and_fds_bounded() {
     init_logging();
-    let (t, modules) = setup("churn").await;
-    let wasm = modules.path().join("echo.wasm");
+    let t = Topics::create("churn").await;
+    let modules = ModulesDir::new();
+    modules.manifest("echo", t.manifest());
+    let wasm = modules.file("echo.wasm");
     let versions = [test_guest("echo-v1"), test_guest("echo-v2")];
     let digests: Vec<String> = versions.iter().map(|p| digest(p)).collect();
     install_atomically(&versions[0], &wasm);
     let (weir, status): (Weir, Arc<StatusBoard>) =
         Weir::start_watching(modules.path(), Duration::from_millis(20));
-    running(&status, "echo", &digests[0]).await;
-    let producer = producer();
+    wait_running(&status, "echo", &digests[0]).await;
+    let producer = Producer::new();
 
     let reloads = 1_000;
     let warmup = 50;
@@ -143,12 +58,20 @@ async fn a_thousand_alternating_reloads_keep_memory_threads_and_fds_bounded() {
         }
         if i % 100 == 0 {
             // Traffic now and then, so instances of new versions are made.
-            send(&producer, &t.input, sent).await;
+            let record = Send::kv(&format!("k{sent}"), &format!(r#"{{"n":{sent}}}"#));
+            producer.send(&t.input, &[record]).await;
             sent += 1;
         }
     }
     let elapsed = started.elapsed();
-    assert_eq!(read(&t.output, sent).await, sent);
+    let out = consume(
+        &t.output,
+        sent,
+        Duration::from_secs(90),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert_eq!(out.len(), sent);
     let after = process_figures();
     println!(
         "{reloads} reloads in {:.1} s: RSS {} -> {} KiB, threads {} -> {}, fds {} -> {}",
@@ -160,11 +83,7 @@ async fn a_thousand_alternating_reloads_keep_memory_threads_and_fds_bounded() {
         before.2,
         after.2
     );
-    let echo = status
-        .snapshot()
-        .into_iter()
-        .find(|m| m.name == "echo")
-        .unwrap();
+    let echo = module_status(&status, "echo").unwrap();
     assert_eq!(echo.loads, reloads as u64 + 1);
     assert!(
         after.0 < before.0 + 64 * 1024,

@@ -21,7 +21,7 @@ use weir_tests::process::audit::{
 };
 use weir_tests::process::broker_ctl::{BROKER_FAULTS, BrokerControl};
 use weir_tests::process::{ProcessConfig, WeirProcess};
-use weir_tests::{ModulesDir, init_logging, test_guest, unique};
+use weir_tests::{ModulesDir, Topics, broker, init_logging, test_guest};
 
 /// Time for a (re)started weir to be ready: compile the module, join the
 /// group (after a SIGKILL the group waits for the dead member's 6 s session
@@ -68,9 +68,7 @@ impl Rng {
 /// An input and an output topic, a group, and the identity guest (which
 /// re-emits every event to the output topic) as module `ident`.
 struct Pipeline {
-    input: String,
-    output: String,
-    group: String,
+    t: Topics,
     partitions: i32,
     modules: ModulesDir,
     rt: tokio::runtime::Runtime,
@@ -88,29 +86,15 @@ impl Pipeline {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let input = unique(&format!("{prefix}-in"));
-        let output = unique(&format!("{prefix}-out"));
-        let group = unique(&format!("{prefix}-g"));
-        rt.block_on(async {
-            audit::create_topic(&input, partitions).await;
-            audit::create_topic(&output, partitions).await;
-        });
+        let t = rt.block_on(Topics::create_with(prefix, partitions));
         let modules = ModulesDir::new();
-        std::fs::copy(test_guest("identity"), modules.path().join("ident.wasm"))
-            .expect("copy the identity guest");
-        modules.write(
-            "ident.toml",
-            format!(
-                "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\n\
-                 group-id = \"{group}\"\noffset-reset = \"earliest\"\n\n\
-                 {extra}\n[config]\noutput = \"{output}\"\n"
-            )
-            .as_bytes(),
+        modules.install(
+            "ident",
+            &test_guest("identity"),
+            t.manifest().set("offset-reset", "earliest").merge(extra),
         );
         Self {
-            input,
-            output,
-            group,
+            t,
             partitions,
             modules,
             rt,
@@ -123,7 +107,7 @@ impl Pipeline {
 
     /// Starts producing `total` events at `rate` per second.
     fn produce(&self, total: usize, rate: usize) -> tokio::task::JoinHandle<Vec<usize>> {
-        let (topic, partitions) = (self.input.clone(), self.partitions);
+        let (topic, partitions) = (self.t.input.clone(), self.partitions);
         self.rt
             .spawn(async move { produce_paced(&topic, partitions, total, rate).await })
     }
@@ -136,43 +120,23 @@ impl Pipeline {
     /// killed process's last records have landed.
     fn mark(&self, owned: Option<std::collections::BTreeSet<i32>>, settle: bool) -> KillMark {
         mark_kill(
-            &self.group,
-            (&self.input, self.partitions),
-            (&self.output, self.partitions),
+            &self.t.group,
+            (&self.t.input, self.partitions),
+            (&self.t.output, self.partitions),
             owned,
             settle,
         )
     }
 
     fn wait_all_committed(&self) {
-        wait_all_committed(&self.group, &self.input, self.partitions, DRAIN);
+        wait_all_committed(&self.t.group, &self.t.input, self.partitions, DRAIN);
     }
 
     fn audit(&self, produced: &[usize], kills: &[KillMark]) -> Report {
-        let input = read_all(&self.input, self.partitions);
-        let output = read_all(&self.output, self.partitions);
+        let input = read_all(&self.t.input, self.partitions);
+        let output = read_all(&self.t.output, self.partitions);
         audit::audit(produced, &input, &output, kills)
     }
-}
-
-/// SIGTERM, and the exit must be 0 within the drain budget.
-fn stop(weir: &mut WeirProcess, config: &ProcessConfig) -> Duration {
-    let exit = weir.terminate(config.shutdown_timeout).unwrap_or_else(|| {
-        panic!(
-            "{} did not exit within shutdown-timeout {:?} after SIGTERM; log tail:\n{}",
-            weir.name(),
-            config.shutdown_timeout,
-            weir.log_tail(30)
-        )
-    });
-    assert!(
-        exit.status.success(),
-        "{} exited with {} after SIGTERM; log tail:\n{}",
-        weir.name(),
-        exit.status,
-        weir.log_tail(30)
-    );
-    exit.after
 }
 
 fn assert_complete(report: &Report) {
@@ -247,7 +211,7 @@ fn crash_loop_with(
     assert_running(&weir);
     let produced = pipe.produced(producing);
     pipe.wait_all_committed();
-    stop(&mut weir, &config);
+    weir.stop(config.shutdown_timeout);
     let report = pipe.audit(&produced, &marks);
     println!("delivery {label}: seed={seed} kills={kills} ({early} while starting) {report}");
     assert_complete(&report);
@@ -273,7 +237,7 @@ fn sigkill_and_restart_lose_nothing() {
 /// invisible). Real broker only: the mock does not isolate transactions.
 #[test]
 fn sigkill_in_exactly_once_mode_loses_and_duplicates_nothing() {
-    if !weir_tests::broker().is_real() {
+    if !broker().is_real() {
         println!(
             "delivery sigkill-eos: skipped on the embedded mock cluster (no transaction isolation)"
         );
@@ -311,15 +275,15 @@ fn sigterm_under_load_exits_cleanly_without_duplicates() {
     let mut weir = WeirProcess::start("sigterm-0", &config);
     weir.wait_ready(READY);
     rng.pause(300, 1500);
-    let took = stop(&mut weir, &config);
-    let committed: i64 = audit::committed_offsets(&pipe.group, &pipe.input, pipe.partitions)
+    let took = weir.stop(config.shutdown_timeout);
+    let committed: i64 = audit::committed_offsets(&pipe.t.group, &pipe.t.input, pipe.partitions)
         .iter()
         .sum();
     let mut weir = WeirProcess::start("sigterm-1", &config);
     weir.wait_ready(READY);
     let produced = pipe.produced(producing);
     pipe.wait_all_committed();
-    stop(&mut weir, &config);
+    weir.stop(config.shutdown_timeout);
     let report = pipe.audit(&produced, &[]);
     println!(
         "delivery sigterm: seed={seed} exit 0 after {took:?} (budget {:?}), \
@@ -350,15 +314,15 @@ fn scale_out(label: &str, hard_kill: bool) -> Report {
     b.wait_ready(READY);
     c.wait_ready(READY);
     rng.pause(500, 2000);
-    stop(&mut b, &config);
+    b.stop(config.shutdown_timeout);
     rng.pause(500, 2000);
     let mut marks = Vec::new();
     if hard_kill {
         c.kill();
-        let owned = c.owned_partitions(&pipe.input);
+        let owned = c.owned_partitions(&pipe.t.input);
         marks.push(pipe.mark(Some(owned), false));
     } else {
-        stop(&mut c, &config);
+        c.stop(config.shutdown_timeout);
     }
     rng.pause(500, 2000);
     let mut b = WeirProcess::start(&format!("{label}-b2"), &config);
@@ -368,7 +332,7 @@ fn scale_out(label: &str, hard_kill: bool) -> Report {
     let produced = pipe.produced(producing);
     pipe.wait_all_committed();
     for w in [&mut a, &mut b, &mut c] {
-        stop(w, &config);
+        w.stop(config.shutdown_timeout);
     }
     let report = pipe.audit(&produced, &marks);
     println!("delivery {label}: seed={seed} processes=3 partitions=6 {report}");
@@ -382,13 +346,22 @@ const MOCK_REBALANCE: &str = "librdkafka's mock coordinator refuses offset commi
     partitions are revoked fails there and the next owner replays from the previous commit; \
     a real broker accepts that commit. Duplicates are asserted on real Kafka only";
 
+/// Whether duplicates of scale-out test `label` are checked: on real Kafka
+/// only (says why not otherwise).
+fn duplicates_checked(label: &str) -> bool {
+    if broker().is_real() {
+        return true;
+    }
+    println!("delivery {label}: duplicates not checked: {MOCK_REBALANCE}");
+    false
+}
+
 /// Scale-out with a hard kill: duplicates only inside the killed process's
 /// in-flight window.
 #[test]
 fn scale_out_with_a_hard_kill() {
     let report = scale_out("scale-kill", true);
-    if !weir_tests::broker().is_real() {
-        println!("delivery scale-kill: duplicates not checked: {MOCK_REBALANCE}");
+    if !duplicates_checked("scale-kill") {
         return;
     }
     assert_eq!(
@@ -403,8 +376,7 @@ fn scale_out_with_a_hard_kill() {
 #[test]
 fn scale_out_with_graceful_stops_only() {
     let report = scale_out("scale-graceful", false);
-    if !weir_tests::broker().is_real() {
-        println!("delivery scale-graceful: duplicates not checked: {MOCK_REBALANCE}");
+    if !duplicates_checked("scale-graceful") {
         return;
     }
     assert_eq!(report.duplicates, 0, "{report} {:?}", report.examples);
@@ -457,7 +429,7 @@ fn broker_restart_under_load() {
     let produced = pipe.produced(producing);
     pipe.wait_all_committed();
     assert!(weir.running(), "weir exited after the broker came back");
-    stop(&mut weir, &config);
+    weir.stop(config.shutdown_timeout);
     let lost = lost_assignments(&weir);
     let report = pipe.audit(&produced, &[]);
     println!(

@@ -18,28 +18,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::{broker, unique};
-
-/// Creates `topic` with `partitions` partitions on the test broker.
-pub async fn create_topic(topic: &str, partitions: i32) {
-    match broker() {
-        crate::Broker::External(b) => {
-            let settings = weir::kafka::KafkaSettings {
-                brokers: b.clone(),
-                passthrough: Default::default(),
-            };
-            weir::kafka::create_topics(&settings, &[topic.to_owned()], partitions)
-                .await
-                .expect("create topic");
-        }
-        crate::Broker::Embedded(e) => e.create_topic(topic, partitions).expect("create topic"),
-    }
-}
+use crate::kafka::{Producer, Send, assign_from_beginning, consumer, end_offsets};
+use crate::unique;
 
 /// Produces `total` events round-robin over `partitions` input partitions
 /// at about `rate` events per second, in 50 ms ticks, and waits for every
@@ -47,12 +31,7 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 /// retries for `message.timeout.ms`, 5 minutes). Returns how many events
 /// each partition got.
 pub async fn produce_paced(topic: &str, partitions: i32, total: usize, rate: usize) -> Vec<usize> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker().bootstrap())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+    let producer = Producer::new();
     let parts = usize::try_from(partitions).expect("positive partition count");
     let per_tick = (rate / 20).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -65,13 +44,12 @@ pub async fn produce_paced(topic: &str, partitions: i32, total: usize, rate: usi
             let p = i % parts;
             let seq = counts[p];
             counts[p] += 1;
-            let key = format!("k{p}-{seq}");
-            let value = format!("{p}:{seq}");
-            let record = FutureRecord::to(topic)
-                .partition(i32::try_from(p).expect("partition fits i32"))
-                .key(&key)
-                .payload(&value);
-            deliveries.push(producer.send_result(record).expect("enqueue"));
+            let record = Send::on(
+                i32::try_from(p).expect("partition fits i32"),
+                &format!("k{p}-{seq}"),
+                &format!("{p}:{seq}"),
+            );
+            deliveries.push(producer.enqueue(topic, &record));
             i += 1;
         }
     }
@@ -79,27 +57,6 @@ pub async fn produce_paced(topic: &str, partitions: i32, total: usize, rate: usi
         d.await.expect("delivery").expect("acknowledged");
     }
     counts
-}
-
-fn reader(group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", broker().bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer")
-}
-
-/// High watermark (next offset) of each partition of `topic`.
-pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
-    let c = reader(&unique("audit-hw"));
-    (0..partitions)
-        .map(|p| {
-            c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("fetch watermarks")
-                .1
-        })
-        .collect()
 }
 
 /// The offsets `group` committed for each partition of `topic` (0 where
@@ -144,13 +101,8 @@ pub struct Record {
 /// Reads every record of `topic` up to its current high watermarks.
 pub fn read_all(topic: &str, partitions: i32) -> Vec<Record> {
     let ends = end_offsets(topic, partitions);
-    let c = reader(&unique("audit-read"));
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
-    }
-    c.assign(&tpl).expect("assign");
+    let c = consumer(&unique("audit-read"));
+    assign_from_beginning(&c, topic, partitions);
     let mut next: Vec<i64> = vec![0; ends.len()];
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -79,7 +79,7 @@ fn check_reports_world_and_manifest_of_each_example() {
 #[test]
 fn check_explains_what_weir_would_refuse() {
     let dir = ModulesDir::new();
-    std::fs::copy(test_guest("wrong-world"), dir.path().join("wrong.wasm")).unwrap();
+    dir.copy("wrong.wasm", &test_guest("wrong-world"));
     let run = weir(dir.path(), &["check", "wrong.wasm"]).failure(&[
         "exports neither `weir:consumer/handler@0.1.0` nor `weir:consumer/batch-handler@0.1.0`",
         "hint: a weir module is built against wit/consumer.wit",
@@ -120,7 +120,7 @@ fn check_explains_what_weir_would_refuse() {
     );
 
     // No manifest: shown with defaults, an error only when one is required.
-    std::fs::copy(guest("filter"), dir.path().join("lonely.wasm")).unwrap();
+    dir.copy("lonely.wasm", &guest("filter"));
     let run = weir(dir.path(), &["check", "lonely.wasm"]).success();
     assert!(
         run.stdout
@@ -411,10 +411,10 @@ fn replay_stops_the_partition_with_on_failure_stop() {
 #[test]
 fn replay_reports_bad_input_lines_with_their_location() {
     let dir = ModulesDir::new();
-    std::fs::copy(guest("filter"), dir.path().join("f.wasm")).unwrap();
-    dir.write(
-        "f.toml",
-        b"input-topics = [\"orders\"]\n[config]\nfield = \"a\"\nequals = \"b\"\n",
+    dir.install(
+        "f",
+        &guest("filter"),
+        "input-topics = [\"orders\"]\n[config]\nfield = \"a\"\nequals = \"b\"\n",
     );
     dir.write("bad.jsonl", b"{\"value\": \"x\"}\n{\"vaule\": \"typo\"}\n");
     weir(dir.path(), &["replay", "f.wasm", "--events", "bad.jsonl"])

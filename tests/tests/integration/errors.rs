@@ -1,14 +1,13 @@
 //! Broken components and bad manifests are reported clearly, naming the
 //! file, and do not stop the modules that are fine.
 
-use std::process::Command;
-
 use tokio_util::sync::CancellationToken;
 use weir::bindings::weir::consumer::types::{Disposition, Event};
 use weir::engine::WasmEngine;
 use weir::invoke::Invoker;
 use weir::modules::load_dir;
-use weir_tests::{ModulesDir, init_logging, weir_binary};
+use weir_tests::devtools::weir;
+use weir_tests::{ModulesDir, guest, init_logging, test_guest};
 
 const GOOD: &str = "input-topics = [\"in\"]\noutput-topics = [\"out\"]\n[config]\nregion = \"r\"\n";
 
@@ -23,11 +22,11 @@ fn each_broken_module_is_reported_with_its_file_and_the_rest_load() {
     dir.write("core.wasm", b"\0asm\x01\0\0\0")
         .write("core.toml", GOOD.as_bytes());
     // A component whose body is cut short.
-    let full = std::fs::read(weir_tests::guest("filter")).unwrap();
+    let full = std::fs::read(guest("filter")).unwrap();
     dir.write("truncated.wasm", &full[..full.len() / 2])
         .write("truncated.toml", GOOD.as_bytes());
     // A component with no manifest, and one with a misspelt key.
-    std::fs::copy(weir_tests::guest("filter"), dir.path().join("orphan.wasm")).unwrap();
+    dir.copy("orphan.wasm", &guest("filter"));
     dir.add(
         "typo",
         "filter",
@@ -62,52 +61,36 @@ fn run_exits_non_zero_naming_the_file_when_nothing_loads() {
     let dir = ModulesDir::new();
     dir.write("broken.wasm", b"nope")
         .write("broken.toml", GOOD.as_bytes());
-    let out = Command::new(weir_binary())
-        .args(["run", "--brokers", "127.0.0.1:1", "--modules"])
-        .arg(dir.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("no module could be loaded"), "{stderr}");
-    assert!(stderr.contains("broken.wasm"), "{stderr}");
+    weir(
+        dir.path(),
+        &[
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--modules",
+            dir.path().to_str().unwrap(),
+        ],
+    )
+    .failure(&["no module could be loaded", "broken.wasm"]);
 }
 
 #[test]
 fn reserved_kafka_keys_in_the_config_file_exit_with_usage_error() {
     let dir = ModulesDir::new();
-    let cfg = dir.path().join("weir.toml");
-    std::fs::write(
-        &cfg,
-        "brokers = \"127.0.0.1:1\"\nmodules = \".\"\n[kafka]\n\"enable.auto.commit\" = \"true\"\n",
-    )
-    .unwrap();
-    let out = Command::new(weir_binary())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("`enable.auto.commit` is managed by weir"),
-        "{stderr}"
+    dir.write(
+        "weir.toml",
+        b"brokers = \"127.0.0.1:1\"\nmodules = \".\"\n[kafka]\n\"enable.auto.commit\" = \"true\"\n",
     );
-    assert!(stderr.contains("weir.toml"), "{stderr}");
+    let cfg = dir.file("weir.toml");
+    weir(dir.path(), &["run", "--config", cfg.to_str().unwrap()])
+        .exited(2, &["`enable.auto.commit` is managed by weir", "weir.toml"]);
 }
 
 #[test]
 fn a_component_importing_files_and_sockets_loads_but_reaches_neither() {
     init_logging();
     let dir = ModulesDir::new();
-    std::fs::copy(
-        weir_tests::test_guest("uses-files"),
-        dir.path().join("files.wasm"),
-    )
-    .unwrap();
-    dir.write("files.toml", GOOD.as_bytes());
+    dir.install("files", &test_guest("uses-files"), GOOD);
     let engine = WasmEngine::new().unwrap();
     let report = load_dir(&engine, dir.path(), 50 << 20).unwrap();
     assert!(report.failed.is_empty(), "{:#?}", report.failed);

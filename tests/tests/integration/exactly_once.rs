@@ -7,52 +7,33 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use weir_tests::{
-    ModulesDir, PARTITIONS, Received, Send, Weir, broker, committed, consume_as, eventually,
-    init_logging, produce, test_guest, unique,
+    ModulesDir, PARTITIONS, Received, Send, Topics, Weir, broker, committed, consume_as,
+    init_logging, produce, test_guest, wait_committed,
 };
-
-struct Topics {
-    input: String,
-    output: String,
-    dlq: String,
-    group: String,
-}
-
-async fn topics(prefix: &str) -> Topics {
-    let t = Topics {
-        input: unique(&format!("{prefix}-in")),
-        output: unique(&format!("{prefix}-out")),
-        dlq: unique(&format!("{prefix}-dlq")),
-        group: unique(&format!("g-{prefix}")),
-    };
-    broker().create_topic(&t.input).await;
-    broker().create_topic(&t.output).await;
-    t
-}
 
 /// The `misbehave` fixture (echoes every value but `reject`, which it
 /// rejects) as an exactly-once module.
 fn install(t: &Topics) -> ModulesDir {
     let dir = ModulesDir::new();
-    std::fs::copy(test_guest("misbehave"), dir.path().join("eos.wasm")).unwrap();
-    dir.write(
-        "eos.toml",
-        format!(
-            "input-topics = [\"{}\"]\noutput-topics = [\"{}\"]\ngroup-id = \"{}\"\n\
-             [delivery]\nguarantee = \"exactly-once\"\ntransaction-interval = \"50ms\"\n\
-             [on-failure]\ndead-letter-topic = \"{}\"\n[config]\noutput = \"{}\"\n",
-            t.input, t.output, t.group, t.dlq, t.output
-        )
-        .as_bytes(),
+    dir.install(
+        "eos",
+        &test_guest("misbehave"),
+        t.manifest()
+            .dead_letters(&t.dlq)
+            .in_table("delivery", "guarantee", "exactly-once")
+            .in_table("delivery", "transaction-interval", "50ms"),
     );
     dir
 }
 
 fn events(n: usize) -> Vec<Send> {
     (0..n)
-        .map(|i| Send {
-            partition: Some((i % PARTITIONS as usize) as i32),
-            ..Send::kv(&format!("k{i}"), &format!("v{i}"))
+        .map(|i| {
+            Send::on(
+                (i % PARTITIONS as usize) as i32,
+                &format!("k{i}"),
+                &format!("v{i}"),
+            )
         })
         .collect()
 }
@@ -84,19 +65,15 @@ fn real_broker_only(test: &str) -> bool {
     false
 }
 
-async fn read(topic: &str, n: usize, isolation: &'static str) -> Vec<Received> {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        consume_as(
-            &topic,
-            n,
-            Duration::from_secs(120),
-            Duration::from_secs(2),
-            isolation,
-        )
-    })
+async fn read(topic: &str, n: usize, isolation: &str) -> Vec<Received> {
+    consume_as(
+        topic,
+        n,
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        isolation,
+    )
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +82,7 @@ async fn exactly_once_commits_outputs_with_the_input_offsets() {
     if !real_broker_only("exactly_once_commits_outputs_with_the_input_offsets") {
         return;
     }
-    let t = topics("eos").await;
+    let t = Topics::create("eos").await;
     let modules = install(&t);
     let weir = Weir::start(modules.path(), &[]);
     let n = 600;
@@ -118,13 +95,12 @@ async fn exactly_once_commits_outputs_with_the_input_offsets() {
     );
     assert_eq!((missing, duplicates), (0, 0));
     let per_partition = (n / PARTITIONS as usize) as i64;
-    eventually(
+    wait_committed(
+        &t.group,
+        &t.input,
         Duration::from_secs(30),
-        "offsets committed by the transactions",
-        || {
-            let c = committed(&t.group, &t.input);
-            c.iter().all(|o| *o == Some(per_partition)).then_some(())
-        },
+        "by the transactions",
+        |c| c.iter().all(|o| *o == Some(per_partition)),
     )
     .await;
     weir.stop().await.unwrap();
@@ -141,7 +117,7 @@ async fn aborted_transactions_are_invisible_and_handled_again() {
     if !real_broker_only("aborted_transactions_are_invisible_and_handled_again") {
         return;
     }
-    let t = topics("eos-abort").await;
+    let t = Topics::create("eos-abort").await;
     let modules = install(&t);
     // Dead letters time out after 3 s, so each attempt aborts quickly.
     let weir = Weir::start(
@@ -153,10 +129,7 @@ async fn aborted_transactions_are_invisible_and_handled_again() {
     );
     let n = 30;
     let mut sends = events(n);
-    sends.push(Send {
-        partition: Some(0),
-        ..Send::kv("poison", "reject")
-    });
+    sends.push(Send::on(0, "poison", "reject"));
     produce(&t.input, &sends).await;
     // Wait for at least one aborted attempt: its outputs reach the log.
     let dirty = read(&t.output, 1, "read_uncommitted").await;
@@ -171,7 +144,7 @@ async fn aborted_transactions_are_invisible_and_handled_again() {
         "partition 0 commits nothing while its dead letter cannot be written"
     );
     // Auto-creation is off on the real broker: the topic did not exist.
-    broker().create_topic(&t.dlq).await;
+    t.create_dlq().await;
     let dead = read(&t.dlq, 1, "read_committed").await;
     assert_eq!(dead.len(), 1, "one dead letter");
     assert_eq!(dead[0].text(), "reject");

@@ -5,64 +5,60 @@
 
 use std::time::{Duration, Instant};
 
+use weir_tests::resources::rss_kib;
 use weir_tests::{
-    Broker, ModulesDir, Received, Send, Weir, broker, committed, consume, eventually, free_port,
-    http_get, init_logging, produce, sample, test_guest, unique,
+    ModulesDir, Producer, Received, Send, Topics, Weir, broker, committed, consume, eventually,
+    free_addr, http_get, init_logging, module_status, produce, sample, test_config, test_guest,
+    wait_committed, wait_committed_total,
 };
 
 struct Setup {
-    input: String,
-    output: String,
-    dlq: String,
-    group: String,
+    t: Topics,
     modules: ModulesDir,
 }
 
 /// Topics, and the `misbehave` fixture installed as module `bad` with
 /// `limits` (TOML lines for the `[limits]` table).
 async fn setup(prefix: &str, limits: &str, create_dlq: bool) -> Setup {
-    let s = Setup {
-        input: unique(&format!("{prefix}-in")),
-        output: unique(&format!("{prefix}-out")),
-        dlq: unique(&format!("{prefix}-dlq")),
-        group: unique(&format!("g-{prefix}")),
-        modules: ModulesDir::new(),
-    };
-    broker().create_topic(&s.input).await;
-    broker().create_topic(&s.output).await;
+    let t = Topics::create(prefix).await;
     if create_dlq {
-        broker().create_topic(&s.dlq).await;
+        t.create_dlq().await;
     }
-    std::fs::copy(test_guest("misbehave"), s.modules.path().join("bad.wasm")).unwrap();
-    s.modules.write(
-        "bad.toml",
-        format!(
-            "input-topics = [\"{}\"]\noutput-topics = [\"{}\"]\ngroup-id = \"{}\"\n\
-             [limits]\n{limits}\n[retry]\nmax-attempts = 3\ninitial-backoff = \"10ms\"\n\
-             [on-failure]\ndead-letter-topic = \"{}\"\n[config]\noutput = \"{}\"\n",
-            s.input, s.output, s.group, s.dlq, s.output
-        )
-        .as_bytes(),
+    let modules = ModulesDir::new();
+    modules.install(
+        "bad",
+        &test_guest("misbehave"),
+        t.manifest()
+            .merge(&format!("[limits]\n{limits}\n"))
+            .in_table("retry", "max-attempts", 3)
+            .in_table("retry", "initial-backoff", "10ms")
+            .dead_letters(&t.dlq),
     );
-    s
+    Setup { t, modules }
 }
 
-fn on(partition: i32, key: &str, value: &str) -> Send {
-    Send {
-        partition: Some(partition),
-        ..Send::kv(key, value)
+impl Setup {
+    /// The offset the group committed for input partition 0, if any.
+    fn committed_p0(&self) -> Option<i64> {
+        committed(&self.t.group, &self.t.input)[0]
+    }
+
+    /// Waits (30 s at most) until the group committed `offset` for input
+    /// partition 0.
+    async fn wait_committed_p0(&self, offset: i64) {
+        wait_committed(
+            &self.t.group,
+            &self.t.input,
+            Duration::from_secs(30),
+            &format!("{offset} on partition 0"),
+            |c| c[0] == Some(offset),
+        )
+        .await;
     }
 }
 
 async fn read(topic: &str, n: usize, quiet: Duration) -> Vec<Received> {
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || consume(&topic, n, Duration::from_secs(120), quiet))
-        .await
-        .unwrap()
-}
-
-fn total(offsets: &[Option<i64>]) -> i64 {
-    offsets.iter().map(|o| o.unwrap_or(0)).sum()
+    consume(topic, n, Duration::from_secs(120), quiet).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,13 +88,13 @@ async fn every_failure_kind_reaches_the_dead_letter_topic_with_exact_headers() {
     let mut records: Vec<Send> = cases
         .iter()
         .enumerate()
-        .map(|(i, (v, ..))| on(0, &format!("k{i}"), v))
+        .map(|(i, (v, ..))| Send::on(0, &format!("k{i}"), v))
         .collect();
-    records.insert(1, on(0, "flaky", "flaky"));
-    records.push(on(0, "fine", "fine"));
-    produce(&s.input, &records).await;
+    records.insert(1, Send::on(0, "flaky", "flaky"));
+    records.push(Send::on(0, "fine", "fine"));
+    produce(&s.t.input, &records).await;
 
-    let dead = read(&s.dlq, cases.len(), Duration::from_secs(1)).await;
+    let dead = read(&s.t.dlq, cases.len(), Duration::from_secs(1)).await;
     assert_eq!(dead.len(), cases.len(), "{dead:#?}");
     for (value, kind, attempts, word) in &cases {
         // Dead letters are keyed like their events, so they spread over
@@ -126,14 +122,14 @@ async fn every_failure_kind_reaches_the_dead_letter_topic_with_exact_headers() {
         );
         assert_eq!(
             d.header("weir.source.topic").as_deref(),
-            Some(s.input.as_str())
+            Some(s.t.input.as_str())
         );
         assert_eq!(d.header("weir.source.partition").as_deref(), Some("0"));
         assert_eq!(d.header("weir.module").as_deref(), Some("bad"));
         assert!(d.header("weir.source.timestamp").is_some());
         println!("dead letter: {kind:<10} attempts {attempts}  {message}");
     }
-    let out = read(&s.output, 2, Duration::from_secs(1)).await;
+    let out = read(&s.t.output, 2, Duration::from_secs(1)).await;
     let mut values: Vec<String> = out.iter().map(Received::text).collect();
     values.sort();
     assert_eq!(
@@ -141,9 +137,12 @@ async fn every_failure_kind_reaches_the_dead_letter_topic_with_exact_headers() {
         ["fine", "flaky"],
         "retry-then-succeed and the good event come out"
     );
-    eventually(Duration::from_secs(30), "all offsets committed", || {
-        (total(&committed(&s.group, &s.input)) == records.len() as i64).then_some(())
-    })
+    wait_committed_total(
+        &s.t.group,
+        &s.t.input,
+        records.len() as i64,
+        Duration::from_secs(30),
+    )
     .await;
     weir.stop().await.unwrap();
 }
@@ -153,16 +152,16 @@ async fn an_infinite_loop_holds_up_only_its_own_partition() {
     init_logging();
     let s = setup("loop", "timeout = \"1s\"", true).await;
     let weir = Weir::start(s.modules.path(), &[]);
-    produce(&s.input, &[on(1, "warm", "warm")]).await;
-    assert_eq!(read(&s.output, 1, Duration::ZERO).await.len(), 1);
+    produce(&s.t.input, &[Send::on(1, "warm", "warm")]).await;
+    assert_eq!(read(&s.t.output, 1, Duration::ZERO).await.len(), 1);
 
     // Partition 1's round trip (produce, handle, read back with a fresh
     // reader), first alone, then while partition 0 spins.
     let alone = round_trips(&s, "alone", 1).await;
     let started = Instant::now();
-    produce(&s.input, &[on(0, "spin", "loop")]).await;
+    produce(&s.t.input, &[Send::on(0, "spin", "loop")]).await;
     let during = round_trips(&s, "during", 6).await;
-    let dead = read(&s.dlq, 1, Duration::ZERO).await;
+    let dead = read(&s.t.dlq, 1, Duration::ZERO).await;
     let to_dead_letter = started.elapsed();
     assert_eq!(
         dead[0].header("weir.error.kind").as_deref(),
@@ -187,8 +186,8 @@ async fn round_trips(s: &Setup, label: &str, before: usize) -> Vec<Duration> {
     let mut latencies = Vec::new();
     for i in 0..5 {
         let sent = Instant::now();
-        produce(&s.input, &[on(1, &format!("{label}-{i}"), "ok")]).await;
-        let out = read(&s.output, before + i + 1, Duration::ZERO).await;
+        produce(&s.t.input, &[Send::on(1, &format!("{label}-{i}"), "ok")]).await;
+        let out = read(&s.t.output, before + i + 1, Duration::ZERO).await;
         assert_eq!(out.len(), before + i + 1);
         latencies.push(sent.elapsed());
     }
@@ -196,28 +195,19 @@ async fn round_trips(s: &Setup, label: &str, before: usize) -> Vec<Duration> {
     latencies
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_bomb_is_capped_and_rss_stays_bounded() {
     init_logging();
     let s = setup("bomb", "memory-mib = 16", true).await;
     let weir = Weir::start(s.modules.path(), &[]);
-    produce(&s.input, &[on(0, "warm", "warm")]).await;
-    read(&s.output, 1, Duration::ZERO).await;
+    produce(&s.t.input, &[Send::on(0, "warm", "warm")]).await;
+    read(&s.t.output, 1, Duration::ZERO).await;
     let before = rss_kib();
     let bombs: Vec<Send> = (0..4)
-        .map(|i| on(i % 3, &format!("b{i}"), "grow"))
+        .map(|i| Send::on(i % 3, &format!("b{i}"), "grow"))
         .collect();
-    produce(&s.input, &bombs).await;
-    let dead = read(&s.dlq, 4, Duration::ZERO).await;
+    produce(&s.t.input, &bombs).await;
+    let dead = read(&s.t.dlq, 4, Duration::ZERO).await;
     let after = rss_kib();
     println!(
         "memory bombs: RSS {before} KiB before, {after} KiB after 4 x 3 attempts capped at 16 MiB"
@@ -239,58 +229,37 @@ async fn malformed_inputs_never_crash_the_host() {
     init_logging();
     let s = setup("odd", "max-event-bytes = 200000", true).await;
     let weir = Weir::start(s.modules.path(), &[]);
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker().bootstrap())
-        .create()
-        .unwrap();
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::FutureRecord;
-
     // A tombstone without a key.
-    let t = Duration::from_secs(30);
-    let nothing: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&s.input).partition(0);
-    producer.send(nothing, t).await.unwrap();
+    let tombstone = Send {
+        partition: Some(0),
+        ..Send::default()
+    };
     // Non-UTF-8 header values and 1,000 headers.
-    let mut many = OwnedHeaders::new();
-    for i in 0..1000 {
-        many = many.insert(Header {
-            key: &format!("h{i}"),
-            value: Some(&[0xff, 0xfe, i as u8][..]),
-        });
-    }
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&s.input)
-                .partition(0)
-                .key(&b"\xff\x00"[..])
-                .payload(&b"x"[..])
-                .headers(many),
-            t,
-        )
-        .await
-        .unwrap();
+    let many = Send {
+        key: Some(b"\xff\x00".to_vec()),
+        value: Some(b"x".to_vec()),
+        partition: Some(0),
+        headers: (0..1000)
+            .map(|i| (format!("h{i}"), vec![0xff, 0xfe, i as u8]))
+            .collect(),
+    };
     // An empty value, and one just under the event size limit.
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&s.input)
-                .partition(0)
-                .payload(&b""[..]),
-            t,
-        )
-        .await
-        .unwrap();
-    let near = vec![b'n'; 199_990];
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&s.input)
-                .partition(0)
-                .payload(&near[..]),
-            t,
-        )
-        .await
-        .unwrap();
+    let empty = Send {
+        value: Some(Vec::new()),
+        partition: Some(0),
+        ..Send::default()
+    };
+    let near = Send {
+        value: Some(vec![b'n'; 199_990]),
+        partition: Some(0),
+        ..Send::default()
+    };
+    let producer = Producer::new();
+    for record in [tombstone, many, empty, near] {
+        producer.send(&s.t.input, &[record]).await;
+    }
 
-    let out = read(&s.output, 4, Duration::from_secs(1)).await;
+    let out = read(&s.t.output, 4, Duration::from_secs(1)).await;
     assert_eq!(out.len(), 4, "every odd event is echoed");
     // Records without a key spread over partitions: find each by content.
     let find = |pred: &dyn Fn(&Received) -> bool| out.iter().find(|r| pred(r)).cloned();
@@ -314,50 +283,49 @@ async fn malformed_inputs_never_crash_the_host() {
 async fn an_unwritable_dead_letter_topic_pauses_the_partition_without_committing() {
     init_logging();
     let s = setup("nodlq", "", false).await;
-    if let Broker::Embedded(e) = broker() {
-        e.set_topic_unavailable(&s.dlq, true).unwrap();
-    }
-    let config = weir_tests::test_config(s.modules.path(), &[("message.timeout.ms", "2000")]);
+    broker().withhold_topic(&s.t.dlq);
+    let config = test_config(s.modules.path(), &[("message.timeout.ms", "2000")]);
     let (weir, status) = Weir::start_config(config);
-    produce(&s.input, &[on(0, "a", "reject")]).await;
+    produce(&s.t.input, &[Send::on(0, "a", "reject")]).await;
     let why = eventually(
         Duration::from_secs(60),
         "the partition to report why it waits",
         || {
-            let bad = status.snapshot().into_iter().find(|m| m.name == "bad")?;
-            bad.stalled.get(&format!("{}[0]", s.input)).cloned()
+            let bad = module_status(&status, "bad")?;
+            bad.stalled.get(&format!("{}[0]", s.t.input)).cloned()
         },
     )
     .await;
     assert!(why.contains("cannot write to dead-letter topic"), "{why}");
-    assert!(why.contains(&s.dlq), "{why}");
+    assert!(why.contains(&s.t.dlq), "{why}");
     // The partition waits: a later event is not handled.
-    produce(&s.input, &[on(0, "b", "after")]).await;
+    produce(&s.t.input, &[Send::on(0, "b", "after")]).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        committed(&s.group, &s.input)[0],
+        s.committed_p0(),
         None,
         "nothing committed while the dead letter waits"
     );
     assert!(
-        read(&s.output, 0, Duration::from_secs(1)).await.is_empty(),
+        read(&s.t.output, 0, Duration::from_secs(1))
+            .await
+            .is_empty(),
         "the partition is paused"
     );
 
-    match broker() {
-        Broker::Embedded(e) => e.set_topic_unavailable(&s.dlq, false).unwrap(),
-        Broker::External(_) => broker().create_topic(&s.dlq).await,
-    }
-    let dead = read(&s.dlq, 1, Duration::ZERO).await;
+    broker().release_topic(&s.t.dlq).await;
+    let dead = read(&s.t.dlq, 1, Duration::ZERO).await;
     assert_eq!(dead[0].text(), "reject");
-    assert_eq!(read(&s.output, 1, Duration::ZERO).await[0].text(), "after");
-    eventually(Duration::from_secs(30), "offsets committed", || {
-        (committed(&s.group, &s.input)[0] == Some(2)).then_some(())
-    })
-    .await;
+    assert_eq!(
+        read(&s.t.output, 1, Duration::ZERO).await[0].text(),
+        "after"
+    );
+    s.wait_committed_p0(2).await;
     eventually(Duration::from_secs(10), "the status to clear", || {
-        let bad = status.snapshot().into_iter().find(|m| m.name == "bad")?;
-        bad.stalled.is_empty().then_some(())
+        module_status(&status, "bad")?
+            .stalled
+            .is_empty()
+            .then_some(())
     })
     .await;
     weir.stop().await.unwrap();
@@ -372,22 +340,20 @@ async fn an_unwritable_dead_letter_topic_pauses_the_partition_without_committing
 async fn a_later_acknowledged_event_never_commits_past_an_unsettled_one() {
     init_logging();
     let s = setup("order", "", false).await;
-    if let Broker::Embedded(e) = broker() {
-        e.set_topic_unavailable(&s.dlq, true).unwrap();
-    }
-    let http = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    broker().withhold_topic(&s.t.dlq);
+    let http = free_addr();
     // The dead letter times out after 5 s; until then the partition is not
     // held back, so the second event gets its own call meanwhile.
     let weir = Weir::start_with_http(s.modules.path(), &[("message.timeout.ms", "5000")], http);
-    produce(&s.input, &[on(0, "a", "reject")]).await;
+    produce(&s.t.input, &[Send::on(0, "a", "reject")]).await;
     let calls = r#"weir_handler_duration_seconds_count{module="bad"}"#;
     eventually(Duration::from_secs(60), "the first call", || {
         let (_, _, text) = http_get(http, "/metrics").ok()?;
         (sample(&text, calls)? >= 1.0).then_some(())
     })
     .await;
-    produce(&s.input, &[on(0, "b", "after")]).await;
-    let out = read(&s.output, 1, Duration::ZERO).await;
+    produce(&s.t.input, &[Send::on(0, "b", "after")]).await;
+    let out = read(&s.t.output, 1, Duration::ZERO).await;
     assert_eq!(
         out[0].text(),
         "after",
@@ -396,21 +362,15 @@ async fn a_later_acknowledged_event_never_commits_past_an_unsettled_one() {
     let (_, _, text) = http_get(http, "/metrics").unwrap();
     assert!(sample(&text, calls).unwrap() >= 2.0, "two calls: {text}");
     assert_eq!(
-        committed(&s.group, &s.input)[0],
+        s.committed_p0(),
         None,
         "nothing committed while the first event's dead letter waits"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(committed(&s.group, &s.input)[0], None);
+    assert_eq!(s.committed_p0(), None);
 
-    match broker() {
-        Broker::Embedded(e) => e.set_topic_unavailable(&s.dlq, false).unwrap(),
-        Broker::External(_) => broker().create_topic(&s.dlq).await,
-    }
-    assert_eq!(read(&s.dlq, 1, Duration::ZERO).await[0].text(), "reject");
-    eventually(Duration::from_secs(30), "both offsets committed", || {
-        (committed(&s.group, &s.input)[0] == Some(2)).then_some(())
-    })
-    .await;
+    broker().release_topic(&s.t.dlq).await;
+    assert_eq!(read(&s.t.dlq, 1, Duration::ZERO).await[0].text(), "reject");
+    s.wait_committed_p0(2).await;
     weir.stop().await.unwrap();
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weir_tests::{
-    ModulesDir, Received, Send, Weir, broker, consume, init_logging, produce, unique,
+    Manifest, ModulesDir, Received, Send, Topics, Weir, broker, consume, init_logging, produce,
+    unique,
 };
 
 /// The examples compared, by their module file name in `target/modules`.
@@ -52,11 +53,6 @@ const REJECTED: [(&str, &str); 2] = [
     ("not-json", "value is not the expected JSON: "),
 ];
 
-struct Topics {
-    output: String,
-    dlq: String,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
     init_logging();
@@ -65,30 +61,25 @@ async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
     let modules = ModulesDir::new();
     let mut topics = BTreeMap::new();
     for lang in LANGUAGES {
-        let t = Topics {
-            output: unique(&format!("{lang}-out")),
-            dlq: unique(&format!("{lang}-dlq")),
-        };
+        // Each language reads the shared input in a group of its own.
+        let t = Topics::named(lang);
         broker().create_topic(&t.output).await;
-        broker().create_topic(&t.dlq).await;
-        let manifest = format!(
-            "input-topics = [\"{input}\"]\noutput-topics = [\"{out}\"]\ngroup-id = \"{group}\"\n\
-             [on-failure]\ndead-letter-topic = \"{dlq}\"\n\
-             [config]\nregion = \"eu-west\"\noutput = \"{out}\"\n",
-            out = t.output,
-            dlq = t.dlq,
-            group = unique(&format!("g-{lang}")),
-        );
-        modules.add(lang, lang, &manifest);
+        t.create_dlq().await;
+        let manifest = Manifest::pipe(&input, &t.output, &t.group)
+            .dead_letters(&t.dlq)
+            .config("region", "eu-west");
+        modules.add(lang, lang, manifest);
         topics.insert(lang, t);
     }
     let records: Vec<Send> = cases()
         .into_iter()
-        .map(|(case, value)| Send {
-            key: Some(case.into()),
-            value: value.map(Into::into),
-            headers: vec![("trace".into(), case.into())],
-            partition: None,
+        .map(|(case, value)| {
+            Send {
+                key: Some(case.into()),
+                value: value.map(Into::into),
+                ..Send::default()
+            }
+            .header("trace", case)
         })
         .collect();
     produce(&input, &records).await;
@@ -100,24 +91,20 @@ async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
     for (lang, t) in &topics {
         // Loading a Python or JS component compiles ~12-18 MB of Wasm: allow
         // minutes on a busy 2-core machine (a bound, not a measurement).
-        let (output, dlq) = (t.output.clone(), t.dlq.clone());
-        let (out, dlq) = tokio::task::spawn_blocking(move || {
-            let out = consume(
-                &output,
-                emitted,
-                Duration::from_secs(300),
-                Duration::from_secs(2),
-            );
-            let dlq = consume(
-                &dlq,
-                REJECTED.len(),
-                Duration::from_secs(60),
-                Duration::from_secs(1),
-            );
-            (out, dlq)
-        })
-        .await
-        .unwrap();
+        let out = consume(
+            &t.output,
+            emitted,
+            Duration::from_secs(300),
+            Duration::from_secs(2),
+        )
+        .await;
+        let dlq = consume(
+            &t.dlq,
+            REJECTED.len(),
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .await;
         outputs.insert(*lang, by_key(lang, out));
         dead.insert(*lang, by_key(lang, dlq));
     }
@@ -190,7 +177,7 @@ async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
 fn by_key(lang: &str, records: Vec<Received>) -> BTreeMap<String, Received> {
     let mut map = BTreeMap::new();
     for r in records {
-        let key = String::from_utf8(r.key.clone().expect("every case has a key")).unwrap();
+        let key = r.key_text();
         assert!(map.insert(key.clone(), r).is_none(), "{lang}: {key} twice");
     }
     map

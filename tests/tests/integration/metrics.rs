@@ -20,8 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use weir_tests::{
-    ModulesDir, Send, Weir, broker, eventually, free_port, http_get, init_logging, produce, sample,
-    unique,
+    ModulesDir, Send, Topics, Weir, eventually, free_addr, http_get, init_logging, produce, sample,
 };
 
 /// Label names weir may expose; anything else (a key, an offset) fails.
@@ -79,21 +78,6 @@ fn promtool_check(text: &str) {
     );
 }
 
-/// json-enrich as module `name`; rejected events are skipped (logged), since
-/// these tests count outcomes, not dead letters.
-fn enrich(modules: &ModulesDir, name: &str, input: &str, output: &str) {
-    modules.add(
-        name,
-        "json-enrich",
-        &format!(
-            "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\n\
-             group-id = \"{}\"\n[on-failure]\naction = \"skip\"\n\
-             [config]\nregion = \"eu\"\noutput = \"{output}\"\n",
-            unique("g-metrics")
-        ),
-    );
-}
-
 fn orders(prefix: &str, n: usize) -> Vec<Send> {
     (0..n)
         .map(|i| {
@@ -120,9 +104,21 @@ async fn scrape(addr: SocketAddr) -> String {
     body
 }
 
-/// Starts weir with the HTTP endpoint and waits until `/readyz` says ready.
-async fn start(modules: &ModulesDir) -> (Weir, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+/// Installs json-enrich as module `name` on fresh topics (rejected events
+/// are skipped, since these tests count outcomes, not dead letters), starts
+/// weir with the HTTP endpoint and waits until `/readyz` says ready. Returns
+/// the topics, weir, its HTTP address and the modules folder.
+async fn start_enrich(prefix: &str, name: &str) -> (Topics, Weir, SocketAddr, ModulesDir) {
+    let t = Topics::create(prefix).await;
+    let modules = ModulesDir::new();
+    modules.add(
+        name,
+        "json-enrich",
+        t.manifest()
+            .in_table("on-failure", "action", "skip")
+            .config("region", "eu"),
+    );
+    let addr = free_addr();
     let weir = Weir::start_with_http(modules.path(), &[], addr);
     let mut last = (0, String::new(), String::new());
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -131,7 +127,7 @@ async fn start(modules: &ModulesDir) -> (Weir, SocketAddr) {
         if last.0 == 200 {
             let (live, _, _) = get(addr, "/livez").await;
             assert_eq!(live, 200, "/livez");
-            return (weir, addr);
+            return (t, weir, addr, modules);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -177,12 +173,7 @@ fn label_names(series: &str) -> Vec<String> {
 async fn scrapes_during_traffic_parse_with_promtool_and_count_exactly() {
     init_logging();
     tool("promtool");
-    let (input, output) = (unique("m-in"), unique("m-out"));
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
-    let modules = ModulesDir::new();
-    enrich(&modules, "enrich", &input, &output);
-    let (weir, addr) = start(&modules).await;
+    let (t, weir, addr, _modules) = start_enrich("m", "enrich").await;
 
     // Scrape continuously while 300 events flow; check a scrape taken
     // mid-traffic with promtool.
@@ -205,7 +196,7 @@ async fn scrapes_during_traffic_parse_with_promtool_and_count_exactly() {
         })
     };
     for chunk in 0..3 {
-        produce(&input, &orders(&format!("c{chunk}"), 100)).await;
+        produce(&t.input, &orders(&format!("c{chunk}"), 100)).await;
     }
     let text = wait_for(
         addr,
@@ -219,11 +210,17 @@ async fn scrapes_during_traffic_parse_with_promtool_and_count_exactly() {
     promtool_check(&bodies[bodies.len() / 2]);
     promtool_check(&text);
 
-    let consumed = format!(r#"weir_events_consumed_total{{module="enrich",topic="{input}"}}"#);
+    let consumed = format!(
+        r#"weir_events_consumed_total{{module="enrich",topic="{}"}}"#,
+        t.input
+    );
     assert_eq!(sample(&text, &consumed), Some(300.0), "{text}");
     let emitted = wait_for(
         addr,
-        &format!(r#"weir_events_emitted_total{{module="enrich",topic="{output}"}}"#),
+        &format!(
+            r#"weir_events_emitted_total{{module="enrich",topic="{}"}}"#,
+            t.output
+        ),
         300.0,
     )
     .await;
@@ -278,7 +275,7 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr = free_addr();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(tool("prometheus"))
             .arg(format!("--config.file={}", config.display()))
@@ -334,17 +331,12 @@ impl Drop for Prometheus {
 async fn a_real_prometheus_scrapes_weir_and_its_query_api_counts_processed_events() {
     init_logging();
     tool("prometheus");
-    let (input, output) = (unique("p-in"), unique("p-out"));
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
-    let modules = ModulesDir::new();
-    enrich(&modules, "scraped", &input, &output);
-    let (weir, addr) = start(&modules).await;
+    let (t, weir, addr, _modules) = start_enrich("p", "scraped").await;
     let prometheus = Prometheus::start(addr);
 
-    produce(&input, &orders("p", 150)).await;
+    produce(&t.input, &orders("p", 150)).await;
     // The records include one that is not JSON: rejected, counted apart.
-    produce(&input, &[Send::kv("bad", "not json")]).await;
+    produce(&t.input, &[Send::kv("bad", "not json")]).await;
     wait_for(
         addr,
         r#"weir_events_processed_total{module="scraped",outcome="ok"}"#,
@@ -374,16 +366,11 @@ async fn a_real_prometheus_scrapes_weir_and_its_query_api_counts_processed_event
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn label_cardinality_stays_constant_while_keys_and_offsets_vary() {
     init_logging();
-    let (input, output) = (unique("c-in"), unique("c-out"));
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
-    let modules = ModulesDir::new();
-    enrich(&modules, "card", &input, &output);
-    let (weir, addr) = start(&modules).await;
+    let (t, weir, addr, _modules) = start_enrich("c", "card").await;
 
     // Warm up: every partition gets events, a commit and a statistics
     // report, so per-partition series exist before the first count.
-    produce(&input, &orders("warm", 60)).await;
+    produce(&t.input, &orders("warm", 60)).await;
     wait_for(
         addr,
         r#"weir_events_processed_total{module="card",outcome="ok"}"#,
@@ -403,7 +390,7 @@ async fn label_cardinality_stays_constant_while_keys_and_offsets_vary() {
     .await;
 
     // 500 new keys, hundreds of new offsets.
-    produce(&input, &orders("fresh", 500)).await;
+    produce(&t.input, &orders("fresh", 500)).await;
     let text = wait_for(
         addr,
         r#"weir_events_processed_total{module="card",outcome="ok"}"#,
@@ -458,15 +445,10 @@ async fn throughput(addr: SocketAddr, input: &str, label: &str, n: usize, base: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_answer_200_requests_per_second_while_events_flow() {
     init_logging();
-    let (input, output) = (unique("l-in"), unique("l-out"));
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
-    let modules = ModulesDir::new();
-    enrich(&modules, "load", &input, &output);
-    let (weir, addr) = start(&modules).await;
+    let (t, weir, addr, _modules) = start_enrich("l", "load").await;
     const N: usize = 10_000;
 
-    let quiet = throughput(addr, &input, "quiet", N, 0.0).await;
+    let quiet = throughput(addr, &t.input, "quiet", N, 0.0).await;
 
     // 4 scrapers at 50 requests/s each, for as long as the second run lasts.
     let stop = Arc::new(AtomicBool::new(false));
@@ -497,7 +479,7 @@ async fn metrics_answer_200_requests_per_second_while_events_flow() {
         })
         .collect();
     let scraping_started = Instant::now();
-    let loaded = throughput(addr, &input, "loaded", N, N as f64).await;
+    let loaded = throughput(addr, &t.input, "loaded", N, N as f64).await;
     let elapsed = scraping_started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();

@@ -6,19 +6,26 @@
 use std::time::{Duration, Instant};
 
 use weir_tests::{
-    Broker, ModulesDir, Send, Weir, broker, committed, consume, eventually, init_logging, produce,
-    unique,
+    Manifest, ModulesDir, Send, Topics, Weir, broker, committed, committed_total, consume,
+    init_logging, produce, unique, wait_committed_total,
 };
 
-fn manifest(component_output_key: &str, input: &str, output: &str, group: &str) -> String {
-    format!(
-        "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
-         [config]\nregion = \"r\"\nfield = \"status\"\nequals = \"paid\"\n{component_output_key} = \"{output}\"\n"
-    )
+/// json-enrich reading `input` in `group` and writing `output`.
+fn manifest(input: &str, output: &str, group: &str) -> Manifest {
+    Manifest::pipe(input, output, group)
+        .config("region", "r")
+        .config("field", "status")
+        .config("equals", "paid")
 }
 
-fn total(offsets: &[Option<i64>]) -> i64 {
-    offsets.iter().map(|o| o.unwrap_or(0)).sum()
+/// The sorted `i` of every record read.
+fn ids(out: &[weir_tests::Received]) -> Vec<i64> {
+    let mut ids: Vec<i64> = out
+        .iter()
+        .map(|r| r.json()["i"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,40 +38,27 @@ async fn offsets_commit_only_after_outputs_are_acknowledged() {
     broker().create_topic(&witness_out).await;
     // The blocked module's output topic does not exist yet (real broker,
     // auto-create off) or answers "unknown topic" (embedded broker).
-    if let Broker::Embedded(e) = broker() {
-        e.set_topic_unavailable(&blocked_out, true).unwrap();
-    }
+    broker().withhold_topic(&blocked_out);
     let modules = ModulesDir::new();
     modules.add(
         "blocked",
         "json-enrich",
-        &manifest("output", &input, &blocked_out, &blocked_group),
+        manifest(&input, &blocked_out, &blocked_group),
     );
     modules.add(
         "witness",
         "json-enrich",
-        &manifest("output", &input, &witness_out, &witness_group),
+        manifest(&input, &witness_out, &witness_group),
     );
     // Fail undeliverable records after 2 s instead of librdkafka's 300 s.
     let weir = Weir::start(modules.path(), &[("message.timeout.ms", "2000")]);
 
-    let records: Vec<Send> = (0..12)
-        .map(|i| Send::kv(&format!("k{i}"), &format!(r#"{{"i":{i}}}"#)))
-        .collect();
-    produce(&input, &records).await;
+    produce(&input, &Send::numbered(0..12)).await;
 
     // The witness module proves weir has read and handled every event...
-    let w = witness_out.clone();
-    let seen = tokio::task::spawn_blocking(move || {
-        consume(&w, 12, Duration::from_secs(60), Duration::ZERO)
-    })
-    .await
-    .unwrap();
+    let seen = consume(&witness_out, 12, Duration::from_secs(60), Duration::ZERO).await;
     assert_eq!(seen.len(), 12);
-    eventually(Duration::from_secs(20), "witness commits", || {
-        (total(&committed(&witness_group, &input)) == 12).then_some(())
-    })
-    .await;
+    wait_committed_total(&witness_group, &input, 12, Duration::from_secs(20)).await;
     // ...while the blocked module, whose outputs are never acknowledged,
     // commits nothing, across several failed deliveries.
     let until = Instant::now() + Duration::from_secs(6);
@@ -78,90 +72,58 @@ async fn offsets_commit_only_after_outputs_are_acknowledged() {
     }
 
     // Once the topic is there, the outputs get through and offsets follow.
-    match broker() {
-        Broker::Embedded(e) => {
-            // The mock creates topics on first use; clearing the error is enough.
-            e.set_topic_unavailable(&blocked_out, false).unwrap();
-        }
-        Broker::External(_) => broker().create_topic(&blocked_out).await,
-    }
-    let b = blocked_out.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        consume(&b, 12, Duration::from_secs(90), Duration::from_secs(1))
-    })
-    .await
-    .unwrap();
-    let mut ids: Vec<i64> = out
-        .iter()
-        .map(|r| r.json()["i"].as_i64().unwrap())
-        .collect();
-    ids.sort_unstable();
+    broker().release_topic(&blocked_out).await;
+    let out = consume(
+        &blocked_out,
+        12,
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+    )
+    .await;
+    let mut ids = ids(&out);
     ids.dedup();
     assert_eq!(
         ids,
         (0..12).collect::<Vec<_>>(),
         "every event's output arrives"
     );
-    eventually(Duration::from_secs(30), "blocked module commits", || {
-        (total(&committed(&blocked_group, &input)) == 12).then_some(())
-    })
-    .await;
+    wait_committed_total(&blocked_group, &input, 12, Duration::from_secs(30)).await;
     weir.stop().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_resumes_from_committed_offsets_without_duplicates() {
     init_logging();
-    let (input, output, group) = (
-        unique("resume-in"),
-        unique("resume-out"),
-        unique("g-resume"),
-    );
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
+    let t = Topics::create("resume").await;
     let modules = ModulesDir::new();
     modules.add(
         "enrich",
         "json-enrich",
-        &manifest("output", &input, &output, &group),
+        manifest(&t.input, &t.output, &t.group),
     );
-    let batch = |from: usize| -> Vec<Send> {
-        (from..from + 30)
-            .map(|i| Send::kv(&format!("k{i}"), &format!(r#"{{"i":{i}}}"#)))
-            .collect()
-    };
 
     let weir = Weir::start(modules.path(), &[]);
-    produce(&input, &batch(0)).await;
-    let o = output.clone();
-    let first = tokio::task::spawn_blocking(move || {
-        consume(&o, 30, Duration::from_secs(60), Duration::ZERO)
-    })
-    .await
-    .unwrap();
+    produce(&t.input, &Send::numbered(0..30)).await;
+    let first = consume(&t.output, 30, Duration::from_secs(60), Duration::ZERO).await;
     assert_eq!(first.len(), 30);
     weir.stop().await.expect("clean shutdown");
     assert_eq!(
-        total(&committed(&group, &input)),
+        committed_total(&t.group, &t.input),
         30,
         "a clean stop commits everything handled"
     );
 
     let weir = Weir::start(modules.path(), &[]);
-    produce(&input, &batch(30)).await;
-    let o = output.clone();
-    let all = tokio::task::spawn_blocking(move || {
-        consume(&o, 60, Duration::from_secs(60), Duration::from_secs(3))
-    })
-    .await
-    .unwrap();
-    let mut ids: Vec<i64> = all
-        .iter()
-        .map(|r| r.json()["i"].as_i64().unwrap())
-        .collect();
-    ids.sort_unstable();
+    produce(&t.input, &Send::numbered(30..60)).await;
+    let all = consume(
+        &t.output,
+        60,
+        Duration::from_secs(60),
+        Duration::from_secs(3),
+    )
+    .await;
     assert_eq!(
-        ids,
+        ids(&all),
         (0..60).collect::<Vec<_>>(),
         "no event lost or handled twice across a clean restart"
     );
@@ -182,47 +144,39 @@ async fn start_at_a_timestamp_skips_older_events_for_a_new_group() {
         );
         return;
     }
-    let (input, output, group) = (
-        unique("startat-in"),
-        unique("startat-out"),
-        unique("g-startat"),
-    );
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
+    let t = Topics::create("startat").await;
     let batch = |tag: &str| -> Vec<Send> {
         (0..12)
             .map(|i| Send::kv(&format!("k{i}"), &format!(r#"{{"tag":"{tag}","i":{i}}}"#)))
             .collect()
     };
-    produce(&input, &batch("old")).await;
+    produce(&t.input, &batch("old")).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let at = std::time::SystemTime::now();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    produce(&input, &batch("new")).await;
+    produce(&t.input, &batch("new")).await;
 
     let modules = ModulesDir::new();
-    let text = format!(
-        "start-at = \"{}\"\n{}",
-        humantime::format_rfc3339_millis(at),
-        manifest("output", &input, &output, &group)
+    modules.add(
+        "enrich",
+        "json-enrich",
+        manifest(&t.input, &t.output, &t.group)
+            .set("start-at", humantime::format_rfc3339_millis(at).to_string()),
     );
-    modules.add("enrich", "json-enrich", &text);
     let weir = Weir::start(modules.path(), &[]);
-    let o = output.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        consume(&o, 12, Duration::from_secs(60), Duration::from_secs(3))
-    })
-    .await
-    .unwrap();
+    let out = consume(
+        &t.output,
+        12,
+        Duration::from_secs(60),
+        Duration::from_secs(3),
+    )
+    .await;
     let tags: Vec<String> = out
         .iter()
         .map(|r| r.json()["tag"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(out.len(), 12, "only the events after `start-at`: {tags:?}");
     assert!(tags.iter().all(|t| t == "new"), "{tags:?}");
-    eventually(Duration::from_secs(30), "offsets committed", || {
-        (total(&committed(&group, &input)) == 24).then_some(())
-    })
-    .await;
+    wait_committed_total(&t.group, &t.input, 24, Duration::from_secs(30)).await;
     weir.stop().await.expect("clean shutdown");
 }

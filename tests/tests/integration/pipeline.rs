@@ -3,26 +3,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use weir_tests::{ModulesDir, Send, Weir, broker, consume, init_logging, produce, unique};
-
-fn enrich_manifest(input: &str, output: &str, group: &str) -> String {
-    format!(
-        "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
-         [config]\nregion = \"eu-west\"\noutput = \"{output}\"\n"
-    )
-}
+use weir_tests::{
+    Manifest, ModulesDir, Send, Topics, Weir, broker, consume, init_logging, produce, unique,
+    wait_committed,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrich_transforms_events_keeping_keys_headers_and_order() {
     init_logging();
-    let (input, output, group) = (unique("orders"), unique("enriched"), unique("g-enrich"));
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
+    let t = Topics::create("enrich").await;
     let modules = ModulesDir::new();
     modules.add(
         "enrich",
         "json-enrich",
-        &enrich_manifest(&input, &output, &group),
+        t.manifest().config("region", "eu-west"),
     );
     let weir = Weir::start(modules.path(), &[]);
 
@@ -30,27 +24,24 @@ async fn enrich_transforms_events_keeping_keys_headers_and_order() {
     let keys = ["alpha", "bravo", "charlie", "delta"];
     let records: Vec<Send> = (0..25)
         .flat_map(|seq| {
-            keys.iter().map(move |k| Send {
-                headers: vec![("trace".into(), format!("{k}-{seq}"))],
-                ..Send::kv(
+            keys.iter().map(move |k| {
+                Send::kv(
                     k,
                     &format!(r#"{{"key":"{k}","seq":{seq},"price":2,"quantity":{seq}}}"#),
                 )
+                .header("trace", format!("{k}-{seq}"))
             })
         })
         .collect();
-    produce(&input, &records).await;
+    produce(&t.input, &records).await;
 
-    let out = tokio::task::spawn_blocking(move || {
-        consume(
-            &output,
-            100,
-            Duration::from_secs(60),
-            Duration::from_secs(2),
-        )
-    })
-    .await
-    .unwrap();
+    let out = consume(
+        &t.output,
+        100,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    )
+    .await;
     assert_eq!(
         out.len(),
         100,
@@ -60,7 +51,7 @@ async fn enrich_transforms_events_keeping_keys_headers_and_order() {
     let mut seqs: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut partition_of: BTreeMap<String, i32> = BTreeMap::new();
     for r in &out {
-        let key = String::from_utf8(r.key.clone().expect("key kept")).unwrap();
+        let key = r.key_text();
         let v = r.json();
         assert_eq!(v["key"], key.as_str(), "value matches its key");
         let seq = v["seq"].as_i64().unwrap();
@@ -86,29 +77,22 @@ async fn enrich_transforms_events_keeping_keys_headers_and_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_forwards_matching_events_and_dead_letters_poison_without_blocking() {
     init_logging();
-    let (input, output, group) = (unique("orders"), unique("paid"), unique("g-filter"));
-    let dlq = unique("dlq");
-    broker().create_topic(&input).await;
-    broker().create_topic(&output).await;
-    broker().create_topic(&dlq).await;
+    let t = Topics::create("filter").await;
+    t.create_dlq().await;
     let modules = ModulesDir::new();
     modules.add(
         "filter",
         "filter",
-        &format!(
-            "input-topics = [\"{input}\"]\noutput-topics = [\"{output}\"]\ngroup-id = \"{group}\"\n\
-             [on-failure]\ndead-letter-topic = \"{dlq}\"\n\
-             [config]\nfield = \"status\"\nequals = \"paid\"\noutput = \"{output}\"\n"
-        ),
+        t.manifest()
+            .dead_letters(&t.dlq)
+            .config("field", "status")
+            .config("equals", "paid"),
     );
     let weir = Weir::start(modules.path(), &[]);
     // All on partition 0: the poison event sits between good ones.
-    let on_p0 = |k: &str, v: &str| Send {
-        partition: Some(0),
-        ..Send::kv(k, v)
-    };
+    let on_p0 = |k: &str, v: &str| Send::on(0, k, v);
     produce(
-        &input,
+        &t.input,
         &[
             on_p0("a", r#"{"status":"paid","n":1}"#),
             on_p0("b", r#"{"status":"new","n":2}"#),
@@ -118,16 +102,15 @@ async fn filter_forwards_matching_events_and_dead_letters_poison_without_blockin
         ],
     )
     .await;
-    let out = tokio::task::spawn_blocking(move || {
-        consume(&output, 2, Duration::from_secs(60), Duration::from_secs(2))
-    })
-    .await
-    .unwrap();
+    let out = consume(
+        &t.output,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    )
+    .await;
     // Keys hash to different output partitions: compare as a sorted list.
-    let mut got: Vec<(String, String)> = out
-        .iter()
-        .map(|r| (String::from_utf8(r.key.clone().unwrap()).unwrap(), r.text()))
-        .collect();
+    let mut got: Vec<(String, String)> = out.iter().map(|r| (r.key_text(), r.text())).collect();
     got.sort();
     assert_eq!(
         got,
@@ -137,11 +120,7 @@ async fn filter_forwards_matching_events_and_dead_letters_poison_without_blockin
         ]
     );
     // The poison event went to the dead-letter topic, intact and annotated.
-    let dead = tokio::task::spawn_blocking(move || {
-        consume(&dlq, 1, Duration::from_secs(60), Duration::from_secs(1))
-    })
-    .await
-    .unwrap();
+    let dead = consume(&t.dlq, 1, Duration::from_secs(60), Duration::from_secs(1)).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let d = &dead[0];
     assert_eq!(d.key.as_deref(), Some(&b"c"[..]));
@@ -153,7 +132,7 @@ async fn filter_forwards_matching_events_and_dead_letters_poison_without_blockin
     );
     assert_eq!(
         d.header("weir.source.topic").as_deref(),
-        Some(input.as_str())
+        Some(t.input.as_str())
     );
     assert_eq!(d.header("weir.source.partition").as_deref(), Some("0"));
     assert_eq!(d.header("weir.source.offset").as_deref(), Some("2"));
@@ -161,10 +140,13 @@ async fn filter_forwards_matching_events_and_dead_letters_poison_without_blockin
     assert_eq!(d.header("weir.attempts").as_deref(), Some("1"));
     assert_eq!(d.header("weir.module.digest").map(|h| h.len()), Some(64));
     // Every event, the rejected one included, is settled and committed.
-    let committed = weir_tests::eventually(Duration::from_secs(30), "offset 5 committed", || {
-        let c = weir_tests::committed(&group, &input);
-        (c[0] == Some(5)).then_some(c)
-    })
+    let committed = wait_committed(
+        &t.group,
+        &t.input,
+        Duration::from_secs(30),
+        "offset 5",
+        |c| c[0] == Some(5),
+    )
     .await;
     assert_eq!(committed[0], Some(5));
     weir.stop().await.expect("clean shutdown");
@@ -185,14 +167,10 @@ async fn router_batch_consumer_fans_out_by_content() {
     modules.add(
         "router",
         "router",
-        &format!(
-            "input-topics = [\"{input}\"]\noutput-topics = [{}]\ngroup-id = \"{group}\"\n\
-             [config]\neu = \"DE,FR\"\naudit-above = \"100\"\ntopic-prefix = \"{prefix}\"\n",
-            outs.iter()
-                .map(|t| format!("\"{t}\""))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Manifest::new(&input, &outs.each_ref().map(String::as_str), &group)
+            .config("eu", "DE,FR")
+            .config("audit-above", "100")
+            .config("topic-prefix", prefix.as_str()),
     );
     let weir = Weir::start(modules.path(), &[]);
     let countries = ["DE", "US", "BR", "FR", "US", "JP"];
@@ -223,12 +201,13 @@ async fn router_batch_consumer_fans_out_by_content() {
         (&outs[3], expect(&|i| i % 10 == 0)),
     ];
     for (topic, want) in cases {
-        let (t, n) = (topic.clone(), want.len());
-        let out = tokio::task::spawn_blocking(move || {
-            consume(&t, n, Duration::from_secs(60), Duration::from_millis(500))
-        })
-        .await
-        .unwrap();
+        let out = consume(
+            topic,
+            want.len(),
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+        )
+        .await;
         let mut got: Vec<usize> = out
             .iter()
             .map(|r| r.json()["i"].as_u64().unwrap() as usize)
