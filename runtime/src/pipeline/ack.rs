@@ -36,7 +36,7 @@ pub struct Flight<D> {
     pub rejects: Vec<Failure>,
     /// Where and how their dead letters go, from the version that settled
     /// them.
-    pub letters: Letters,
+    pub letters: Arc<Letters>,
     /// Outcomes for `weir_events_processed_total`, counted when it lands.
     pub outcomes: Outcomes,
     /// Keeps `weir_events_in_flight` up until the flight lands.

@@ -68,6 +68,7 @@ pub fn spawn<P: Ports>(
         flights,
         stalled,
         txn: None,
+        letters: None,
     };
     runtime.spawn(async move {
         if let Some(txns) = txns
@@ -121,6 +122,8 @@ struct Worker<P: Ports> {
     /// Exactly-once: the partition's transaction (settled events go there
     /// instead of to the acknowledging half).
     txn: Option<Txn<P>>,
+    /// The dead-letter settings of the version of the last call.
+    letters: Option<(VersionOf<P>, Arc<Letters>)>,
 }
 
 /// Whether a handled run of events may go on.
@@ -232,7 +235,7 @@ impl<P: Ports> Worker<P> {
             if chunk.is_empty() {
                 self.module.metrics.processed(&plan.outcomes);
             } else {
-                let letters = Letters::of(&*version);
+                let letters = self.letters_of(&version);
                 self.dispatch(chunk, &mut plan, letters, in_flight).await?;
             }
             for event in rest.into_iter().rev() {
@@ -290,13 +293,25 @@ impl<P: Ports> Worker<P> {
         }
     }
 
+    /// The dead-letter settings of `version`, made once per version.
+    fn letters_of(&mut self, version: &VersionOf<P>) -> Arc<Letters> {
+        match &self.letters {
+            Some((v, letters)) if Arc::ptr_eq(v, version) => letters.clone(),
+            _ => {
+                let letters = Arc::new(Letters::of(&**version));
+                self.letters = Some((version.clone(), letters.clone()));
+                letters
+            }
+        }
+    }
+
     /// Produces a settled run's records and hands it on: to the
     /// acknowledging half, or into the open transaction.
     async fn dispatch(
         &mut self,
         events: Vec<Event>,
         plan: &mut Settlement,
-        letters: Letters,
+        letters: Arc<Letters>,
         in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
         let produce = std::mem::take(&mut plan.produce);
