@@ -43,7 +43,7 @@ use super::KafkaSettings;
 use super::sink::{KafkaSink, KafkaTxns};
 use super::source::PartitionSource;
 use crate::pipeline::guest::WasmGuest;
-use crate::pipeline::offsets::Scope;
+use crate::pipeline::offsets::{Offsets, Scope};
 use crate::pipeline::{Module, Ports, TopicPartition, worker};
 use crate::sync::lock;
 
@@ -151,11 +151,11 @@ impl ConsumerContext for GroupContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let module = &*self.module.name;
-        let list = offset_list(offsets);
-        match result {
+        match &result {
             Ok(()) => {
                 self.module.metrics.committed(
-                    list.iter()
+                    offset_list(offsets)
+                        .iter()
                         .map(|(tp, o)| (tp.topic.as_str(), tp.partition, *o)),
                 );
                 tracing::debug!(module, offsets = %describe(offsets), "offsets committed")
@@ -164,11 +164,9 @@ impl ConsumerContext for GroupContext {
                 tracing::warn!(module, error = %err, offsets = %describe(offsets),
                     "offset commit failed; retried at the next commit while the partitions stay assigned \
                      (a revoked partition's next owner replays from its last committed offset)");
-                self.module
-                    .offsets
-                    .commit_failed(list.iter().map(|(tp, o)| (tp, *o)));
             }
         }
+        commit_settled(&self.module.offsets, &result, offsets);
     }
 }
 
@@ -303,20 +301,47 @@ impl GroupContext {
 
     /// Commits the watermarks `scope` selects.
     pub(super) fn commit(&self, consumer: &BaseConsumer<Self>, scope: Scope<'_>, mode: CommitMode) {
-        let offsets = self.module.offsets.to_commit(scope);
-        if offsets.is_empty() {
-            return;
+        if let Some((tpl, Err(err))) = commit_offsets(consumer, &self.module.offsets, scope, mode) {
+            tracing::warn!(module = &*self.module.name, error = %err,
+                offsets = %describe(&tpl), "offset commit failed; will retry");
         }
-        let mut tpl = TopicPartitionList::new();
-        for (tp, next) in &offsets {
-            // Only fails for an invalid offset, which a watermark never is.
-            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
-        }
-        match consumer.commit(&tpl, mode) {
-            Ok(()) => self.module.offsets.committed(offsets),
-            Err(err) => tracing::warn!(module = &*self.module.name, error = %err,
-                offsets = %describe(&tpl), "offset commit failed; will retry"),
-        }
+    }
+}
+
+/// Commits the watermarks of `offsets` that `scope` selects, and records
+/// them as committed once the commit is sent (synchronous: done;
+/// asynchronous: enqueued). An asynchronous commit's result comes back
+/// later through the consumer's `commit_callback`, which hands it to
+/// [`commit_settled`]. Returns what was sent and how sending went; `None`
+/// when nothing was due.
+fn commit_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &Offsets,
+    scope: Scope<'_>,
+    mode: CommitMode,
+) -> Option<(TopicPartitionList, KafkaResult<()>)> {
+    let due = offsets.to_commit(scope);
+    if due.is_empty() {
+        return None;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (tp, next) in &due {
+        // Only fails for an invalid offset, which a watermark never is.
+        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
+    }
+    let sent = consumer.commit(&tpl, mode);
+    if sent.is_ok() {
+        offsets.committed(due);
+    }
+    Some((tpl, sent))
+}
+
+/// The result of an asynchronous commit of `tpl`, as the commit callback
+/// reports it: a refused commit is forgotten, so the next periodic commit
+/// sends it again.
+fn commit_settled(offsets: &Offsets, result: &KafkaResult<()>, tpl: &TopicPartitionList) {
+    if result.is_err() {
+        offsets.commit_failed(offset_list(tpl).iter().map(|(tp, o)| (tp, *o)));
     }
 }
 
