@@ -16,7 +16,10 @@
 //! [`Offsets`](crate::pipeline::offsets::Offsets) only after every record
 //! emitted for the settled events has been acknowledged. The poll thread
 //! commits watermarks every `commit-interval`, synchronously when
-//! partitions are revoked, and at shutdown. librdkafka's auto-commit and
+//! partitions are revoked, and at shutdown. A periodic commit is
+//! asynchronous: its result comes back to the commit callback, and one the
+//! coordinator refused (during a rebalance) is sent again at the next
+//! interval while the partition stays assigned. librdkafka's auto-commit and
 //! offset store are off, so nothing else ever commits. When an assignment is
 //! *lost* (the group moved on without us) nothing is committed.
 //!
@@ -43,7 +46,7 @@ use super::KafkaSettings;
 use super::sink::{KafkaSink, KafkaTxns};
 use super::source::PartitionSource;
 use crate::pipeline::guest::WasmGuest;
-use crate::pipeline::offsets::Scope;
+use crate::pipeline::offsets::{Offsets, Scope};
 use crate::pipeline::{Module, Ports, TopicPartition, worker};
 use crate::sync::lock;
 
@@ -151,11 +154,15 @@ impl ConsumerContext for GroupContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let module = &*self.module.name;
-        let list = offset_list(offsets);
-        match result {
+        match &result {
             Ok(()) => {
+                // A partition revoked since the commit was sent is no longer
+                // reported (its series was dropped on revocation).
+                let tracked = &self.module.offsets;
                 self.module.metrics.committed(
-                    list.iter()
+                    offset_list(offsets)
+                        .iter()
+                        .filter(|(tp, _)| tracked.watermark(tp).is_some())
                         .map(|(tp, o)| (tp.topic.as_str(), tp.partition, *o)),
                 );
                 tracing::debug!(module, offsets = %describe(offsets), "offsets committed")
@@ -164,11 +171,9 @@ impl ConsumerContext for GroupContext {
                 tracing::warn!(module, error = %err, offsets = %describe(offsets),
                     "offset commit failed; retried at the next commit while the partitions stay assigned \
                      (a revoked partition's next owner replays from its last committed offset)");
-                self.module
-                    .offsets
-                    .commit_failed(list.iter().map(|(tp, o)| (tp, *o)));
             }
         }
+        commit_settled(&self.module.offsets, &result, offsets);
     }
 }
 
@@ -303,20 +308,93 @@ impl GroupContext {
 
     /// Commits the watermarks `scope` selects.
     pub(super) fn commit(&self, consumer: &BaseConsumer<Self>, scope: Scope<'_>, mode: CommitMode) {
-        let offsets = self.module.offsets.to_commit(scope);
-        if offsets.is_empty() {
-            return;
+        if let Some((tpl, Err(err))) = commit_offsets(consumer, &self.module.offsets, scope, mode) {
+            tracing::warn!(module = &*self.module.name, error = %err,
+                offsets = %describe(&tpl), "offset commit failed; will retry");
         }
-        let mut tpl = TopicPartitionList::new();
-        for (tp, next) in &offsets {
-            // Only fails for an invalid offset, which a watermark never is.
-            let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
+    }
+}
+
+/// Commits the watermarks of `offsets` that `scope` selects, and records
+/// them as committed once the commit is sent (synchronous: done;
+/// asynchronous: enqueued). An asynchronous commit's result comes back
+/// later through the consumer's `commit_callback`, which hands it to
+/// [`commit_settled`]. Returns what was sent and how sending went; `None`
+/// when nothing was due.
+fn commit_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &Offsets,
+    scope: Scope<'_>,
+    mode: CommitMode,
+) -> Option<(TopicPartitionList, KafkaResult<()>)> {
+    let due = offsets.to_commit(scope);
+    if due.is_empty() {
+        return None;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (tp, next) in &due {
+        // Only fails for an invalid offset, which a watermark never is.
+        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*next));
+    }
+    let sent = match mode {
+        CommitMode::Sync => consumer.commit(&tpl, mode),
+        CommitMode::Async => commit_async(consumer, &tpl),
+    };
+    if sent.is_ok() {
+        offsets.committed(due);
+    }
+    Some((tpl, sent))
+}
+
+/// Enqueues an asynchronous commit of `tpl` whose result comes back to
+/// the consumer's `commit_callback` (served by `poll`).
+///
+/// `Consumer::commit(.., CommitMode::Async)` does not do that: it calls
+/// `rd_kafka_commit(.., async)`, which asks for no reply, and rust-rdkafka
+/// enables librdkafka's offset-commit *event* without setting an
+/// `offset_commit_cb`, so librdkafka reports the result to nobody (it only
+/// logs a refusal as `COMMITFAIL`: `rd_kafka_cgrp_propagate_commit_result`
+/// in rdkafka_cgrp.c; fede1024/rust-rdkafka#856). A commit the coordinator
+/// refused then counted as committed, and was never sent again once its
+/// partition's watermark stopped moving. `rd_kafka_commit_queue` with the
+/// consumer's queue as the reply queue delivers the result there as an
+/// offset-commit event, which `poll` hands to `commit_callback`.
+fn commit_async<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &TopicPartitionList,
+) -> KafkaResult<()> {
+    use rdkafka::bindings as rd;
+    use rdkafka::error::{IsError, KafkaError};
+    use rdkafka::types::RDKafkaErrorCode;
+
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the handle of `consumer`, alive for the whole call.
+    // `rd_kafka_queue_get_consumer` returns a new reference to the
+    // consumer's queue (null without a group), released below;
+    // `rd_kafka_commit_queue` copies `tpl` and takes its own reference to
+    // the queue for the reply, and with a queue given it does not block.
+    let err = unsafe {
+        let queue = rd::rd_kafka_queue_get_consumer(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownGroup));
         }
-        match consumer.commit(&tpl, mode) {
-            Ok(()) => self.module.offsets.committed(offsets),
-            Err(err) => tracing::warn!(module = &*self.module.name, error = %err,
-                offsets = %describe(&tpl), "offset commit failed; will retry"),
-        }
+        let err = rd::rd_kafka_commit_queue(rk, tpl.ptr(), queue, None, std::ptr::null_mut());
+        rd::rd_kafka_queue_destroy(queue);
+        err
+    };
+    if err.is_error() {
+        Err(KafkaError::ConsumerCommit(err.into()))
+    } else {
+        Ok(())
+    }
+}
+
+/// The result of an asynchronous commit of `tpl`, as the commit callback
+/// reports it: a refused commit is forgotten, so the next periodic commit
+/// sends it again.
+fn commit_settled(offsets: &Offsets, result: &KafkaResult<()>, tpl: &TopicPartitionList) {
+    if result.is_err() {
+        offsets.commit_failed(offset_list(tpl).iter().map(|(tp, o)| (tp, *o)));
     }
 }
 
@@ -349,4 +427,108 @@ pub(super) fn describe(tpl: &TopicPartitionList) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+    use rdkafka::error::KafkaResult;
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+    use super::{commit_offsets, commit_settled};
+    use crate::pipeline::TopicPartition;
+    use crate::pipeline::offsets::{Offsets, Scope};
+    use crate::sync::lock;
+
+    const TOPIC: &str = "in";
+
+    /// A consumer context that hands commit results to its offsets, as
+    /// the group's context does, and keeps whether each succeeded.
+    #[derive(Debug, Default)]
+    struct Committer {
+        offsets: Arc<Offsets>,
+        results: Mutex<Vec<bool>>,
+    }
+
+    impl ClientContext for Committer {}
+
+    impl ConsumerContext for Committer {
+        fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+            commit_settled(&self.offsets, &result, offsets);
+            lock(&self.results).push(result.is_ok());
+        }
+    }
+
+    /// A consumer of group `g` on `cluster`, with weir's commit settings;
+    /// it commits without joining the group (the coordinator accepts that).
+    fn consumer(
+        cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    ) -> BaseConsumer<Committer> {
+        ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "g")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create_with_context(Committer::default())
+            .expect("consumer")
+    }
+
+    /// Polls `consumer` until `n` commit results have come back (or 10 s
+    /// passed), and returns them.
+    fn results(consumer: &BaseConsumer<Committer>, n: usize) -> Vec<bool> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock(&consumer.context().results).len() < n && Instant::now() < deadline {
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        lock(&consumer.context().results).clone()
+    }
+
+    fn committed(consumer: &BaseConsumer<Committer>, tp: &TopicPartition) -> Option<i64> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&tp.topic, tp.partition);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_periodic_commit_the_coordinator_refuses_is_sent_again() {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic(TOPIC, 1, 1).expect("topic");
+        let consumer = consumer(&cluster);
+        let offsets = consumer.context().offsets.clone();
+        let tp = TopicPartition::new(TOPIC, 0);
+        offsets.settle(&tp, 5);
+        // Refused as during a rebalance: the enqueueing succeeds, the
+        // coordinator's answer is an error.
+        cluster.request_errors(
+            RDKafkaApiKey::OffsetCommit,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS],
+        );
+        let sent = commit_offsets(&consumer, &offsets, Scope::Moved, CommitMode::Async);
+        assert!(matches!(sent, Some((_, Ok(())))), "enqueued");
+        assert_eq!(
+            results(&consumer, 1),
+            [false],
+            "the refusal reaches the commit callback"
+        );
+        assert_eq!(
+            offsets.to_commit(Scope::Moved),
+            [(tp.clone(), 5)],
+            "the next periodic commit sends it again"
+        );
+        commit_offsets(&consumer, &offsets, Scope::Moved, CommitMode::Async);
+        assert_eq!(results(&consumer, 2), [false, true]);
+        assert!(offsets.to_commit(Scope::Moved).is_empty());
+        assert_eq!(committed(&consumer, &tp), Some(5));
+    }
 }
