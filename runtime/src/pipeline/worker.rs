@@ -244,8 +244,10 @@ impl<P: Ports> Worker<P> {
             if let Some(failure) = plan.halt {
                 if let Ended::Aborted(_) = self.commit_txn().await? {
                     // Rewound to before `failure`: everything held here is
-                    // delivered again, the failing event included.
+                    // delivered again, the failing event included, and
+                    // counted afresh.
                     queue.clear();
+                    self.progress = Progress::default();
                     return Ok(());
                 }
                 self.halt(&failure).await?;
