@@ -34,7 +34,12 @@ impl std::fmt::Debug for KafkaSink {
 
 /// The broker's answer on one record: resolves once it is acknowledged or
 /// refused. An enqueue error resolves at once.
-pub struct KafkaDelivery(Option<Result<DeliveryFuture, KafkaError>>);
+pub enum KafkaDelivery {
+    /// Enqueued; waiting for the broker.
+    Sent(DeliveryFuture),
+    /// Refused at enqueue (taken by the first poll).
+    Refused(Option<DeliveryError>),
+}
 
 impl std::fmt::Debug for KafkaDelivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,26 +51,15 @@ impl Future for KafkaDelivery {
     type Output = Result<(), DeliveryError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let done = |r| Poll::Ready(r);
-        match &mut self.0 {
-            None => done(Err(DeliveryError::transient(
-                "delivery polled after completion",
-            ))),
-            Some(Err(_)) => match self.0.take() {
-                Some(Err(err)) => done(Err(delivery_error(&err))),
-                _ => unreachable!("checked above"),
-            },
-            Some(Ok(future)) => match Pin::new(future).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(answer) => {
-                    self.0 = None;
-                    done(match answer {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((err, _))) => Err(delivery_error(&err)),
-                        Err(_canceled) => Err(delivery_error(&KafkaError::Canceled)),
-                    })
-                }
-            },
+        match &mut *self {
+            Self::Sent(future) => Pin::new(future).poll(cx).map(|answer| match answer {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((err, _))) => Err(delivery_error(&err)),
+                Err(_canceled) => Err(delivery_error(&KafkaError::Canceled)),
+            }),
+            Self::Refused(err) => Poll::Ready(Err(err
+                .take()
+                .unwrap_or_else(|| DeliveryError::transient("delivery polled after completion")))),
         }
     }
 }
@@ -74,7 +68,10 @@ impl Sink for KafkaSink {
     type Delivery = KafkaDelivery;
 
     async fn send(&self, record: &Outgoing, timestamp_ms: Option<i64>) -> KafkaDelivery {
-        KafkaDelivery(Some(send(&self.0, record, timestamp_ms).await))
+        match send(&self.0, record, timestamp_ms).await {
+            Ok(future) => KafkaDelivery::Sent(future),
+            Err(err) => KafkaDelivery::Refused(Some(delivery_error(&err))),
+        }
     }
 }
 

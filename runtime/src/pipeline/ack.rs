@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::failure::{Failure, FailureKind, dead_letter_record};
-use super::policy::Pending;
+use super::policy::{Pending, Settlement};
 use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, Version};
 use crate::bindings::weir::consumer::types::{Event, Outgoing};
 use crate::manifest::FailureAction;
@@ -41,6 +41,27 @@ pub struct Flight<D> {
     pub outcomes: Outcomes,
     /// Keeps `weir_events_in_flight` up until the flight lands.
     pub in_flight: InFlight,
+}
+
+impl<D> Flight<D> {
+    /// The flight of the settled `events` of `plan`, whose records `sent`
+    /// are on their way; takes the plan's rejects and outcomes.
+    pub fn new(
+        events: Vec<Event>,
+        sent: Vec<Sent<D>>,
+        plan: &mut Settlement,
+        letters: Arc<Letters>,
+        in_flight: InFlight,
+    ) -> Self {
+        Self {
+            events,
+            sent,
+            rejects: std::mem::take(&mut plan.rejects),
+            letters,
+            outcomes: std::mem::take(&mut plan.outcomes),
+            in_flight,
+        }
+    }
 }
 
 /// The `on-failure` settings and provenance of the version that settled a

@@ -47,8 +47,6 @@ use crate::manifest::Manifest;
 use crate::metrics::ModuleMetrics;
 use crate::status::StatusBoard;
 
-pub use failure::event_size;
-
 /// A topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {

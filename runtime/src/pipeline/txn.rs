@@ -43,9 +43,9 @@ pub struct Txn<P: Ports> {
 pub enum Ended {
     /// Committed (or there was none open).
     Committed,
-    /// Aborted; the source was rewound to this offset (when the transaction
-    /// held events), so events the worker holds past it must be dropped.
-    Aborted(Option<i64>),
+    /// Aborted; the source was rewound to the transaction's first event
+    /// (when it held events), so events the worker holds must be dropped.
+    Aborted,
 }
 
 impl<P: Ports> std::fmt::Debug for Txn<P> {
@@ -116,7 +116,7 @@ impl<P: Ports> Txn<P> {
                 if err.fault == Fault::Fatal {
                     Err(Stopped)
                 } else {
-                    Ok(Ended::Aborted(first))
+                    Ok(Ended::Aborted)
                 }
             }
         }

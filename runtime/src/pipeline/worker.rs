@@ -126,14 +126,6 @@ struct Worker<P: Ports> {
     letters: Option<(VersionOf<P>, Arc<Letters>)>,
 }
 
-/// Whether a handled run of events may go on.
-enum Handled {
-    /// Every event taken is settled (or was dropped after an abort).
-    Done,
-    /// The worker stops.
-    Stopped,
-}
-
 impl<P: Ports> Worker<P> {
     async fn run(&mut self) {
         loop {
@@ -153,7 +145,7 @@ impl<P: Ports> Worker<P> {
                 }
             }
             self.module.metrics.consumed(&self.tp.topic, batch.len());
-            if let Handled::Stopped = self.handle(batch).await {
+            if self.handle(batch).await.is_err() {
                 break;
             }
         }
@@ -207,13 +199,10 @@ impl<P: Ports> Worker<P> {
     }
 
     /// Settles `events` (all of them, unless stopped or rewound).
-    async fn handle(&mut self, events: Vec<Event>) -> Handled {
+    async fn handle(&mut self, events: Vec<Event>) -> Result<(), Stopped> {
         let mut in_flight = self.module.metrics.in_flight(events.len());
         let mut queue: VecDeque<Event> = events.into();
-        match self.drain(&mut queue, &mut in_flight).await {
-            Ok(()) => Handled::Done,
-            Err(Stopped) => Handled::Stopped,
-        }
+        self.drain(&mut queue, &mut in_flight).await
     }
 
     /// Calls and settles the events of `queue` until it is empty. Events
@@ -242,7 +231,7 @@ impl<P: Ports> Worker<P> {
                 queue.push_front(event);
             }
             if let Some(failure) = plan.halt {
-                if let Ended::Aborted(_) = self.commit_txn().await? {
+                if self.commit_txn().await? == Ended::Aborted {
                     // Rewound to before `failure`: everything held here is
                     // delivered again, the failing event included, and
                     // counted afresh.
@@ -317,14 +306,7 @@ impl<P: Ports> Worker<P> {
         in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
         let produce = std::mem::take(&mut plan.produce);
-        let mut flight = Flight {
-            in_flight: in_flight.split(plan.settled),
-            events,
-            sent: Vec::new(),
-            rejects: std::mem::take(&mut plan.rejects),
-            letters,
-            outcomes: std::mem::take(&mut plan.outcomes),
-        };
+        let in_flight = in_flight.split(plan.settled);
         match &mut self.txn {
             Some(txn) => {
                 if let Err(err) = txn.begin() {
@@ -334,18 +316,12 @@ impl<P: Ports> Worker<P> {
                     return Err(Stopped);
                 }
                 let sent = send_all(&txn.sink, produce).await;
-                txn.add(Flight {
-                    sent,
-                    events: flight.events,
-                    rejects: flight.rejects,
-                    letters: flight.letters,
-                    outcomes: flight.outcomes,
-                    in_flight: flight.in_flight,
-                });
+                txn.add(Flight::new(events, sent, plan, letters, in_flight));
                 Ok(())
             }
             None => {
-                flight.sent = send_all(&self.module.sink, produce).await;
+                let sent = send_all(&self.module.sink, produce).await;
+                let flight = Flight::new(events, sent, plan, letters, in_flight);
                 self.flights.send(flight).await.map_err(|_| Stopped)
             }
         }
