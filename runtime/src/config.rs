@@ -73,6 +73,12 @@ pub struct RunConfig {
     #[serde(default = "default_reload_debounce", with = "humantime_serde")]
     pub reload_debounce: Duration,
 
+    /// Folder of the stateful modules' local stores
+    /// (`<state-dir>/<module>/<changelog topic>/<partition>.redb`). Only a
+    /// cache of the changelog topics: deleting it costs a full restore.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+
     /// librdkafka properties applied to every consumer and to the producer,
     /// verbatim (see librdkafka's CONFIGURATION.md). Keys weir owns are
     /// rejected; see [`RESERVED_KAFKA_KEYS`].
@@ -90,6 +96,10 @@ fn default_shutdown_timeout() -> Duration {
 
 fn default_max_wasm_stack() -> usize {
     crate::engine::DEFAULT_MAX_WASM_STACK
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("weir-state")
 }
 
 fn default_watch() -> bool {
@@ -119,6 +129,7 @@ impl Default for RunConfig {
             max_wasm_stack: default_max_wasm_stack(),
             watch: default_watch(),
             reload_debounce: default_reload_debounce(),
+            state_dir: default_state_dir(),
             kafka: BTreeMap::new(),
         }
     }
@@ -138,6 +149,7 @@ impl std::fmt::Debug for RunConfig {
             max_wasm_stack,
             watch,
             reload_debounce,
+            state_dir,
             kafka,
         } = self;
         f.debug_struct("RunConfig")
@@ -151,6 +163,7 @@ impl std::fmt::Debug for RunConfig {
             .field("max_wasm_stack", max_wasm_stack)
             .field("watch", watch)
             .field("reload_debounce", reload_debounce)
+            .field("state_dir", state_dir)
             .field("kafka", &crate::secrets::redacted(kafka))
             .finish()
     }

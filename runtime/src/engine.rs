@@ -18,6 +18,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::batch::BatchConsumerPre;
+use crate::bindings::v01;
 use crate::bindings::{Consumer, ConsumerPre};
 use crate::host::{GuestPolicy, HostState};
 use crate::manifest::Manifest;
@@ -79,7 +80,7 @@ pub enum LoadError {
         reason: String,
     },
     /// The component does not fit the `weir:consumer` worlds.
-    #[error("`{}` does not fit weir:consumer@0.1.0: {reason}", .path.display())]
+    #[error("`{}` does not fit weir:consumer@0.2.0 (or 0.1.0): {reason}", .path.display())]
     Contract {
         /// The component path.
         path: PathBuf,
@@ -91,10 +92,29 @@ pub enum LoadError {
 /// Which export a module implements.
 #[derive(Clone)]
 pub enum HandlerPre {
-    /// `weir:consumer/handler`, one event per call.
+    /// `weir:consumer/handler@0.2.0`, one event per call.
     Single(ConsumerPre<HostState>),
-    /// `weir:consumer/batch-handler`, several events per call.
+    /// `weir:consumer/batch-handler@0.2.0`, several events per call.
     Batch(BatchConsumerPre<HostState>),
+    /// `weir:consumer/handler@0.1.0`.
+    Single01(v01::single::ConsumerPre<HostState>),
+    /// `weir:consumer/batch-handler@0.1.0`.
+    Batch01(v01::batch::BatchConsumerPre<HostState>),
+}
+
+impl HandlerPre {
+    /// Whether the module takes whole batches.
+    pub fn is_batch(&self) -> bool {
+        matches!(self, Self::Batch(_) | Self::Batch01(_))
+    }
+
+    /// The package version the component was built against.
+    pub fn contract(&self) -> &'static str {
+        match self {
+            Self::Single(_) | Self::Batch(_) => "0.2.0",
+            Self::Single01(_) | Self::Batch01(_) => "0.1.0",
+        }
+    }
 }
 
 impl std::fmt::Debug for HandlerPre {
@@ -102,9 +122,14 @@ impl std::fmt::Debug for HandlerPre {
         f.write_str(match self {
             Self::Single(_) => "Single",
             Self::Batch(_) => "Batch",
+            Self::Single01(_) => "Single01",
+            Self::Batch01(_) => "Batch01",
         })
     }
 }
+
+/// The import that makes a module stateful.
+pub const STATE_IMPORT: &str = "weir:consumer/state@0.2.0";
 
 /// A compiled, validated module ready to be instantiated.
 #[derive(Debug)]
@@ -123,6 +148,9 @@ pub struct LoadedModule {
     pub policy: Arc<GuestPolicy>,
     /// The pre-instantiated handler.
     pub pre: HandlerPre,
+    /// The component imports `state` (it can only use it when its manifest
+    /// has a `[state]` table).
+    pub imports_state: bool,
 }
 
 impl LoadedModule {
@@ -181,6 +209,17 @@ impl WasmEngine {
             .map_err(|e| anyhow::anyhow!("failed to link WASI: {e:#}"))?;
         Consumer::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("failed to link weir imports: {e:#}"))?;
+        {
+            use v01::single::weir::consumer::{config, emitter, log};
+            let link =
+                |e: wasmtime::Error| anyhow::anyhow!("failed to link weir 0.1 imports: {e:#}");
+            log::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                .map_err(link)?;
+            config::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                .map_err(link)?;
+            emitter::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+                .map_err(link)?;
+        }
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak, stop) = (engine.weak(), ticker_stop.clone());
@@ -246,18 +285,27 @@ impl WasmEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| contract(crate::sandbox::explain_missing_import(format!("{e:#}"))))?;
-        let pre = match BatchConsumerPre::new(instance_pre.clone()) {
-            Ok(pre) => HandlerPre::Batch(pre),
-            Err(_) => match ConsumerPre::new(instance_pre) {
-                Ok(pre) => HandlerPre::Single(pre),
+        let pre = if let Ok(pre) = BatchConsumerPre::new(instance_pre.clone()) {
+            HandlerPre::Batch(pre)
+        } else if let Ok(pre) = ConsumerPre::new(instance_pre.clone()) {
+            HandlerPre::Single(pre)
+        } else if let Ok(pre) = v01::batch::BatchConsumerPre::new(instance_pre.clone()) {
+            HandlerPre::Batch01(pre)
+        } else {
+            match v01::single::ConsumerPre::new(instance_pre) {
+                Ok(pre) => HandlerPre::Single01(pre),
                 Err(e) => {
                     return Err(contract(format!(
-                        "it exports neither `weir:consumer/handler@0.1.0` nor \
-                         `weir:consumer/batch-handler@0.1.0` ({e:#})"
+                        "it exports neither `weir:consumer/handler@0.2.0` nor \
+                         `weir:consumer/batch-handler@0.2.0` (nor their 0.1.0 versions) ({e:#})"
                     )));
                 }
-            },
+            }
         };
+        let imports_state = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name == STATE_IMPORT);
         let policy = Arc::new(GuestPolicy {
             module: name.clone(),
             config: manifest.config.clone(),
@@ -272,6 +320,7 @@ impl WasmEngine {
             manifest,
             policy,
             pre,
+            imports_state,
         })
     }
 }

@@ -8,11 +8,13 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::Consumer;
 use crate::bindings::batch::BatchConsumer;
+use crate::bindings::v01;
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
 use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
 use crate::host::HostState;
 use crate::metrics::ModuleMetrics;
 use crate::sandbox::MemoryLimitExceeded;
+use crate::state::{CallState, StateHandle, StateLimits};
 
 /// The result of one call into a module.
 ///
@@ -42,6 +44,40 @@ pub struct CallFailure {
 enum Handler {
     Single(Consumer),
     Batch(BatchConsumer),
+    Single01(v01::single::Consumer),
+    Batch01(v01::batch::BatchConsumer),
+}
+
+impl Handler {
+    fn is_batch(&self) -> bool {
+        matches!(self, Self::Batch(_) | Self::Batch01(_))
+    }
+
+    fn handle(&self, store: &mut Store<HostState>, event: &Event) -> wasmtime::Result<Disposition> {
+        match self {
+            Self::Single(c) => c.weir_consumer_handler().call_handle(store, event),
+            Self::Single01(c) => c.weir_consumer_handler().call_handle(store, event),
+            Self::Batch(_) | Self::Batch01(_) => unreachable!("a batch handler handles batches"),
+        }
+    }
+
+    fn handle_batch(
+        &self,
+        store: &mut Store<HostState>,
+        events: &[Event],
+    ) -> wasmtime::Result<Vec<Disposition>> {
+        match self {
+            Self::Batch(c) => c
+                .weir_consumer_batch_handler()
+                .call_handle_batch(store, events),
+            Self::Batch01(c) => c
+                .weir_consumer_batch_handler()
+                .call_handle_batch(store, events),
+            Self::Single(_) | Self::Single01(_) => {
+                unreachable!("a per-event handler handles events")
+            }
+        }
+    }
 }
 
 /// A live instance of a module, reused across calls.
@@ -93,22 +129,20 @@ impl Invoker {
 
     /// Whether the module takes whole batches.
     pub fn is_batch(&self) -> bool {
-        matches!(self.module.pre, HandlerPre::Batch(_))
+        self.module.pre.is_batch()
     }
 
     fn instantiate(&mut self) -> anyhow::Result<()> {
         self.store.set_epoch_deadline(self.deadline_ticks);
+        let name = &self.module.name;
+        let failed =
+            |e: wasmtime::Error| anyhow::anyhow!("failed to instantiate module `{name}`: {e:#}");
+        let store = &mut self.store;
         let handler = match &self.module.pre {
-            HandlerPre::Single(pre) => {
-                Handler::Single(pre.instantiate(&mut self.store).map_err(|e| {
-                    anyhow::anyhow!("failed to instantiate module `{}`: {e:#}", self.module.name)
-                })?)
-            }
-            HandlerPre::Batch(pre) => {
-                Handler::Batch(pre.instantiate(&mut self.store).map_err(|e| {
-                    anyhow::anyhow!("failed to instantiate module `{}`: {e:#}", self.module.name)
-                })?)
-            }
+            HandlerPre::Single(pre) => Handler::Single(pre.instantiate(store).map_err(failed)?),
+            HandlerPre::Batch(pre) => Handler::Batch(pre.instantiate(store).map_err(failed)?),
+            HandlerPre::Single01(pre) => Handler::Single01(pre.instantiate(store).map_err(failed)?),
+            HandlerPre::Batch01(pre) => Handler::Batch01(pre.instantiate(store).map_err(failed)?),
         };
         self.handler = Some(handler);
         Ok(())
@@ -137,7 +171,15 @@ impl Invoker {
     /// event (per-event mode) or per batch.
     /// In per-event mode the call stops between two events once `stop` is
     /// cancelled, returning the prefix handled so far.
-    pub fn call(&mut self, events: &[Event], stop: &CancellationToken) -> CallResult {
+    /// With `state`, the guest's `state` calls go to that partition store,
+    /// and each event's writes are appended to what it emitted as changelog
+    /// records.
+    pub fn call(
+        &mut self,
+        events: &[Event],
+        stop: &CancellationToken,
+        state: Option<&StateHandle>,
+    ) -> CallResult {
         let mut result = CallResult::default();
         let Some(handler) = &self.handler else {
             result.failure = Some(CallFailure {
@@ -146,65 +188,71 @@ impl Invoker {
             });
             return result;
         };
+        if let Some(handle) = state {
+            let limits = StateLimits::of(&self.module.manifest.limits);
+            match CallState::new(handle, limits, crate::state::now_ms()) {
+                Ok(state) => self.store.data_mut().state = Some(state),
+                Err(err) => {
+                    result.failure = Some(CallFailure {
+                        reason: err.to_string(),
+                        timed_out: false,
+                    });
+                    return result;
+                }
+            }
+        }
         let mut guest = GuestCall {
             store: &mut self.store,
             deadline_ticks: self.deadline_ticks,
             metrics: self.metrics.as_deref(),
         };
-        match handler {
-            Handler::Single(consumer) => {
-                for event in events {
-                    if stop.is_cancelled() {
-                        break;
-                    }
-                    let outcome = guest.run(Some(event), |store| {
-                        consumer.weir_consumer_handler().call_handle(store, event)
+        if handler.is_batch() {
+            let outcome = guest.run(events.first(), |store| handler.handle_batch(store, events));
+            match outcome {
+                Ok(dispositions) if dispositions.len() == events.len() => {
+                    result.dispositions = dispositions;
+                    result.emitted.push(guest.take_emitted(true));
+                }
+                Ok(dispositions) => {
+                    result.failure = Some(CallFailure {
+                        reason: format!(
+                            "handle-batch returned {} dispositions for {} events",
+                            dispositions.len(),
+                            events.len()
+                        ),
+                        timed_out: false,
                     });
-                    match outcome {
-                        Ok(disposition) => {
-                            let stop = matches!(disposition, Disposition::Retry(_));
-                            result.dispositions.push(disposition);
-                            result.emitted.push(guest.take_emitted());
-                            if stop {
-                                break;
-                            }
-                        }
-                        Err(err) => {
-                            result.failure = Some(failure(&err));
+                }
+                Err(err) => result.failure = Some(failure(&err)),
+            }
+        } else {
+            for event in events {
+                if stop.is_cancelled() {
+                    break;
+                }
+                match guest.run(Some(event), |store| handler.handle(store, event)) {
+                    Ok(disposition) => {
+                        let ok = matches!(disposition, Disposition::Ok);
+                        let stop = matches!(disposition, Disposition::Retry(_));
+                        result.dispositions.push(disposition);
+                        result.emitted.push(guest.take_emitted(ok));
+                        if stop {
                             break;
                         }
                     }
-                }
-            }
-            Handler::Batch(consumer) => {
-                let outcome = guest.run(events.first(), |store| {
-                    consumer
-                        .weir_consumer_batch_handler()
-                        .call_handle_batch(store, events)
-                });
-                match outcome {
-                    Ok(dispositions) if dispositions.len() == events.len() => {
-                        result.dispositions = dispositions;
-                        result.emitted.push(guest.take_emitted());
+                    Err(err) => {
+                        result.failure = Some(failure(&err));
+                        break;
                     }
-                    Ok(dispositions) => {
-                        result.failure = Some(CallFailure {
-                            reason: format!(
-                                "handle-batch returned {} dispositions for {} events",
-                                dispositions.len(),
-                                events.len()
-                            ),
-                            timed_out: false,
-                        });
-                    }
-                    Err(err) => result.failure = Some(failure(&err)),
                 }
             }
         }
+        let data = self.store.data_mut();
+        data.state = None;
         if result.failure.is_some() {
             // The instance may be mid-way through anything; never reuse it.
             self.handler = None;
-            self.store.data_mut().emitted.clear();
+            data.emitted.clear();
         }
         result
     }
@@ -237,9 +285,19 @@ impl GuestCall<'_> {
         outcome
     }
 
-    /// What the guest emitted since the call began.
-    fn take_emitted(&mut self) -> Vec<Outgoing> {
-        std::mem::take(&mut self.store.data_mut().emitted)
+    /// What the guest emitted for the event (or batch) that just ended,
+    /// followed by its state writes when it succeeded (`ok`); the writes
+    /// of a failed event are dropped, and later events do not see them.
+    fn take_emitted(&mut self, ok: bool) -> Vec<Outgoing> {
+        let data = self.store.data_mut();
+        let mut emitted = std::mem::take(&mut data.emitted);
+        if let Some(state) = &mut data.state {
+            let writes = state.end_event(ok);
+            if ok {
+                emitted.extend(writes);
+            }
+        }
+        emitted
     }
 }
 

@@ -27,6 +27,8 @@
 //! - [`runtime`]: the whole process: the supervisor that keeps modules in
 //!   step with the folder (hot reload), and graceful shutdown.
 //! - [`watch`]: the debounced folder watch.
+//! - [`state`]: durable keyed state for guests: local stores backed by
+//!   compacted changelog topics.
 //! - [`status`]: per-module state for operators.
 //! - [`secrets`]: keeping `[kafka]` secrets out of logs, errors and status.
 //! - [`embedded`]: the in-memory broker behind `weir dev`.
@@ -51,16 +53,20 @@ pub mod pipeline;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod state;
 pub mod status;
 mod sync;
 pub mod watch;
 
-/// Host bindings generated from `wit/consumer.wit`.
+/// Host bindings generated from `wit/consumer.wit` (`weir:consumer@0.2.0`),
+/// and from `wit/v0.1` for components built against 0.1.0.
 #[allow(missing_docs, reason = "generated code")]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "consumer",
+        // A failing local store traps the call (which is then retried).
+        imports: { "weir:consumer/state": trappable },
     });
 
     /// Bindings of the `batch-consumer` world, sharing the types above.
@@ -73,7 +79,38 @@ pub mod bindings {
                 "weir:consumer/log": super::weir::consumer::log,
                 "weir:consumer/config": super::weir::consumer::config,
                 "weir:consumer/emitter": super::weir::consumer::emitter,
+                "weir:consumer/state": super::weir::consumer::state,
             },
         });
+    }
+
+    /// `weir:consumer@0.1.0`: the same worlds without `state`. Its types
+    /// are the 0.2.0 ones (the interface did not change), so events and
+    /// records cross without conversion.
+    pub mod v01 {
+        /// World `consumer` of 0.1.0.
+        pub mod single {
+            wasmtime::component::bindgen!({
+                path: "../wit/v0.1",
+                world: "consumer",
+                with: {
+                    "weir:consumer/types": crate::bindings::weir::consumer::types,
+                },
+            });
+        }
+
+        /// World `batch-consumer` of 0.1.0.
+        pub mod batch {
+            wasmtime::component::bindgen!({
+                path: "../wit/v0.1",
+                world: "batch-consumer",
+                with: {
+                    "weir:consumer/types": crate::bindings::weir::consumer::types,
+                    "weir:consumer/log": super::single::weir::consumer::log,
+                    "weir:consumer/config": super::single::weir::consumer::config,
+                    "weir:consumer/emitter": super::single::weir::consumer::emitter,
+                },
+            });
+        }
     }
 }

@@ -60,6 +60,17 @@ pub struct Limits {
     /// instance.
     #[serde(default = "default_table_elements")]
     pub table_elements: u32,
+    /// Stateful modules: most bytes (keys plus values of live entries) the
+    /// state store of one input partition may hold; a write past it gets
+    /// `quota-exceeded`.
+    #[serde(default = "default_state_mib")]
+    pub state_mib: u32,
+    /// Longest state key, in bytes.
+    #[serde(default = "default_max_state_key_bytes")]
+    pub max_state_key_bytes: u32,
+    /// Longest state value, in bytes.
+    #[serde(default = "default_max_state_value_bytes")]
+    pub max_state_value_bytes: u32,
 }
 
 fn default_timeout() -> Duration {
@@ -84,6 +95,16 @@ fn default_max_batch() -> u32 {
 fn default_table_elements() -> u32 {
     10_000
 }
+fn default_state_mib() -> u32 {
+    256
+}
+fn default_max_state_key_bytes() -> u32 {
+    4_096
+}
+/// Half a MiB: a key and value together must fit in one changelog record.
+fn default_max_state_value_bytes() -> u32 {
+    512 * 1024
+}
 /// Kafka's default `max.message.bytes` for a topic is about 1 MiB.
 fn default_max_event_bytes() -> u32 {
     1 << 20
@@ -99,6 +120,9 @@ impl Default for Limits {
             max_batch: default_max_batch(),
             max_event_bytes: default_max_event_bytes(),
             table_elements: default_table_elements(),
+            state_mib: default_state_mib(),
+            max_state_key_bytes: default_max_state_key_bytes(),
+            max_state_value_bytes: default_max_state_value_bytes(),
         }
     }
 }
@@ -116,6 +140,8 @@ impl Limits {
             ("limits.memory-mib", self.memory_mib == 0),
             ("limits.max-batch", self.max_batch == 0),
             ("limits.max-record-bytes", self.max_record_bytes == 0),
+            ("limits.state-mib", self.state_mib == 0),
+            ("limits.max-state-key-bytes", self.max_state_key_bytes == 0),
         ])
     }
 }
@@ -201,9 +227,33 @@ pub struct Manifest {
     /// Delivery guarantee.
     #[serde(default)]
     pub delivery: Delivery,
+    /// Durable state: a `[state]` table (even empty) gives the module a
+    /// store per input partition, backed by a changelog topic.
+    #[serde(default)]
+    pub state: Option<StateSettings>,
     /// Key/value configuration the guest reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// A stateful module's `[state]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSettings {
+    /// The compacted changelog topic backing the module's stores; default
+    /// `weir-state-<module name>`. weir creates it when missing, with one
+    /// partition per input partition.
+    #[serde(default)]
+    pub changelog_topic: Option<String>,
+}
+
+impl StateSettings {
+    /// The changelog topic of module `name`.
+    pub fn changelog_topic(&self, name: &str) -> String {
+        self.changelog_topic
+            .clone()
+            .unwrap_or_else(|| crate::state::changelog::default_topic(name))
+    }
 }
 
 /// A module's delivery guarantee (`[delivery]`).
@@ -370,6 +420,14 @@ impl Manifest {
             problems.push(format!(
                 "`on-failure.dead-letter-topic`: topic {topic:?} {why}"
             ));
+        }
+        if let Some(topic) = manifest
+            .state
+            .as_ref()
+            .and_then(|s| s.changelog_topic.as_ref())
+            && let Err(why) = check_topic_name(topic)
+        {
+            problems.push(format!("`state.changelog-topic`: topic {topic:?} {why}"));
         }
         if let Some(group) = &manifest.group_id
             && group.trim().is_empty()

@@ -162,6 +162,8 @@ struct Subscription {
     offset_reset: &'static str,
     start_at: Option<std::time::SystemTime>,
     guarantee: crate::manifest::Guarantee,
+    /// The changelog topic of a stateful module.
+    changelog: Option<String>,
 }
 
 impl Subscription {
@@ -175,6 +177,7 @@ impl Subscription {
             offset_reset: m.offset_reset.as_kafka(),
             start_at: m.start_at,
             guarantee: m.delivery.guarantee,
+            changelog: m.state.as_ref().map(|s| s.changelog_topic(&module.name)),
         }
     }
 }
@@ -238,6 +241,7 @@ impl Supervisor {
                 kafka,
                 commit_interval: config.commit_interval,
                 drain_timeout: config.shutdown_timeout,
+                state_dir: config.state_dir.clone(),
                 metrics,
                 status: status.clone(),
             },
@@ -435,7 +439,7 @@ impl Supervisor {
         if let Some(old) = self.running.remove(name) {
             tracing::info!(
                 module = name,
-                "input topics, group or offset reset changed; restarting its consumer"
+                "input topics, group, offset reset, guarantee or state changed; restarting its consumer"
             );
             old.stop().await;
             self.settings.metrics.module_reload(name, true);

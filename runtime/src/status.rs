@@ -48,6 +48,27 @@ pub struct ModuleStatus {
     /// Partitions that cannot proceed, as `topic[partition]` → why (a
     /// dead-letter topic that cannot be written, `on-failure = stop`).
     pub stalled: BTreeMap<String, String>,
+    /// Stateful modules: the state store of each partition number this
+    /// process holds, by partition number.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub state_stores: BTreeMap<i32, StoreStatus>,
+}
+
+/// One partition's state store, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StoreStatus {
+    /// Being restored from the changelog: the partition has no calls yet.
+    pub restoring: bool,
+    /// Changelog records read by the restore so far (or in all, once done).
+    pub restored_records: u64,
+    /// The changelog offset the restore started from (`None`: the start).
+    pub restored_from: Option<i64>,
+    /// Entries in the store (at the end of the restore, or its last
+    /// checkpoint).
+    pub keys: u64,
+    /// Keys plus values of those entries, in bytes.
+    pub bytes: u64,
 }
 
 /// All modules' status, updated by the supervisor.
@@ -73,6 +94,7 @@ impl StatusBoard {
                 loads: 0,
                 failures: 0,
                 stalled: BTreeMap::new(),
+                state_stores: BTreeMap::new(),
                 state: ModuleState::Failed {
                     reason: "not loaded yet".into(),
                 },
@@ -115,6 +137,23 @@ impl StatusBoard {
             }
             None => {
                 m.stalled.remove(partition);
+            }
+        }
+    }
+
+    /// Records (or, with `None`, forgets) partition `partition`'s state
+    /// store of `module`.
+    pub fn store(&self, module: &str, partition: i32, store: Option<StoreStatus>) {
+        let mut modules = lock(&self.modules);
+        let Some(m) = modules.get_mut(module) else {
+            return;
+        };
+        match store {
+            Some(store) => {
+                m.state_stores.insert(partition, store);
+            }
+            None => {
+                m.state_stores.remove(&partition);
             }
         }
     }

@@ -9,13 +9,13 @@ use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
 use super::ModuleOptions;
-use crate::engine::{HandlerPre, LoadError};
+use crate::engine::LoadError;
 use crate::manifest::Manifest;
 
 /// Export of the `consumer` world.
-pub const HANDLER: &str = "weir:consumer/handler@0.1.0";
+pub const HANDLER: &str = "weir:consumer/handler@0.2.0";
 /// Export of the `batch-consumer` world.
-pub const BATCH_HANDLER: &str = "weir:consumer/batch-handler@0.1.0";
+pub const BATCH_HANDLER: &str = "weir:consumer/batch-handler@0.2.0";
 
 /// What `weir check` found wrong, with how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +80,24 @@ pub fn check(
         .compile(&engine, manifest)
         .map_err(CheckError::from)?;
     let manifest_path = &source.manifest_path;
-    let world = match loaded.pre {
-        HandlerPre::Single(_) => format!("consumer (exports {HANDLER})"),
-        HandlerPre::Batch(_) => format!(
-            "batch-consumer (exports {BATCH_HANDLER}; up to limits.max-batch = {} events per call)",
+    let version = loaded.pre.contract();
+    let world = if loaded.pre.is_batch() {
+        format!(
+            "batch-consumer (exports weir:consumer/batch-handler@{version}; up to \
+             limits.max-batch = {} events per call)",
             loaded.manifest.limits.max_batch
-        ),
+        )
+    } else {
+        format!("consumer (exports weir:consumer/handler@{version})")
     };
     writeln!(out, "world: {world}")?;
+    if let Some(state) = &loaded.manifest.state {
+        writeln!(
+            out,
+            "state: yes (changelog topic `{}`)",
+            state.changelog_topic(&loaded.name)
+        )?;
+    }
     writeln!(out, "links: ok (weir provides every import)")?;
     writeln!(out, "sha256: {}", loaded.digest)?;
     match &found {
@@ -123,6 +133,7 @@ fn placeholder_manifest(limits: &crate::manifest::Limits) -> Manifest {
         retry: Default::default(),
         on_failure: Default::default(),
         delivery: Default::default(),
+        state: None,
         config: Default::default(),
     }
 }
@@ -139,8 +150,9 @@ pub(super) fn hint(error: &LoadError) -> &'static str {
         }
         LoadError::Contract { reason, .. } if reason.contains("exports neither") => {
             "a weir module is built against wit/consumer.wit and exports \
-             `weir:consumer/handler@0.1.0` (world `consumer`) or \
-             `weir:consumer/batch-handler@0.1.0` (world `batch-consumer`); with weir-sdk end \
+             `weir:consumer/handler@0.2.0` (world `consumer`) or \
+             `weir:consumer/batch-handler@0.2.0` (world `batch-consumer`), or their 0.1.0 \
+             versions; with weir-sdk end \
              src/lib.rs with `weir_sdk::export_consumer!(YourType);` \
              (or `export_batch_consumer!`); with componentize-py or jco use world `consumer`"
         }

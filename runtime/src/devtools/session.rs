@@ -22,6 +22,7 @@ use crate::metrics::{DenyReason, Metrics, ModuleMetrics};
 use crate::pipeline::Version as _;
 use crate::pipeline::failure::Failure;
 use crate::pipeline::policy::{Next, Progress, Rules, Settlement, Verdict};
+use crate::state::{LocalStore, PartitionStore, StateHandle, changelog};
 
 /// The module, its metrics (for denied emits) and the batch counter.
 pub(super) struct Session {
@@ -31,6 +32,9 @@ pub(super) struct Session {
     module_metrics: Arc<ModuleMetrics>,
     batches: usize,
     never: CancellationToken,
+    /// Stateful modules: each partition's store, kept in memory across the
+    /// replayed events.
+    stores: BTreeMap<i32, StateHandle>,
 }
 
 impl Session {
@@ -45,6 +49,7 @@ impl Session {
             module_metrics,
             batches: 0,
             never: CancellationToken::new(),
+            stores: BTreeMap::new(),
         }
     }
 
@@ -75,6 +80,9 @@ impl Session {
                     (progress.settle(&calls, result, &rules), batch)
                 }
             };
+            if let Some(first) = rest.first() {
+                self.apply(first.event.partition, &plan)?;
+            }
             let denied = self.denied_since(&denied_before);
             outcomes.extend(self.settled(&rest[..plan.settled], &plan, denied, batch));
             done += plan.settled;
@@ -84,6 +92,45 @@ impl Session {
             }
         }
         Ok(outcomes)
+    }
+
+    /// The store of `partition` (a stateful module only), created empty
+    /// the first time.
+    pub(super) fn store(
+        &mut self,
+        partition: i32,
+        topic: &str,
+    ) -> anyhow::Result<Option<&StateHandle>> {
+        let Some(settings) = &self.module.manifest.state else {
+            return Ok(None);
+        };
+        if !self.stores.contains_key(&partition) {
+            let local = LocalStore::in_memory()?;
+            let store = Arc::new(PartitionStore::new(partition, local));
+            store.register(topic, 0);
+            let handle = StateHandle {
+                store,
+                topic: settings.changelog_topic(&self.module.name).into(),
+                writer: topic.into(),
+            };
+            self.stores.insert(partition, handle);
+        }
+        Ok(self.stores.get(&partition))
+    }
+
+    /// The stores of the partitions replayed so far.
+    pub(super) fn stores(&self) -> &BTreeMap<i32, StateHandle> {
+        &self.stores
+    }
+
+    /// Applies the state writes a settled call produces, as the worker does.
+    fn apply(&mut self, partition: i32, plan: &Settlement) -> anyhow::Result<()> {
+        if let Some(handle) = self.stores.get(&partition) {
+            let writes =
+                changelog::writes_in(&handle.topic, plan.produce.iter().map(|p| &p.record));
+            handle.store.apply(&handle.writer, writes, false)?;
+        }
+        Ok(())
     }
 
     /// The outcomes of a call's settled events.
@@ -176,7 +223,11 @@ impl Session {
             }
         }
         let invoker = invoker.as_mut().context("no instance")?;
-        Ok(invoker.call(events, &self.never))
+        let state = match events.first() {
+            Some(e) => self.store(e.partition, &e.topic)?.cloned(),
+            None => None,
+        };
+        Ok(invoker.call(events, &self.never, state.as_ref()))
     }
 
     fn outcome(

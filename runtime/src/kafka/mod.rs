@@ -6,6 +6,7 @@
 //! conversion ([`convert`]) and the credential check ([`security`]).
 //! librdkafka types stay in this module.
 
+pub mod changelog;
 pub mod convert;
 pub mod group;
 pub mod runner;

@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaSettings;
+use super::changelog::{KafkaChangelog, PrepareError, prepare};
 use super::group::{GroupContext, describe};
 use super::sink::KafkaSink;
 use crate::engine::{LoadedModule, WasmEngine};
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Module;
 use crate::pipeline::guest::WasmGuest;
 use crate::pipeline::offsets::{Offsets, Scope};
+use crate::state::Stores;
 use crate::status::StatusBoard;
 
 /// Everything a module runner needs from the process.
@@ -37,6 +39,8 @@ pub struct RunnerSettings {
     pub metrics: Arc<Metrics>,
     /// The modules' status, for operators.
     pub status: Arc<StatusBoard>,
+    /// Where stateful modules keep their local stores.
+    pub state_dir: std::path::PathBuf,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -62,6 +66,25 @@ pub fn spawn_runner(
     let version = slot.load_full();
     let group = version.manifest.group_id(&version.name);
     let metrics = settings.metrics.module(&version.name);
+    let inputs = version.manifest.input_topics.clone();
+    let changelog = version
+        .manifest
+        .state
+        .as_ref()
+        .map(|s| s.changelog_topic(&version.name));
+    let state = changelog.as_ref().map(|topic| {
+        Arc::new(Stores::new(
+            version.name.clone(),
+            &settings.state_dir,
+            topic,
+            Arc::new(KafkaChangelog {
+                settings: settings.kafka.clone(),
+                group: group.clone(),
+            }),
+            settings.metrics.state(&version.name),
+            settings.status.clone(),
+        ))
+    });
     let module = Arc::new(Module {
         name: version.name.clone(),
         guest: Arc::new(WasmGuest {
@@ -74,6 +97,7 @@ pub fn spawn_runner(
         status: settings.status.clone(),
         offsets: Arc::new(Offsets::default()),
         runtime: tokio::runtime::Handle::current(),
+        state,
     });
     let context = GroupContext::new(
         module,
@@ -92,6 +116,18 @@ pub fn spawn_runner(
     if config.get("statistics.interval.ms").is_none() {
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     }
+    if changelog.is_some()
+        && inputs.len() > 1
+        && !settings
+            .kafka
+            .passthrough
+            .contains_key("partition.assignment.strategy")
+    {
+        // Partition N of every input shares one store: the range assignor
+        // gives equal partition numbers of co-partitioned topics to the
+        // same member.
+        config.set("partition.assignment.strategy", "range");
+    }
     let consumer: Arc<BaseConsumer<GroupContext>> =
         Arc::new(config.create_with_context(context).map_err(|e| {
             metrics.stopped();
@@ -105,10 +141,17 @@ pub fn spawn_runner(
     let topics = version.manifest.input_topics.clone();
     let start_at = version.manifest.start_at;
     tracing::info!(module = &*version.name, digest = version.short_digest(), group = %group,
-        topics = ?topics, batch = matches!(version.pre, crate::engine::HandlerPre::Batch(_)),
+        topics = ?topics, batch = version.pre.is_batch(),
         "module started");
     let name = format!("weir-poll-{}", version.name);
+    let kafka = settings.kafka.clone();
+    let runtime = tokio::runtime::Handle::current();
     Ok(std::thread::Builder::new().name(name).spawn(move || {
+        if let Some(changelog) = &changelog
+            && !prepare_state(&consumer, &kafka, &runtime, &topics, changelog, &cancel)
+        {
+            return;
+        }
         if let Some(at) = start_at {
             position_new_group(&consumer, &topics, at);
         }
@@ -122,6 +165,48 @@ pub fn spawn_runner(
         }
         poll_loop(consumer, settings.commit_interval, cancel)
     })?)
+}
+
+/// Stateful modules: checks the input topics and the changelog before
+/// subscribing, retrying while the broker cannot be asked. Returns whether
+/// the module may subscribe; when it may not, says why in the log and in
+/// `/status`.
+fn prepare_state(
+    consumer: &BaseConsumer<GroupContext>,
+    kafka: &KafkaSettings,
+    runtime: &tokio::runtime::Handle,
+    topics: &[String],
+    changelog: &str,
+    cancel: &CancellationToken,
+) -> bool {
+    let module = &consumer.context().module;
+    let mut last = String::new();
+    loop {
+        match prepare(kafka, runtime, &module.name, topics, changelog) {
+            Ok(_) => return true,
+            Err(PrepareError::Refused(why)) => {
+                tracing::error!(module = &*module.name, changelog, reason = %why,
+                    "the stateful module cannot start");
+                module.status.failed(&module.name, why);
+                module.metrics.stopped();
+                return false;
+            }
+            Err(PrepareError::Transient(why)) => {
+                if why != last {
+                    tracing::warn!(module = &*module.name, changelog, reason = %why,
+                        "cannot check the state topics yet; will retry");
+                    last = why;
+                }
+            }
+        }
+        for _ in 0..20 {
+            if cancel.is_cancelled() {
+                module.metrics.stopped();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// `start-at`: before the consumer joins its group, commits for every input

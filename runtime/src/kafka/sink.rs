@@ -48,12 +48,12 @@ impl std::fmt::Debug for KafkaDelivery {
 }
 
 impl Future for KafkaDelivery {
-    type Output = Result<(), DeliveryError>;
+    type Output = Result<i64, DeliveryError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match &mut *self {
             Self::Sent(future) => Pin::new(future).poll(cx).map(|answer| match answer {
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(delivery)) => Ok(delivery.offset),
                 Ok(Err((err, _))) => Err(delivery_error(&err)),
                 Err(_canceled) => Err(delivery_error(&KafkaError::Canceled)),
             }),

@@ -19,6 +19,7 @@ mod labels;
 mod limiter;
 mod module;
 mod readiness;
+mod state;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use prometheus::{
 pub use labels::{DenyReason, Outcome, Outcomes};
 pub use limiter::LogLimiter;
 pub use module::{InFlight, ModuleMetrics};
+pub use state::StateMetrics;
 
 use crate::sync::lock;
 use readiness::Readiness;
@@ -50,6 +52,7 @@ pub struct Metrics {
     events: EventFamilies,
     kafka: KafkaFamilies,
     modules: ModuleFamilies,
+    state: state::StateFamilies,
     /// Module name -> digest currently in `weir_module_info`.
     digests: Mutex<HashMap<String, String>>,
     readiness: Readiness,
@@ -275,10 +278,16 @@ impl Metrics {
             events: EventFamilies::register(&registry),
             kafka: KafkaFamilies::register(&registry),
             modules: ModuleFamilies::register(&registry),
+            state: state::StateFamilies::register(&registry),
             registry,
             digests: Mutex::new(HashMap::new()),
             readiness: Readiness::default(),
         }
+    }
+
+    /// `module`'s state store metrics.
+    pub fn state(&self, module: &str) -> StateMetrics {
+        StateMetrics::new(&self.state, module)
     }
 
     /// The registry, to encode or to register more collectors.

@@ -8,8 +8,8 @@
 //! watermark never passes an event whose outputs (or dead letter) are not
 //! acknowledged, whatever happens to the flights after it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, 
 use crate::bindings::weir::consumer::types::{Event, Outgoing};
 use crate::manifest::FailureAction;
 use crate::metrics::{InFlight, ModuleMetrics, Outcomes};
+use crate::state::StateHandle;
 
 /// A record handed to the sink, with its delivery.
 pub type Sent<D> = (Pending, D);
@@ -156,6 +157,9 @@ pub struct Acker<P: Ports> {
     /// no new calls, so a broker or dead-letter outage holds the partition
     /// with only the flights already taken off.
     pub stalled: Arc<AtomicBool>,
+    /// Stateful modules: the partition's store, told how far its
+    /// changelog writes are acknowledged.
+    pub state: Arc<OnceLock<StateHandle>>,
 }
 
 impl<P: Ports> std::fmt::Debug for Acker<P> {
@@ -182,16 +186,24 @@ impl<P: Ports> Acker<P> {
         mut flight: Flight<<P::Sink as Sink>::Delivery>,
     ) -> Result<(), Stopped> {
         let sent = std::mem::take(&mut flight.sent);
-        let refused = self.deliver(sent, Purpose::Outputs).await?;
+        let mut changelog = None;
+        let refused = self.deliver(sent, Purpose::Outputs, &mut changelog).await?;
         flight.rejects.extend(refused);
         if !flight.rejects.is_empty() {
             let records = flight
                 .letters
                 .records(&self.tp, &flight.events, &flight.rejects);
             let sent = send_all(&self.module.sink, records).await;
-            self.deliver(sent, Purpose::DeadLetters).await?;
+            self.deliver(sent, Purpose::DeadLetters, &mut None).await?;
         }
         let count = flight.events.len();
+        if let (Some(state), Some(next)) = (self.state.get(), changelog)
+            && let Err(err) = state.store.acked(&state.writer, next)
+        {
+            tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,
+                partition = self.tp.partition, error = %err,
+                "cannot checkpoint the state store; a restore would read more of the changelog");
+        }
         if let Some(last) = flight.events.last() {
             self.module.offsets.settle(&self.tp, last.offset + 1);
         }
@@ -205,10 +217,13 @@ impl<P: Ports> Acker<P> {
     /// that emitted them. Records that failed for a transient reason are
     /// produced again after a backoff, only those: acknowledged ones are
     /// not repeated.
+    /// `changelog` is raised to the offset after the last acknowledged
+    /// write to the state changelog, if any.
     async fn deliver(
         &mut self,
         mut sent: Vec<Sent<<P::Sink as Sink>::Delivery>>,
         purpose: Purpose,
+        changelog: &mut Option<i64>,
     ) -> Result<Vec<Failure>, Stopped> {
         let metrics = self.module.metrics.clone();
         let mut refused = Vec::new();
@@ -216,6 +231,11 @@ impl<P: Ports> Acker<P> {
         while !sent.is_empty() {
             let answers = Answers::wait(sent, purpose == Purpose::Outputs, &metrics).await;
             refused.extend(answers.refused);
+            if let Some(state) = self.state.get()
+                && let Some(next) = answers.tally.next_offset(&state.topic)
+            {
+                *changelog = Some(changelog.map_or(next, |c| c.max(next)));
+            }
             match purpose {
                 Purpose::Outputs => answers.tally.count(&metrics),
                 Purpose::DeadLetters => (0..answers.acked).for_each(|_| metrics.dead_lettered()),
@@ -309,14 +329,14 @@ impl Answers {
     /// Counts each failure in `weir_produce_errors_total`.
     pub async fn wait<D>(sent: Vec<Sent<D>>, refusals: bool, metrics: &ModuleMetrics) -> Self
     where
-        D: Future<Output = Result<(), DeliveryError>>,
+        D: Future<Output = Result<i64, DeliveryError>>,
     {
         let mut answers = Self::default();
         for (p, delivery) in sent {
             match delivery.await {
-                Ok(()) => {
+                Ok(offset) => {
                     answers.acked += 1;
-                    answers.tally.add(p.record);
+                    answers.tally.add(p.record, offset);
                 }
                 Err(err) => {
                     metrics.produce_error();
@@ -333,34 +353,45 @@ impl Answers {
     }
 }
 
-/// Acknowledged outputs per topic, counted into the metrics once per flight
-/// rather than with a label lookup per record.
+/// Acknowledged outputs per topic (records, bytes, highest offset),
+/// counted into the metrics once per flight rather than with a label lookup
+/// per record.
 #[derive(Debug, Default)]
-pub struct Tally(Vec<(String, usize, usize)>);
+pub struct Tally(Vec<(String, usize, usize, i64)>);
 
 impl Tally {
-    /// One more acknowledged record.
-    pub fn add(&mut self, record: Outgoing) {
+    /// One more acknowledged record, at `offset`.
+    pub fn add(&mut self, record: Outgoing, offset: i64) {
         let bytes = super::failure::record_size(&record);
         match self.0.iter_mut().find(|t| t.0 == record.topic) {
-            Some(t) => (t.1, t.2) = (t.1 + 1, t.2 + bytes),
-            None => self.0.push((record.topic, 1, bytes)),
+            Some(t) => (t.1, t.2, t.3) = (t.1 + 1, t.2 + bytes, t.3.max(offset)),
+            None => self.0.push((record.topic, 1, bytes, offset)),
         }
     }
 
     /// Adds `other`'s counts to these.
     pub fn merge(&mut self, other: Tally) {
-        for (topic, records, bytes) in other.0 {
+        for (topic, records, bytes, offset) in other.0 {
             match self.0.iter_mut().find(|t| t.0 == topic) {
-                Some(t) => (t.1, t.2) = (t.1 + records, t.2 + bytes),
-                None => self.0.push((topic, records, bytes)),
+                Some(t) => (t.1, t.2, t.3) = (t.1 + records, t.2 + bytes, t.3.max(offset)),
+                None => self.0.push((topic, records, bytes, offset)),
             }
         }
     }
 
+    /// The offset after the highest acknowledged record of `topic`.
+    /// (A changelog has one partition per writer here, so this is where
+    /// the writer's acknowledged writes end.)
+    pub fn next_offset(&self, topic: &str) -> Option<i64> {
+        self.0
+            .iter()
+            .find(|t| t.0 == topic && t.3 >= 0)
+            .map(|t| t.3 + 1)
+    }
+
     /// Adds the counts to `weir_events_emitted_total` and its bytes.
     pub fn count(self, metrics: &ModuleMetrics) {
-        for (topic, records, bytes) in self.0 {
+        for (topic, records, bytes, _) in self.0 {
             metrics.emitted(&topic, records, bytes);
         }
     }

@@ -168,7 +168,16 @@ impl FakeSink {
     }
 }
 
-type Delivery = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send>>;
+/// Records `record` as acknowledged; its offset is its index among the
+/// records acknowledged to its topic.
+fn acknowledge(acked: &Mutex<Vec<Outgoing>>, record: Outgoing) -> i64 {
+    let mut acked = lock(acked);
+    let offset = acked.iter().filter(|r| r.topic == record.topic).count();
+    acked.push(record);
+    offset as i64
+}
+
+type Delivery = Pin<Box<dyn Future<Output = Result<i64, DeliveryError>> + Send>>;
 
 impl Sink for FakeSink {
     type Delivery = Delivery;
@@ -184,8 +193,8 @@ impl Sink for FakeSink {
         // the pipeline looks: an `Ack` is recorded at once.
         match (self.rule)(record, before) {
             Answer::Ack => {
-                lock(&self.acked).push(record.clone());
-                Box::pin(std::future::ready(Ok(())))
+                let offset = acknowledge(&self.acked, record.clone());
+                Box::pin(std::future::ready(Ok(offset)))
             }
             Answer::Fail(fault) => Box::pin(std::future::ready(Err(DeliveryError {
                 fault,
@@ -195,8 +204,7 @@ impl Sink for FakeSink {
                 let (acked, record) = (self.acked.clone(), record.clone());
                 Box::pin(async move {
                     gate.notified().await;
-                    lock(&acked).push(record);
-                    Ok(())
+                    Ok(acknowledge(&acked, record))
                 })
             }
         }
@@ -357,7 +365,12 @@ impl Instance for FakeInstance {
         self.live
     }
 
-    fn call(&mut self, events: &[Event], stop: &CancellationToken) -> CallResult {
+    fn call(
+        &mut self,
+        events: &[Event],
+        stop: &CancellationToken,
+        _state: Option<&crate::state::StateHandle>,
+    ) -> CallResult {
         let mut result = CallResult::default();
         let mut emitted = Vec::new();
         for event in events {
@@ -420,6 +433,7 @@ impl Rig {
             status,
             offsets: Arc::new(Offsets::default()),
             runtime: tokio::runtime::Handle::current(),
+            state: None,
         });
         Self {
             module,

@@ -8,10 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Guest, Instance, Version};
 use crate::bindings::weir::consumer::types::Event;
-use crate::engine::{HandlerPre, LoadedModule, WasmEngine};
+use crate::engine::{LoadedModule, WasmEngine};
 use crate::invoke::{CallResult, Invoker};
 use crate::manifest::Manifest;
 use crate::metrics::ModuleMetrics;
+use crate::state::StateHandle;
 
 impl Version for LoadedModule {
     fn name(&self) -> &str {
@@ -27,7 +28,7 @@ impl Version for LoadedModule {
     }
 
     fn is_batch(&self) -> bool {
-        matches!(self.pre, HandlerPre::Batch(_))
+        self.pre.is_batch()
     }
 }
 
@@ -69,7 +70,12 @@ impl Instance for Invoker {
         Invoker::is_live(self)
     }
 
-    fn call(&mut self, events: &[Event], stop: &CancellationToken) -> CallResult {
-        Invoker::call(self, events, stop)
+    fn call(
+        &mut self,
+        events: &[Event],
+        stop: &CancellationToken,
+        state: Option<&StateHandle>,
+    ) -> CallResult {
+        Invoker::call(self, events, stop, state)
     }
 }

@@ -45,6 +45,7 @@ use crate::bindings::weir::consumer::types::{Event, Outgoing};
 use crate::invoke::CallResult;
 use crate::manifest::Manifest;
 use crate::metrics::ModuleMetrics;
+use crate::state::{StateHandle, Stores};
 use crate::status::StatusBoard;
 
 /// A topic and partition.
@@ -119,8 +120,8 @@ pub trait Source: Send + 'static {
 
 /// Where emitted records and dead letters go.
 pub trait Sink: Clone + Send + Sync + 'static {
-    /// The broker's answer on one record.
-    type Delivery: Future<Output = Result<(), DeliveryError>> + Send + 'static;
+    /// The broker's answer on one record: its offset once acknowledged.
+    type Delivery: Future<Output = Result<i64, DeliveryError>> + Send + 'static;
     /// Enqueues one record, waiting while the producer's queue is full.
     /// Records enqueued one after another keep their order per partition.
     /// `timestamp_ms` is the timestamp to give it, or `None` for the
@@ -183,9 +184,15 @@ pub trait Instance: Send + 'static {
     fn version(&self) -> &Arc<Self::Version>;
     /// Whether it can be called (false after a trap).
     fn is_live(&self) -> bool;
-    /// Calls the module for `events` of one partition, in offset order.
+    /// Calls the module for `events` of one partition, in offset order,
+    /// with the partition's state store when the module is stateful.
     /// Blocking. See [`crate::invoke::Invoker::call`].
-    fn call(&mut self, events: &[Event], stop: &CancellationToken) -> CallResult;
+    fn call(
+        &mut self,
+        events: &[Event],
+        stop: &CancellationToken,
+        state: Option<&StateHandle>,
+    ) -> CallResult;
 }
 
 /// The implementations a partition worker runs on.
@@ -216,6 +223,8 @@ pub struct Module<P: Ports> {
     pub offsets: Arc<offsets::Offsets>,
     /// Where blocking work (guest calls, instantiation) and the workers run.
     pub runtime: tokio::runtime::Handle,
+    /// Stateful modules: the state stores, one per input partition number.
+    pub state: Option<Arc<Stores>>,
 }
 
 impl<P: Ports> std::fmt::Debug for Module<P> {

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::ack::{Answers, Flight, Tally, send_all};
 use super::policy::Pending;
 use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, Transactions};
+use crate::state::StateHandle;
 
 /// The records a transaction's flights wait for.
 type TxnFlight<P> = Flight<<<<P as Ports>::Txn as Transactions>::Sink as Sink>::Delivery>;
@@ -36,6 +37,9 @@ pub struct Txn<P: Ports> {
     opened: Option<Instant>,
     /// Settled events in the open transaction, in order.
     flights: Vec<TxnFlight<P>>,
+    /// Stateful modules: the partition's store, whose writes of the open
+    /// transaction are applied when it commits and dropped when it aborts.
+    pub state: Option<StateHandle>,
 }
 
 /// How an open transaction ended.
@@ -66,6 +70,7 @@ impl<P: Ports> Txn<P> {
             interval,
             opened: None,
             flights: Vec::new(),
+            state: None,
         }
     }
 
@@ -163,6 +168,19 @@ impl<P: Ports> Txn<P> {
             return Err(err);
         }
         module.problem(tp, None);
+        if let Some(state) = &self.state {
+            let next = tally.next_offset(&state.topic);
+            if let Err(err) = state.store.committed(&state.writer, next) {
+                // Committed in Kafka, not here: only a restore from the
+                // changelog can bring the store back in step.
+                tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,
+                    error = %err, "cannot apply a committed transaction's state writes; stopping");
+                return Err(DeliveryError {
+                    fault: Fault::Fatal,
+                    reason: format!("state store: {err}"),
+                });
+            }
+        }
         tally.count(&module.metrics);
         for mut flight in flights {
             module.metrics.processed(&flight.outcomes);
@@ -212,6 +230,9 @@ impl<P: Ports> Txn<P> {
         use super::Source as _;
         self.opened = None;
         self.flights.clear();
+        if let Some(state) = &self.state {
+            state.store.aborted(&state.writer);
+        }
         if let Err(err) = self.txns.abort().await {
             tracing::error!(module = &*module.name, topic = %tp.topic, partition = tp.partition,
                 error = %err, "aborting the transaction failed");

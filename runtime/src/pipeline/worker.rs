@@ -30,6 +30,7 @@ use crate::bindings::weir::consumer::types::Event;
 use crate::invoke::CallResult;
 use crate::manifest::Guarantee;
 use crate::metrics::InFlight;
+use crate::state::{StateHandle, changelog};
 
 /// Settled runs of events handed to the acknowledging half and not yet
 /// landed, per partition. Calls go on while earlier outputs are on their way;
@@ -48,11 +49,13 @@ pub fn spawn<P: Ports>(
 ) -> tokio::task::JoinHandle<()> {
     let (flights, landing) = mpsc::channel(FLIGHTS);
     let stalled = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(OnceLock::new());
     let acker = Acker {
         module: module.clone(),
         tp: tp.clone(),
         stop: stop.clone(),
         stalled: stalled.clone(),
+        state: state.clone(),
     };
     let exactly_once =
         module.guest.current().manifest().delivery.guarantee == Guarantee::ExactlyOnce;
@@ -69,6 +72,7 @@ pub fn spawn<P: Ports>(
         stalled,
         txn: None,
         letters: None,
+        state,
     };
     runtime.spawn(async move {
         if let Some(txns) = txns
@@ -76,12 +80,25 @@ pub fn spawn<P: Ports>(
         {
             return;
         }
+        // Exactly-once: after the transactional producer has fenced the
+        // previous owner, so its open transaction is aborted and the
+        // restore reads only committed writes.
+        let store = match worker.open_state().await {
+            Ok(store) => store,
+            Err(Stopped) => return,
+        };
         // The acknowledging half is a task of its own, so it runs in parallel
         // with the calls; aborting this task (drain timeout) aborts it too.
         let acker = AbortOnDropHandle::new(tokio::spawn(acker.run(landing)));
         worker.run().await;
+        let (module, tp) = (worker.module.clone(), worker.tp.clone());
         drop(worker);
         let _ = acker.await;
+        if let (Some(stores), Some(_)) = (&module.state, store) {
+            let stores = stores.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || stores.release(&tp.topic, tp.partition)).await;
+        }
     })
 }
 
@@ -124,6 +141,9 @@ struct Worker<P: Ports> {
     txn: Option<Txn<P>>,
     /// The dead-letter settings of the version of the last call.
     letters: Option<(VersionOf<P>, Arc<Letters>)>,
+    /// Stateful modules: the partition's store (shared with the
+    /// acknowledging half, set once it is restored).
+    state: Arc<OnceLock<StateHandle>>,
 }
 
 impl<P: Ports> Worker<P> {
@@ -178,6 +198,53 @@ impl<P: Ports> Worker<P> {
                     self.module.problem(&self.tp, Some(why));
                 }
             }
+            let backoff = self
+                .module
+                .guest
+                .current()
+                .manifest()
+                .retry
+                .backoff(attempt);
+            self.pause(backoff).await?;
+            attempt += 1;
+        }
+    }
+
+    /// Stateful modules: opens (restoring if needed) the partition's
+    /// store, retrying with backoff until it is ready or the worker is
+    /// stopped. `Ok(None)` for a module without state.
+    async fn open_state(&mut self) -> Result<Option<StateHandle>, Stopped> {
+        let Some(stores) = self.module.state.clone() else {
+            return Ok(None);
+        };
+        let mut attempt = 1;
+        loop {
+            let (s, tp) = (stores.clone(), self.tp.clone());
+            let opened = tokio::task::spawn_blocking(move || s.open(&tp.topic, tp.partition)).await;
+            let why = match opened {
+                Ok(Ok(store)) => {
+                    let handle = StateHandle {
+                        store,
+                        topic: stores.topic().clone(),
+                        writer: self.tp.topic.as_str().into(),
+                    };
+                    let _ = self.state.set(handle.clone());
+                    if let Some(txn) = &mut self.txn {
+                        txn.state = Some(handle.clone());
+                    }
+                    if attempt > 1 {
+                        self.module.problem(&self.tp, None);
+                    }
+                    return Ok(Some(handle));
+                }
+                Ok(Err(err)) => err.to_string(),
+                Err(err) => format!("restore task failed: {err}"),
+            };
+            tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
+                partition = self.tp.partition, error = %why, attempt,
+                "cannot open the partition's state store; will retry");
+            self.module
+                .problem(&self.tp, Some(format!("state store: {why}")));
             let backoff = self
                 .module
                 .guest
@@ -306,6 +373,7 @@ impl<P: Ports> Worker<P> {
         in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
         let produce = std::mem::take(&mut plan.produce);
+        self.apply_state(&produce)?;
         let in_flight = in_flight.split(plan.settled);
         match &mut self.txn {
             Some(txn) => {
@@ -327,6 +395,27 @@ impl<P: Ports> Worker<P> {
         }
     }
 
+    /// Applies the state writes among a settled run's records to the
+    /// partition's store (exactly-once: to the open transaction's layer),
+    /// so the next call sees them.
+    fn apply_state(&self, produce: &[super::policy::Pending]) -> Result<(), Stopped> {
+        let Some(state) = self.state.get() else {
+            return Ok(());
+        };
+        let writes = changelog::writes_in(&state.topic, produce.iter().map(|p| &p.record));
+        if let Err(err) = state.store.apply(&state.writer, writes, self.txn.is_some()) {
+            // Nothing of the run is produced or committed: the partition's
+            // next owner (or this process after a restart) handles it again.
+            tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
+                partition = self.tp.partition, error = %err,
+                "cannot write the state store; stopping the partition");
+            self.module
+                .problem(&self.tp, Some(format!("state store: {err}")));
+            return Err(Stopped);
+        }
+        Ok(())
+    }
+
     /// Calls `version` on a blocking thread, (re)instantiating it first if
     /// needed.
     async fn call(
@@ -339,8 +428,9 @@ impl<P: Ports> Worker<P> {
             return Err(Stopped);
         };
         let stop = self.stop.clone();
+        let state = self.state.get().cloned();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = instance.call(&chunk, &stop);
+            let result = instance.call(&chunk, &stop, state.as_ref());
             (instance, chunk, result)
         })
         .await;

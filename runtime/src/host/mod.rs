@@ -1,17 +1,22 @@
-//! What weir gives a guest: the `log`, `config` and `emitter` imports of the
-//! `weir:consumer` package, a WASI context with no capabilities, and guest
-//! stdout/stderr routed to the log.
+//! What weir gives a guest: the `log`, `config`, `emitter` and `state`
+//! imports of the `weir:consumer` package (0.2.0, and 0.1.0 in `legacy`), a
+//! WASI context with no capabilities, and guest stdout/stderr routed to the
+//! log (`output`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use crate::sandbox::add_wasi_to_linker;
+
+mod legacy;
+mod output;
+mod state;
+
+use output::{GuestOutput, Stream};
 
 use crate::bindings::weir::consumer::types::{EmitError, Outgoing};
 use crate::bindings::weir::consumer::{config, emitter, log, types};
@@ -59,6 +64,8 @@ pub struct HostState {
     pub(crate) emitted: Vec<Outgoing>,
     /// The event being handled.
     pub(crate) current: EventRef,
+    /// Stateful modules: the partition's state as the current call sees it.
+    pub(crate) state: Option<crate::state::CallState>,
 }
 
 impl std::fmt::Debug for HostState {
@@ -105,6 +112,7 @@ impl HostState {
             policy,
             emitted: Vec::new(),
             current: EventRef::default(),
+            state: None,
         }
     }
 }
@@ -311,121 +319,6 @@ fn truncate(message: &str) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     format!("{}… [{} bytes cut]", &message[..end], message.len() - end).into()
-}
-
-/// Which guest stream a line came from.
-#[derive(Debug, Clone, Copy)]
-enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// Guest stdout or stderr: complete lines go to the log, tagged with the
-/// module name (stdout at INFO, stderr at WARN).
-#[derive(Debug, Clone)]
-struct GuestOutput {
-    module: Arc<str>,
-    stream: Stream,
-    observer: Arc<Observer>,
-}
-
-impl GuestOutput {
-    fn new(module: &Arc<str>, stream: Stream, observer: &Arc<Observer>) -> Self {
-        Self {
-            module: module.clone(),
-            stream,
-            observer: observer.clone(),
-        }
-    }
-}
-
-impl IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for GuestOutput {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(LineWriter {
-            out: self.clone(),
-            line: Vec::new(),
-        })
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        // Only WASI 0.3 guests use this path; weir links WASI 0.2.
-        Box::new(tokio::io::sink())
-    }
-}
-
-/// Buffers bytes until a newline, then logs the line.
-struct LineWriter {
-    out: GuestOutput,
-    line: Vec<u8>,
-}
-
-impl LineWriter {
-    fn log_line(&self, bytes: &[u8]) {
-        if !self.out.observer.admit() {
-            return;
-        }
-        let text = String::from_utf8_lossy(bytes);
-        let text = truncate(text.trim_end_matches('\r'));
-        let module = &*self.out.module;
-        let version = self.out.observer.version();
-        match self.out.stream {
-            Stream::Stdout => {
-                tracing::info!(target: "weir::guest", module, version, stream = "stdout", "{text}")
-            }
-            Stream::Stderr => {
-                tracing::warn!(target: "weir::guest", module, version, stream = "stderr", "{text}")
-            }
-        }
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.line.is_empty() {
-            let line = std::mem::take(&mut self.line);
-            self.log_line(&line);
-        }
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl OutputStream for LineWriter {
-    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
-        let mut rest = &bytes[..];
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..pos]);
-            let line = std::mem::take(&mut self.line);
-            self.log_line(&line);
-            rest = &rest[pos + 1..];
-        }
-        // A guest that never writes a newline cannot grow the buffer forever.
-        if self.line.len() + rest.len() > MAX_LOG_LINE {
-            let line = std::mem::take(&mut self.line);
-            self.log_line(&[line.as_slice(), rest].concat());
-        } else {
-            self.line.extend_from_slice(rest);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(64 * 1024)
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for LineWriter {
-    async fn ready(&mut self) {}
 }
 
 #[cfg(test)]
