@@ -77,7 +77,8 @@ pub fn set(key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), StateEr
 /// after that the key reads as absent and the host deletes it.
 ///
 /// The host counts whole milliseconds: `ttl` is rounded up to the next
-/// millisecond, so only a zero `ttl` stores a key that is expired at once.
+/// millisecond, and a zero `ttl` counts as one millisecond (the key is
+/// readable for the rest of the call, and gone by the next millisecond).
 pub fn set_with_ttl(
     key: impl AsRef<[u8]>,
     value: impl AsRef<[u8]>,

@@ -583,15 +583,10 @@ impl Session {
     }
 
     /// Checks a write of `key` (`value: None` for a delete) against the
-    /// limits, in the order the host does: key size, value size, distinct
-    /// keys per call, then the store quota (only for a write that grows
-    /// the store).
-    fn check_write(
-        &mut self,
-        key: &[u8],
-        value: Option<&[u8]>,
-        live: bool,
-    ) -> Result<(), StateError> {
+    /// limits, in the order the host does: key size, value size, the store
+    /// quota (only for a write that grows the store), then the distinct
+    /// keys per call.
+    fn check_write(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
         let limits = self.harness.state_limits;
         let max_keys = self.harness.max_emits.unwrap_or(DEFAULT_MAX_EMITS);
         if key.len() > limits.max_key_bytes as usize {
@@ -603,19 +598,19 @@ impl Session {
             return Err(StateError::ValueTooLarge(limits.max_value_bytes));
         }
         let state = self.state();
-        if !state.written.contains(key) && state.written.len() >= max_keys as usize {
-            return Err(StateError::TooMany(max_keys));
-        }
-        if let Some(value) = value.filter(|_| live) {
+        if let Some(value) = value {
             let old = state
                 .store
                 .get(key, state.now_ms)
                 .map_or(0, |old| key.len() + old.len()) as u64;
-            let after = state.store.bytes - old + (key.len() + value.len()) as u64;
+            let new = (key.len() + value.len()) as u64;
             let quota = u64::from(limits.state_mib) << 20;
-            if after > state.store.bytes && after > quota {
+            if new > old && state.store.bytes - old + new > quota {
                 return Err(StateError::QuotaExceeded(limits.state_mib));
             }
+        }
+        if !state.written.contains(key) && state.written.len() >= max_keys as usize {
+            return Err(StateError::TooMany(max_keys));
         }
         Ok(())
     }
@@ -626,22 +621,17 @@ impl Session {
         value: &[u8],
         ttl_ms: Option<u64>,
     ) -> Result<(), StateError> {
-        let now = self.state().now_ms;
-        let expires_ms = ttl_ms.map(|ttl| now.saturating_add(ttl));
-        let live = expires_ms.is_none_or(|at| now < at);
-        self.check_write(key, Some(value), live)?;
+        self.check_write(key, Some(value))?;
         let state = self.state();
+        // As on the host, a zero time-to-live counts as one millisecond.
+        let expires_ms = ttl_ms.map(|ttl| state.now_ms.saturating_add(ttl.max(1)));
         state.written.insert(key.to_vec());
-        if live {
-            state.store.put(key.to_vec(), value.to_vec(), expires_ms);
-        } else {
-            state.store.remove(key);
-        }
+        state.store.put(key.to_vec(), value.to_vec(), expires_ms);
         Ok(())
     }
 
     fn state_delete(&mut self, key: &[u8]) -> Result<(), StateError> {
-        self.check_write(key, None, false)?;
+        self.check_write(key, None)?;
         let state = self.state();
         state.written.insert(key.to_vec());
         state.store.remove(key);

@@ -267,10 +267,13 @@ fn ttl_expires_by_the_harness_clock() {
     ));
     assert_eq!(
         got(&outcome),
-        ["1", "none"],
-        "a zero ttl is expired at once"
+        ["1", "1"],
+        "a zero ttl lasts one millisecond"
     );
-    harness.advance(Duration::from_millis(999));
+    assert!(harness.state_get("z").is_some());
+    harness.advance(Duration::from_millis(1));
+    assert_eq!(harness.state_get("z"), None);
+    harness.advance(Duration::from_millis(998));
     assert_eq!(got(&harness.run::<Kv>(kv("get a"))), ["1"]);
     harness.advance(Duration::from_millis(1));
     assert_eq!(got(&harness.run::<Kv>(kv("get a"))), ["none"]);
@@ -375,17 +378,20 @@ fn the_store_quota_counts_live_keys_and_values() {
     harness.advance(Duration::from_secs(1));
     assert_eq!(harness.with(|| state::set("b", vec![0; HALF])), Ok(()));
 
+    // A store already over its quota (a lowered limit) can still shrink.
     let over = Harness::new()
         .state_limits(StateLimits {
-            state_mib: 0,
+            state_mib: 1,
             ..StateLimits::default()
         })
-        .state("seeded", "x");
-    let outcome = over.run::<Kv>(kv("del seeded; set a 1"));
+        .state("a", vec![0; HALF])
+        .state("b", vec![0; HALF]);
+    let outcome = over.run::<Kv>(kv("set c 1"));
     assert_eq!(
         outcome.reason(),
-        Some("state store is full: `limits.state-mib` (0 MiB) would be exceeded")
+        Some("state store is full: `limits.state-mib` (1 MiB) would be exceeded")
     );
+    assert!(over.run::<Kv>(kv("set a 1; del b; set c 1")).is_ok());
 }
 
 #[test]
@@ -416,6 +422,27 @@ fn a_call_writes_at_most_max_emits_distinct_keys() {
     );
     // The count is per call.
     assert_eq!(harness.with(|| state::set("c", "1")), Ok(()));
+
+    // The quota is checked before the count.
+    let harness = Harness::new().max_emits(1).state_limits(StateLimits {
+        state_mib: 1,
+        ..StateLimits::default()
+    });
+    let results = harness.with(|| {
+        [
+            state::set("a", vec![0; 524_288]),
+            state::set("b", vec![0; 524_288]),
+            state::set("b", ""),
+        ]
+    });
+    assert_eq!(
+        results,
+        [
+            Ok(()),
+            Err(StateError::QuotaExceeded(1)),
+            Err(StateError::TooMany(1))
+        ]
+    );
 
     let harness = Harness::new();
     let last = harness.with(|| {
