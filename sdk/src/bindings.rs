@@ -39,10 +39,11 @@ pub mod batch {
         export_macro_name: "export_batch_handler",
         default_bindings_module: "$crate::__private::batch",
         with: {
-            "weir:consumer/types@0.1.0": crate::bindings::consumer::weir::consumer::types,
-            "weir:consumer/log@0.1.0": crate::bindings::consumer::weir::consumer::log,
-            "weir:consumer/config@0.1.0": crate::bindings::consumer::weir::consumer::config,
-            "weir:consumer/emitter@0.1.0": crate::bindings::consumer::weir::consumer::emitter,
+            "weir:consumer/types@0.2.0": crate::bindings::consumer::weir::consumer::types,
+            "weir:consumer/log@0.2.0": crate::bindings::consumer::weir::consumer::log,
+            "weir:consumer/config@0.2.0": crate::bindings::consumer::weir::consumer::config,
+            "weir:consumer/emitter@0.2.0": crate::bindings::consumer::weir::consumer::emitter,
+            "weir:consumer/state@0.2.0": crate::bindings::consumer::weir::consumer::state,
         },
     });
 }
