@@ -17,9 +17,9 @@
 // vocabulary mirrors the Rust SDK (weir-sdk): Event, Record, ctx.emit,
 // config.get/require/getOr, log.info and friends, EmitError.
 
-import { log as hostLog } from 'weir:consumer/log@0.1.0';
-import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.1.0';
-import { emit as hostEmit } from 'weir:consumer/emitter@0.1.0';
+import { log as hostLog } from 'weir:consumer/log@0.2.0';
+import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.2.0';
+import { emit as hostEmit } from 'weir:consumer/emitter@0.2.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
