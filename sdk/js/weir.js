@@ -64,11 +64,23 @@ export class EmitError extends Reject {
   }
 }
 
-function toBytes(value) {
+// The Uint8Arrays the component's bindings create (an event's key, value
+// and headers; what the host returns) belong to another realm than this
+// module, so `instanceof Uint8Array` is false for them: test the type tag.
+const typeTag = (value) => Object.prototype.toString.call(value);
+
+// `value` as a Uint8Array (a string as UTF-8), or undefined.
+function asBytes(value) {
   if (typeof value === 'string') return encoder.encode(value);
-  if (value instanceof Uint8Array) return value;
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  throw new TypeError('expected a string or a Uint8Array');
+  if (value instanceof Uint8Array || typeTag(value) === '[object Uint8Array]') return value;
+  if (value instanceof ArrayBuffer || typeTag(value) === '[object ArrayBuffer]') return new Uint8Array(value);
+  return undefined;
+}
+
+function toBytes(value) {
+  const bytes = asBytes(value);
+  if (bytes === undefined) throw new TypeError('expected a string or a Uint8Array');
+  return bytes;
 }
 
 function utf8(bytes, what) {
