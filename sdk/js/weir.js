@@ -15,11 +15,15 @@
 // same event after a backoff; throwing `Reject` (or anything else, like `?`
 // in the Rust SDK) rejects the event for good with the error's message. The
 // vocabulary mirrors the Rust SDK (weir-sdk): Event, Record, ctx.emit,
-// config.get/require/getOr, log.info and friends, EmitError.
+// config.get/require/getOr, log.info and friends, EmitError. Durable keyed
+// state per input partition is `state` (get/set/setWithTtl/delete/scan/
+// scanPrefix/getJson/setJson); its writes are discarded with the emitted
+// records when the handler throws, and a refused write throws StateError.
 
-import { log as hostLog } from 'weir:consumer/log@0.1.0';
-import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.1.0';
-import { emit as hostEmit } from 'weir:consumer/emitter@0.1.0';
+import { log as hostLog } from 'weir:consumer/log@0.2.0';
+import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.2.0';
+import { emit as hostEmit } from 'weir:consumer/emitter@0.2.0';
+import * as hostState from 'weir:consumer/state@0.2.0';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -64,11 +68,45 @@ export class EmitError extends Reject {
   }
 }
 
-function toBytes(value) {
+const STATE_MESSAGES = {
+  'key-too-large': (d) => `state key is longer than limits.max-state-key-bytes (${d} bytes)`,
+  'value-too-large': (d) => `state value is longer than limits.max-state-value-bytes (${d} bytes)`,
+  'quota-exceeded': (d) => `state write would take the partition's store over limits.state-mib (${d} MiB)`,
+  'too-many': (d) => `more than ${d} state keys written for one call (limits.max-emits)`,
+};
+
+/** The host refused a state write (a `Reject`: uncaught, it rejects the
+ * event, and the host discards its state writes with its emitted records).
+ * `kind`: `key-too-large`, `value-too-large` (`detail`: the limit in
+ * bytes), `quota-exceeded` (the store limit in MiB) or `too-many` (the
+ * maximum number of keys written per call); the message names the
+ * manifest setting. */
+export class StateError extends Reject {
+  constructor(kind, detail) {
+    super((STATE_MESSAGES[kind] ?? ((d) => `state ${kind}: ${d}`))(detail));
+    this.name = 'StateError';
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+// The Uint8Arrays the component's bindings create (an event's key, value
+// and headers; what the host returns) belong to another realm than this
+// module, so `instanceof Uint8Array` is false for them: test the type tag.
+const typeTag = (value) => Object.prototype.toString.call(value);
+
+// `value` as a Uint8Array (a string as UTF-8), or undefined.
+function asBytes(value) {
   if (typeof value === 'string') return encoder.encode(value);
-  if (value instanceof Uint8Array) return value;
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  throw new TypeError('expected a string or a Uint8Array');
+  if (value instanceof Uint8Array || typeTag(value) === '[object Uint8Array]') return value;
+  if (value instanceof ArrayBuffer || typeTag(value) === '[object ArrayBuffer]') return new Uint8Array(value);
+  return undefined;
+}
+
+function toBytes(value) {
+  const bytes = asBytes(value);
+  if (bytes === undefined) throw new TypeError('expected a string or a Uint8Array');
+  return bytes;
 }
 
 function utf8(bytes, what) {
@@ -108,19 +146,20 @@ function formatFloat(x) {
   return sign + out;
 }
 
-function writeJson(value, out) {
+// `what` names the value in the Reject thrown for what JSON cannot hold.
+function writeJson(value, out, what) {
   if (value === null || value === undefined) out.push('null');
   else if (typeof value === 'boolean') out.push(value ? 'true' : 'false');
   else if (typeof value === 'bigint') out.push(value.toString());
   else if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new Reject(`cannot serialise the record value: ${value} is not valid JSON`);
+    if (!Number.isFinite(value)) throw new Reject(`cannot serialise the ${what}: ${value} is not valid JSON`);
     out.push(Number.isSafeInteger(value) ? String(value) : formatFloat(value));
   } else if (typeof value === 'string') out.push(JSON.stringify(value));
   else if (Array.isArray(value)) {
     out.push('[');
     value.forEach((item, i) => {
       if (i) out.push(',');
-      writeJson(item, out);
+      writeJson(item, out, what);
     });
     out.push(']');
   } else if (typeof value === 'object') {
@@ -130,10 +169,16 @@ function writeJson(value, out) {
       .forEach((key, i) => {
         if (i) out.push(',');
         out.push(JSON.stringify(key), ':');
-        writeJson(value[key], out);
+        writeJson(value[key], out, what);
       });
     out.push('}');
-  } else throw new Reject(`cannot serialise the record value: ${typeof value} is not JSON`);
+  } else throw new Reject(`cannot serialise the ${what}: ${typeof value} is not JSON`);
+}
+
+function stringifyJson(value, what) {
+  const out = [];
+  writeJson(value, out, what);
+  return out.join('');
 }
 
 // Byte order of the UTF-8 encodings, as Rust sorts `String` keys. UTF-16
@@ -156,9 +201,7 @@ function compareUtf8(a, b) {
 export const json = {
   /** `value` as compact JSON text. */
   stringify(value) {
-    const out = [];
-    writeJson(value, out);
-    return out.join('');
+    return stringifyJson(value, 'record value');
   },
   /** Parses UTF-8 bytes or a string as JSON. */
   parse(data) {
@@ -327,6 +370,129 @@ export const config = {
 export const log = Object.fromEntries(
   ['trace', 'debug', 'info', 'warn', 'error'].map((level) => [level, (message) => hostLog(level, String(message))]),
 );
+
+// ----------------------------------------------------------------- state --
+
+const U32_MAX = 0xffffffff;
+const U64_MAX = (1n << 64n) - 1n;
+
+function stateBytes(value, what) {
+  const bytes = asBytes(value);
+  if (bytes === undefined) {
+    throw new TypeError(`state ${what} must be a string or a Uint8Array, not ${value === null ? 'null' : typeof value}`);
+  }
+  return bytes;
+}
+
+// A state write: the host's state-error becomes a StateError.
+function stateWrite(write) {
+  try {
+    write();
+  } catch (e) {
+    const err = e?.payload ?? e;
+    if (err && typeof err === 'object' && 'tag' in err) throw new StateError(err.tag, err.val);
+    throw e;
+  }
+}
+
+// Milliseconds (a number or a BigInt) as the WIT's u64: at least 1 ms when
+// positive, Infinity (or more than u64) capped at the u64 maximum.
+function ttlMillis(ttlMs) {
+  if (typeof ttlMs === 'bigint') {
+    if (ttlMs < 0n) throw new RangeError(`ttlMs must be zero or more, got ${ttlMs}`);
+    return ttlMs > U64_MAX ? U64_MAX : ttlMs;
+  }
+  if (typeof ttlMs !== 'number' || !(ttlMs >= 0)) {
+    throw new RangeError(`ttlMs must be a number of milliseconds, zero or more, got ${ttlMs}`);
+  }
+  if (ttlMs === Infinity) return U64_MAX;
+  const ms = BigInt(Math.max(Math.round(ttlMs), ttlMs > 0 ? 1 : 0));
+  return ms > U64_MAX ? U64_MAX : ms;
+}
+
+function keyLabel(key) {
+  if (typeof key === 'string') return JSON.stringify(key);
+  return `0x${Array.from(stateBytes(key, 'key'), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
+/** Durable keyed state, one store per module and input partition: a handler
+ * sees the store of its event's partition, so keys must be co-partitioned
+ * with the input (use the record key). Writes follow the event's verdict
+ * like emitted records: visible at once, durable when the handler returns,
+ * discarded when it throws. Keys and values are Uint8Arrays (a string is
+ * written as UTF-8); a write the host refuses throws a `StateError`. */
+export const state = {
+  /** The value under `key` (a Uint8Array), or undefined (never set,
+   * deleted or expired). */
+  get(key) {
+    return hostState.get(stateBytes(key, 'key')) ?? undefined;
+  },
+  /** Stores `value` under `key`, replacing any previous value and its
+   * time-to-live. */
+  set(key, value) {
+    const k = stateBytes(key, 'key');
+    const v = stateBytes(value, 'value');
+    stateWrite(() => hostState.set(k, v));
+  },
+  /** Stores `value` under `key` for `ttlMs` milliseconds (a number or a
+   * BigInt; host wall clock); after that the key reads as absent. */
+  setWithTtl(key, value, ttlMs) {
+    const k = stateBytes(key, 'key');
+    const v = stateBytes(value, 'value');
+    const ttl = ttlMillis(ttlMs);
+    stateWrite(() => hostState.setWithTtl(k, v, ttl));
+  },
+  /** Removes `key` (nothing happens when it is absent). */
+  delete(key) {
+    const k = stateBytes(key, 'key');
+    stateWrite(() => hostState.delete(k));
+  },
+  /** One page: up to `limit` [key, value] pairs whose key starts with
+   * `prefix`, in ascending byte order, after the key `after` when given.
+   * The host caps a page at 1,000 entries and 4 MiB, so a short page is not
+   * the end: only an empty one is (or use `scanPrefix`). */
+  scan(prefix, after = undefined, limit = 100) {
+    if (!Number.isInteger(limit) || limit < 0) throw new RangeError(`limit must be an integer, zero or more, got ${limit}`);
+    const entries = hostState.scan(
+      stateBytes(prefix, 'prefix'),
+      after === undefined || after === null ? undefined : stateBytes(after, 'key'),
+      Math.min(limit, U32_MAX),
+    );
+    return entries.map(({ key, value }) => [key, value]);
+  },
+  /** Every [key, value] whose key starts with `prefix`, in ascending key
+   * order, fetched `pageSize` at a time as the iteration goes (a key written
+   * meanwhile shows up if it sorts after the current one). */
+  *scanPrefix(prefix, pageSize = 100) {
+    if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`pageSize must be a positive integer, got ${pageSize}`);
+    let after;
+    for (;;) {
+      const page = state.scan(prefix, after, pageSize);
+      if (page.length === 0) return;
+      yield* page;
+      after = page[page.length - 1][0];
+    }
+  },
+  /** The value under `key` parsed as JSON, or `fallback` (default
+   * undefined) when there is none; a value that does not parse rejects. */
+  getJson(key, fallback = undefined) {
+    const value = state.get(key);
+    if (value === undefined) return fallback;
+    try {
+      return JSON.parse(utf8(value, `state value under key ${keyLabel(key)}`));
+    } catch (e) {
+      if (e instanceof Reject) throw e;
+      throw new Reject(`state value under key ${keyLabel(key)} is not JSON: ${e.message ?? e}`);
+    }
+  },
+  /** Stores `value` written as JSON (like `Record.json`) under `key`, for
+   * `ttlMs` milliseconds when given. */
+  setJson(key, value, ttlMs = undefined) {
+    const text = stringifyJson(value, 'state value');
+    if (ttlMs === undefined) state.set(key, text);
+    else state.setWithTtl(key, text, ttlMs);
+  },
+};
 
 /** What a handler can do besides returning: emit records. One per call. */
 export class Context {

@@ -24,11 +24,16 @@ exception, like ``?`` in the Rust SDK) rejects the event for good with the
 exception's message. The vocabulary mirrors the Rust SDK (``weir-sdk``):
 ``Event``, ``Record``, ``Context.emit``, ``config.get/require/get_or``,
 ``log.info`` and friends, ``EmitError``.
+
+Durable keyed state, per input partition, is :mod:`weir_sdk.state`
+(``state.get/set/set_with_ttl/delete/scan/scan_prefix/get_json/set_json``);
+its writes are discarded with the emitted records when the handler raises,
+and a write the host refuses raises :class:`StateError` (a ``Reject``).
 """
 
-from . import config, log
+from . import config, log, state
 from .consumer import Consumer, Context, export
-from .errors import EmitError, Error, Reject, Retry
+from .errors import EmitError, Error, Reject, Retry, StateError
 from .event import Event, Record
 from . import json
 
@@ -41,8 +46,10 @@ __all__ = [
     "Record",
     "Reject",
     "Retry",
+    "StateError",
     "config",
     "export",
     "json",
     "log",
+    "state",
 ]

@@ -1,4 +1,4 @@
-"""Handler verdicts (``Retry``, ``Reject``) and ``EmitError``."""
+"""Handler verdicts (``Retry``, ``Reject``), ``EmitError`` and ``StateError``."""
 
 
 class Error(Exception):
@@ -39,3 +39,25 @@ class EmitError(Reject):
             "invalid-partition": f"partition {detail} is negative",
         }
         super().__init__(messages.get(kind, f"{kind}: {detail}"))
+
+
+class StateError(Reject):
+    """The host refused a state write (:mod:`weir_sdk.state`). Uncaught, it
+    rejects the event with its message, and the host discards the event's
+    state writes with its emitted records; catch it to decide otherwise.
+
+    ``kind`` is one of ``key-too-large`` (``detail``: the limit in bytes),
+    ``value-too-large`` (the limit in bytes), ``quota-exceeded`` (the
+    partition's store limit in MiB) or ``too-many`` (the maximum number of
+    keys written per call). The message names the manifest setting."""
+
+    def __init__(self, kind: str, detail):
+        self.kind = kind
+        self.detail = detail
+        messages = {
+            "key-too-large": f"state key is longer than limits.max-state-key-bytes ({detail} bytes)",
+            "value-too-large": f"state value is longer than limits.max-state-value-bytes ({detail} bytes)",
+            "quota-exceeded": f"state write would take the partition's store over limits.state-mib ({detail} MiB)",
+            "too-many": f"more than {detail} state keys written for one call (limits.max-emits)",
+        }
+        super().__init__(messages.get(kind, f"state {kind}: {detail}"))
