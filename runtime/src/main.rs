@@ -131,6 +131,14 @@ enum Command {
         /// Output: one JSON object per event, or text.
         #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
         format: ReplayFormat,
+        /// Stateful modules: seed the stores from this JSON-lines file
+        /// (`{"partition": 0, "key": "k", "value": "v"}` per line).
+        #[arg(long)]
+        state_in: Option<PathBuf>,
+        /// Stateful modules: write the stores to this JSON-lines file after
+        /// the last event.
+        #[arg(long)]
+        state_out: Option<PathBuf>,
     },
 }
 
@@ -334,12 +342,18 @@ fn devtool(command: Command) -> anyhow::Result<()> {
             module,
             events,
             format,
+            state_in,
+            state_out,
         } => {
             let format = match format {
                 ReplayFormat::Json => replay::Format::Json,
                 ReplayFormat::Text => replay::Format::Text,
             };
-            replay::replay(&module.into(), &events, format, &mut stdout)?;
+            let state = replay::StateFiles {
+                input: state_in,
+                output: state_out,
+            };
+            replay::replay(&module.into(), &events, format, &state, &mut stdout)?;
         }
         Command::Run { .. }
         | Command::Dev { .. }

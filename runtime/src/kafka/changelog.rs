@@ -182,6 +182,26 @@ fn check_compacted(
     }
 }
 
+/// The restore consumer's context: the end of the partition is how a
+/// restore ends, not an error worth a log line.
+struct RestoreContext {
+    module: String,
+}
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
+        tracing::warn!(target: "weir::kafka", module = %self.module, error = %error,
+            "state restore: {reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RestoreContext {}
+
 /// Restores stores from changelog partitions with a consumer of its own
 /// (assigned, never subscribed, never committing).
 #[derive(Debug, Clone)]
@@ -208,7 +228,11 @@ impl Changelog for KafkaChangelog {
         config
             .set("enable.partition.eof", "true")
             .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer = config.create().map_err(failed)?;
+        let context = RestoreContext {
+            module: self.group.clone(),
+        };
+        let consumer: BaseConsumer<RestoreContext> =
+            config.create_with_context(context).map_err(failed)?;
         let mut tpl = TopicPartitionList::new();
         let start = from.map_or(Offset::Beginning, Offset::Offset);
         tpl.add_partition_offset(topic, partition, start)
