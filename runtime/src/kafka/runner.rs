@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Module;
 use crate::pipeline::guest::WasmGuest;
 use crate::pipeline::offsets::{Offsets, Scope};
-use crate::state::Stores;
+use crate::state::{Queries, Stores};
 use crate::status::StatusBoard;
 
 /// Everything a module runner needs from the process.
@@ -41,6 +41,8 @@ pub struct RunnerSettings {
     pub status: Arc<StatusBoard>,
     /// Where stateful modules keep their local stores.
     pub state_dir: std::path::PathBuf,
+    /// Where stateful modules' stores are made queryable over HTTP.
+    pub queries: Arc<Queries>,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -73,7 +75,7 @@ pub fn spawn_runner(
         .as_ref()
         .map(|s| s.changelog_topic(&version.name));
     let state = changelog.as_ref().map(|topic| {
-        Arc::new(Stores::new(
+        let stores = Arc::new(Stores::new(
             version.name.clone(),
             &settings.state_dir,
             topic,
@@ -83,7 +85,9 @@ pub fn spawn_runner(
             }),
             settings.metrics.state(&version.name),
             settings.status.clone(),
-        ))
+        ));
+        settings.queries.register(&version.name, &stores);
+        stores
     });
     let module = Arc::new(Module {
         name: version.name.clone(),
@@ -183,7 +187,12 @@ fn prepare_state(
     let mut last = String::new();
     loop {
         match prepare(kafka, runtime, &module.name, topics, changelog) {
-            Ok(_) => return true,
+            Ok(partitions) => {
+                if let Some(stores) = &module.state {
+                    stores.set_partitions(partitions);
+                }
+                return true;
+            }
             Err(PrepareError::Refused(why)) => {
                 tracing::error!(module = &*module.name, changelog, reason = %why,
                     "the stateful module cannot start");

@@ -18,16 +18,19 @@
 //! - [`changelog`]: writes as changelog records and back, and the restore
 //!   seam.
 //! - [`stores`]: a module's stores: opening, restoring, closing.
+//! - [`query`]: read-only lookups for `GET /state/<module>/<key>`.
 
 pub mod call;
 pub mod changelog;
 pub mod partition;
+pub mod query;
 pub mod store;
 pub mod stores;
 
 pub use call::CallState;
 pub use changelog::{Changelog, RestoreError};
 pub use partition::PartitionStore;
+pub use query::Queries;
 pub use store::LocalStore;
 pub use stores::Stores;
 
