@@ -292,13 +292,20 @@ async fn dev(
             anyhow::anyhow!("cannot write bootstrap file `{}`: {e}", path.display())
         })?;
     }
+    // The broker's changelogs live in memory only: so do the stores (a
+    // folder of this run, removed at the end).
+    let state_dir = std::env::temp_dir().join(format!("weir-dev-state-{}", std::process::id()));
     let cfg = RunConfig {
         brokers: Some(bootstrap),
         modules: Some(modules),
         http_listen: http_listen.unwrap_or_default(),
+        state_dir: state_dir.clone(),
+        embedded: true,
         ..RunConfig::default()
     };
-    weir::runtime::run(cfg, shutdown_signal()?).await
+    let result = weir::runtime::run(cfg, shutdown_signal()?).await;
+    let _ = std::fs::remove_dir_all(&state_dir);
+    result
 }
 
 /// The developer-loop commands; blocking.

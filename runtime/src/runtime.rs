@@ -245,6 +245,7 @@ impl Supervisor {
                 drain_timeout: config.shutdown_timeout,
                 state_dir: config.state_dir.clone(),
                 queries: Arc::default(),
+                embedded: config.embedded,
                 metrics,
                 status: status.clone(),
             },

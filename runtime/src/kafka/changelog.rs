@@ -35,14 +35,15 @@ pub enum PrepareError {
 
 /// Checks a stateful module's input topics and changelog `changelog`:
 /// every input topic must exist with the same partition count N, and the
-/// changelog must be compacted with N partitions (it is created so when
-/// missing). Returns N. Blocking.
+/// changelog must have N partitions and (with `check_policy`) be compacted;
+/// it is created so when missing. Returns N. Blocking.
 pub fn prepare(
     settings: &KafkaSettings,
     runtime: &tokio::runtime::Handle,
     module: &str,
     inputs: &[String],
     changelog: &str,
+    check_policy: bool,
 ) -> Result<i32, PrepareError> {
     let transient = |what: &str, e: &KafkaError| {
         PrepareError::Transient(format!("{what}: {}", settings.describe_error(e)))
@@ -83,7 +84,9 @@ pub fn prepare(
              delete the topic or set `[state] changelog-topic` to another one"
         ))),
         Some(_) => {
-            check_compacted(settings, runtime, module, changelog)?;
+            if check_policy {
+                check_compacted(settings, runtime, module, changelog)?;
+            }
             Ok(n)
         }
         None => {

@@ -43,6 +43,9 @@ pub struct RunnerSettings {
     pub state_dir: std::path::PathBuf,
     /// Where stateful modules' stores are made queryable over HTTP.
     pub queries: Arc<Queries>,
+    /// The brokers are the embedded mock cluster (`weir dev`): changelog
+    /// topics' configuration cannot be read.
+    pub embedded: bool,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -150,9 +153,18 @@ pub fn spawn_runner(
     let name = format!("weir-poll-{}", version.name);
     let kafka = settings.kafka.clone();
     let runtime = tokio::runtime::Handle::current();
+    let check_policy = !settings.embedded;
     Ok(std::thread::Builder::new().name(name).spawn(move || {
         if let Some(changelog) = &changelog
-            && !prepare_state(&consumer, &kafka, &runtime, &topics, changelog, &cancel)
+            && !prepare_state(
+                &consumer,
+                &kafka,
+                &runtime,
+                &topics,
+                changelog,
+                check_policy,
+                &cancel,
+            )
         {
             return;
         }
@@ -181,12 +193,20 @@ fn prepare_state(
     runtime: &tokio::runtime::Handle,
     topics: &[String],
     changelog: &str,
+    check_policy: bool,
     cancel: &CancellationToken,
 ) -> bool {
     let module = &consumer.context().module;
     let mut last = String::new();
     loop {
-        match prepare(kafka, runtime, &module.name, topics, changelog) {
+        match prepare(
+            kafka,
+            runtime,
+            &module.name,
+            topics,
+            changelog,
+            check_policy,
+        ) {
             Ok(partitions) => {
                 if let Some(stores) = &module.state {
                     stores.set_partitions(partitions);
