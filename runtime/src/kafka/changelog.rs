@@ -12,6 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSettings;
+use crate::state::changelog::Apply;
 use crate::state::{Changelog, RestoreError};
 
 /// Budget of each metadata or admin request.
@@ -221,7 +222,7 @@ impl Changelog for KafkaChangelog {
         topic: &str,
         partition: i32,
         from: Option<i64>,
-        apply: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>, &[(&str, &[u8])]) -> anyhow::Result<()>,
+        apply: &mut Apply<'_>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<i64, RestoreError> {
         let failed = |e: KafkaError| RestoreError::Failed(self.settings.describe_error(&e));
@@ -230,7 +231,10 @@ impl Changelog for KafkaChangelog {
             .consumer_config(&format!("{}-restore", self.group), "error");
         config
             .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            // The end of the partition is known from an empty fetch: do not
+            // let the broker hold that answer for the default 500 ms.
+            .set("fetch.wait.max.ms", "10");
         let context = RestoreContext {
             module: self.group.clone(),
         };

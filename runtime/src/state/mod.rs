@@ -51,6 +51,9 @@ pub struct StateHandle {
     pub writer: Arc<str>,
 }
 
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write to a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {

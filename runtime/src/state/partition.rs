@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::store::{LocalStore, Stored};
-use super::{StoreError, Write};
+use super::{Entries, StoreError, Write};
 use crate::sync::lock;
 
 /// How often a store commits durably, with its checkpoint, while in use.
@@ -141,7 +141,7 @@ impl PartitionStore {
         after: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let pending = lock(&self.inner).pending.get(writer).cloned();
         let all: Vec<&Layer> = pending.iter().chain(layers.iter().copied()).collect();
         let in_range = |layer: &Layer| layer_range(layer, prefix, after).count();

@@ -23,6 +23,9 @@ use crate::sync::lock;
 /// restoring.
 const RESTORE_BATCH: usize = 4_096;
 
+/// A partition's store once open; its lock is held while it is opened.
+type Slot = Arc<Mutex<Option<Arc<PartitionStore>>>>;
+
 /// A stateful module's stores.
 pub struct Stores {
     module: Arc<str>,
@@ -34,7 +37,7 @@ pub struct Stores {
     metrics: StateMetrics,
     status: Arc<StatusBoard>,
     /// Open stores, and the lock taken while one is being opened.
-    open: Mutex<HashMap<i32, Arc<Mutex<Option<Arc<PartitionStore>>>>>>,
+    open: Mutex<HashMap<i32, Slot>>,
     /// The input partition count, once the topics are checked.
     partitions: OnceLock<i32>,
 }
