@@ -232,6 +232,11 @@ impl PartitionStore {
         lock(&self.inner).writers.insert(writer.to_owned(), next);
     }
 
+    /// Whether `writer` is registered.
+    pub fn has_writer(&self, writer: &str) -> bool {
+        lock(&self.inner).writers.contains_key(writer)
+    }
+
     /// Registers `writer` on a store other writers already keep up to date:
     /// it starts at the least offset they reported.
     pub fn join(&self, writer: &str) {
