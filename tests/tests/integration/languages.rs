@@ -242,7 +242,11 @@ fn helpers_reject_config_and_emit_errors_like_the_rust_sdk() {
                     .unwrap(),
             );
             let mut invoker = Invoker::new(&engine, module).unwrap();
-            let result = invoker.call(std::slice::from_ref(&event), &CancellationToken::new());
+            let result = invoker.call(
+                std::slice::from_ref(&event),
+                &CancellationToken::new(),
+                None,
+            );
             assert!(
                 result.failure.is_none(),
                 "{lang} case {i}: {:?}",
