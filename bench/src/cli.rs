@@ -60,7 +60,7 @@ pub struct Opts {
     /// Latency test rate (events/s); default: half the native drain rate.
     #[arg(long)]
     pub latency_rate: Option<u64>,
-    /// Skip parts: any of drain, latency, micro, reload, rss.
+    /// Skip parts: any of drain, latency, micro, reload, rss, state.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
     /// Folder with identity.wasm, identity-batch.wasm, echo-v1/v2.wasm.

@@ -11,9 +11,11 @@
 //!    (the output topic's end offsets), CPU is the child's getrusage;
 //! 3. measures end-to-end latency at a fixed rate (half the native maximum);
 //! 4. measures component compile time, fresh instance creation, per-call
-//!    cost, reload pause and RSS.
+//!    cost, reload pause and RSS;
+//! 5. measures state stores: local load, get + set per event, restore.
 //!
-//! The parts are [`drain`], [`latency`], [`micro`], [`reload`] and [`rss`];
+//! The parts are [`drain`], [`latency`], [`micro`], [`reload`], [`rss`] and
+//! [`state`];
 //! [`run`] holds what they share in the parent process, [`child`] starts
 //! and runs the child processes, [`pipe`] the pipes under test, [`kafka`]
 //! the clients, [`broker`] the broker, [`cli`] the command line and
@@ -35,6 +37,7 @@ mod reload;
 mod report;
 mod rss;
 mod run;
+mod state;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -74,6 +77,10 @@ fn parent(opts: Opts) -> anyhow::Result<()> {
     }
     if !run.opts.skips("rss") {
         rss::run(&mut run)?;
+    }
+    if !run.opts.skips("state") {
+        let r = state::run(&mut run);
+        run.failures.check(r, "state", "state");
     }
     run.finish()
 }

@@ -40,7 +40,7 @@ pub fn run(run: &mut Run) -> anyhow::Result<()> {
 }
 
 /// This process's resident set in KiB (NaN if unknown).
-fn rss_kib() -> f64 {
+pub fn rss_kib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -84,6 +84,12 @@ pub struct RunConfig {
     /// rejected; see [`RESERVED_KAFKA_KEYS`].
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+
+    /// Set by `weir dev`: the brokers are librdkafka's in-memory mock
+    /// cluster, which does not answer `DescribeConfigs`, so a changelog
+    /// topic's `cleanup.policy` is not checked. Not a `weir.toml` key.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 fn default_commit_interval() -> Duration {
@@ -131,6 +137,7 @@ impl Default for RunConfig {
             reload_debounce: default_reload_debounce(),
             state_dir: default_state_dir(),
             kafka: BTreeMap::new(),
+            embedded: false,
         }
     }
 }
@@ -151,6 +158,7 @@ impl std::fmt::Debug for RunConfig {
             reload_debounce,
             state_dir,
             kafka,
+            embedded,
         } = self;
         f.debug_struct("RunConfig")
             .field("brokers", brokers)
@@ -165,6 +173,7 @@ impl std::fmt::Debug for RunConfig {
             .field("reload_debounce", reload_debounce)
             .field("state_dir", state_dir)
             .field("kafka", &crate::secrets::redacted(kafka))
+            .field("embedded", embedded)
             .finish()
     }
 }

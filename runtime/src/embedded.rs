@@ -120,8 +120,8 @@ impl EmbeddedKafka {
         self.ask(|reply| Request::TopicError(topic.to_owned(), code, reply))
     }
 
-    /// Creates every input, output and dead-letter topic named by the
-    /// manifests in `dir` (manifests that do not parse are skipped; loading
+    /// Creates every input, output, dead-letter and state changelog topic
+    /// named by the manifests in `dir` (manifests that do not parse are skipped; loading
     /// reports them).
     pub fn create_manifest_topics(
         &self,
@@ -134,6 +134,10 @@ impl EmbeddedKafka {
                 if manifest.on_failure.action == FailureAction::DeadLetter {
                     let name = crate::engine::module_name(&wasm);
                     topics.insert(manifest.on_failure.dead_letter_topic(&name));
+                }
+                if let Some(state) = &manifest.state {
+                    let name = crate::engine::module_name(&wasm);
+                    topics.insert(state.changelog_topic(&name));
                 }
                 topics.extend(manifest.input_topics);
                 topics.extend(manifest.output_topics);

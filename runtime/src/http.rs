@@ -1,5 +1,6 @@
 //! The read-only HTTP endpoint: `/metrics` (Prometheus text format),
-//! `/livez` and `/readyz`.
+//! `/livez`, `/readyz`, `/status` and the state queries
+//! (`/state/<module>/<key>`).
 //!
 //! It listens on loopback unless configured otherwise (`http-listen`) and
 //! exposes nothing that changes state: every route is a GET (or HEAD).
@@ -9,13 +10,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::state::Queries;
+use crate::state::query::Answer;
 use crate::status::StatusBoard;
 
 /// The default address: loopback only, port 9464.
@@ -67,12 +70,23 @@ impl<'de> serde::Deserialize<'de> for HttpListen {
 pub struct HttpState {
     metrics: Arc<Metrics>,
     status: Arc<StatusBoard>,
+    queries: Arc<Queries>,
 }
 
 impl HttpState {
     /// State serving `metrics` (and its readiness) and the modules' status.
     pub fn new(metrics: Arc<Metrics>, status: Arc<StatusBoard>) -> Self {
-        Self { metrics, status }
+        Self {
+            metrics,
+            status,
+            queries: Arc::default(),
+        }
+    }
+
+    /// Also serves `GET /state/<module>/<key>` from `queries`.
+    pub fn with_queries(mut self, queries: Arc<Queries>) -> Self {
+        self.queries = queries;
+        self
     }
 }
 
@@ -83,7 +97,82 @@ pub fn router(state: HttpState) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/state/{module}/{key}", get(state_query))
         .with_state(state)
+}
+
+/// `?partition=N` of a state query.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryParams {
+    partition: Option<i32>,
+}
+
+/// A key of a stateful module's store, read-only, as JSON: 200 with the
+/// value (`value`, or `value_b64` when not UTF-8) when this process holds
+/// the key's partition and the key; 404 otherwise, saying whether the
+/// partition is held here and which partition owns the key.
+async fn state_query(
+    State(state): State<HttpState>,
+    Path((module, key)): Path<(String, String)>,
+    Query(params): Query<QueryParams>,
+) -> Response {
+    use serde_json::json;
+    let now = crate::state::now_ms();
+    let found = tokio::task::spawn_blocking(move || {
+        let answer = state
+            .queries
+            .get(&module, key.as_bytes(), params.partition, now);
+        (module, key, answer)
+    })
+    .await;
+    let Ok((module, key, answer)) = found else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let (code, body) = match answer {
+        Ok(Answer::Found { partition, stored }) => {
+            let mut body = json!({"module": module, "key": key, "partition": partition});
+            match String::from_utf8(stored.value) {
+                Ok(text) => body["value"] = text.into(),
+                Err(bytes) => {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes.as_bytes());
+                    body["value_b64"] = b64.into();
+                }
+            }
+            if let Some(at) = stored.expires_ms {
+                body["expires_ms"] = at.into();
+            }
+            (StatusCode::OK, body)
+        }
+        Ok(Answer::Missing { partition }) => (
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such key", "module": module, "key": key,
+                   "partition": partition, "owned": true}),
+        ),
+        Ok(Answer::NotOwned {
+            partition,
+            partitions,
+        }) => (
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("partition {partition} of {partitions} is not held by this \
+                   process; ask the process that owns it"),
+                   "module": module, "key": key, "partition": partition, "owned": false}),
+        ),
+        Ok(Answer::NotReady) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "the module's topics are not checked yet", "module": module}),
+        ),
+        Ok(Answer::NoModule) => (
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("no stateful module `{module}` runs here")}),
+        ),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"error": err.to_string(), "module": module}),
+        ),
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

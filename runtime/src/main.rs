@@ -131,6 +131,14 @@ enum Command {
         /// Output: one JSON object per event, or text.
         #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
         format: ReplayFormat,
+        /// Stateful modules: seed the stores from this JSON-lines file
+        /// (`{"partition": 0, "key": "k", "value": "v"}` per line).
+        #[arg(long)]
+        state_in: Option<PathBuf>,
+        /// Stateful modules: write the stores to this JSON-lines file after
+        /// the last event.
+        #[arg(long)]
+        state_out: Option<PathBuf>,
     },
 }
 
@@ -284,13 +292,20 @@ async fn dev(
             anyhow::anyhow!("cannot write bootstrap file `{}`: {e}", path.display())
         })?;
     }
+    // The broker's changelogs live in memory only: so do the stores (a
+    // folder of this run, removed at the end).
+    let state_dir = std::env::temp_dir().join(format!("weir-dev-state-{}", std::process::id()));
     let cfg = RunConfig {
         brokers: Some(bootstrap),
         modules: Some(modules),
         http_listen: http_listen.unwrap_or_default(),
+        state_dir: state_dir.clone(),
+        embedded: true,
         ..RunConfig::default()
     };
-    weir::runtime::run(cfg, shutdown_signal()?).await
+    let result = weir::runtime::run(cfg, shutdown_signal()?).await;
+    let _ = std::fs::remove_dir_all(&state_dir);
+    result
 }
 
 /// The developer-loop commands; blocking.
@@ -334,12 +349,18 @@ fn devtool(command: Command) -> anyhow::Result<()> {
             module,
             events,
             format,
+            state_in,
+            state_out,
         } => {
             let format = match format {
                 ReplayFormat::Json => replay::Format::Json,
                 ReplayFormat::Text => replay::Format::Text,
             };
-            replay::replay(&module.into(), &events, format, &mut stdout)?;
+            let state = replay::StateFiles {
+                input: state_in,
+                output: state_out,
+            };
+            replay::replay(&module.into(), &events, format, &state, &mut stdout)?;
         }
         Command::Run { .. }
         | Command::Dev { .. }

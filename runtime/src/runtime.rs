@@ -55,11 +55,12 @@ pub async fn run_with_status(
 ) -> anyhow::Result<()> {
     config.validate(None)?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    let queries = Arc::new(crate::state::Queries::default());
     let http_stop = CancellationToken::new();
     let _http_stop = http_stop.clone().drop_guard();
     crate::http::start(
         config.http_listen,
-        crate::http::HttpState::new(metrics.clone(), status.clone()),
+        crate::http::HttpState::new(metrics.clone(), status.clone()).with_queries(queries.clone()),
         http_stop,
     )
     .await?;
@@ -77,6 +78,7 @@ pub async fn run_with_status(
         move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
     });
     let mut supervisor = Supervisor::new(&config, kafka, metrics.clone(), status, cancel)?;
+    supervisor.settings.queries = queries;
     supervisor.start().await?;
     let changes = Arc::new(tokio::sync::Notify::new());
     let _watcher = config
@@ -242,6 +244,8 @@ impl Supervisor {
                 commit_interval: config.commit_interval,
                 drain_timeout: config.shutdown_timeout,
                 state_dir: config.state_dir.clone(),
+                queries: Arc::default(),
+                embedded: config.embedded,
                 metrics,
                 status: status.clone(),
             },

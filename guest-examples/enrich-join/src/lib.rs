@@ -10,7 +10,8 @@
 //!   there is none.
 //!
 //! Events without a key, customers that are not JSON and orders that are not
-//! JSON objects are rejected.
+//! JSON objects are rejected. The manifest's `[config]` may rename the two
+//! inputs (`customers-topic`, `orders-topic`).
 //!
 //! # Co-partitioning
 //!
@@ -60,21 +61,25 @@ impl Consumer for EnrichJoin {
         let id = event
             .key()
             .or_reject("event has no key: the key must be the customer id")?;
-        match event.topic() {
-            CUSTOMERS if event.is_tombstone() => state::delete(customer_key(id))?,
-            CUSTOMERS => {
+        let customers = config::get("customers-topic");
+        let orders = config::get("orders-topic");
+        let topic = event.topic();
+        if topic == customers.as_deref().unwrap_or(CUSTOMERS) {
+            if event.is_tombstone() {
+                state::delete(customer_key(id))?;
+            } else {
                 let customer: Value = event.value_json()?;
                 state::set_json(customer_key(id), &customer)?;
             }
-            ORDERS => {
-                let Value::Object(mut order) = event.value_json()? else {
-                    return Err(Error::reject("order is not a JSON object"));
-                };
-                let customer: Option<Value> = state::get_json(customer_key(id))?;
-                order.insert("customer".into(), customer.unwrap_or(Value::Null));
-                ctx.emit(event.forward_to(OUTPUT).json(&order)?)?;
-            }
-            other => return Err(Error::reject(format!("unexpected input topic `{other}`"))),
+        } else if topic == orders.as_deref().unwrap_or(ORDERS) {
+            let Value::Object(mut order) = event.value_json()? else {
+                return Err(Error::reject("order is not a JSON object"));
+            };
+            let customer: Option<Value> = state::get_json(customer_key(id))?;
+            order.insert("customer".into(), customer.unwrap_or(Value::Null));
+            ctx.emit(event.forward_to(OUTPUT).json(&order)?)?;
+        } else {
+            return Err(Error::reject(format!("unexpected input topic `{topic}`")));
         }
         Ok(())
     }

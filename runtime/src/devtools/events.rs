@@ -166,7 +166,11 @@ fn bytes_field(
 
 /// `bytes` as a JSON string when UTF-8, under `name`; else under
 /// `<name>_b64`; nothing for `None` (JSON `null` under `name`).
-fn put_bytes(object: &mut serde_json::Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
+pub(super) fn put_bytes(
+    object: &mut serde_json::Map<String, Value>,
+    name: &str,
+    bytes: Option<&[u8]>,
+) {
     match bytes.map(std::str::from_utf8) {
         None => {
             object.insert(name.to_owned(), Value::Null);

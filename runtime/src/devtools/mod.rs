@@ -16,6 +16,7 @@ mod events;
 pub mod new;
 pub mod replay;
 mod session;
+pub mod state_file;
 
 use std::path::PathBuf;
 

@@ -101,12 +101,24 @@ impl Serialize for Ending {
     }
 }
 
+/// Where a stateful module's stores come from and go to (`--state-in`,
+/// `--state-out`; see [`super::state_file`]).
+#[derive(Debug, Clone, Default)]
+pub struct StateFiles {
+    /// Entries to seed the stores with before the first event.
+    pub input: Option<std::path::PathBuf>,
+    /// Where to write the stores after the last event.
+    pub output: Option<std::path::PathBuf>,
+}
+
 /// Replays the JSON-lines file `events` (`-` for stdin) through the module
-/// of `opts`, writing one result per event to `out` in input order.
+/// of `opts`, writing one result per event to `out` in input order. A
+/// stateful module keeps one store per partition across the events.
 pub fn replay(
     opts: &ModuleOptions,
     events: &std::path::Path,
     format: Format,
+    state: &StateFiles,
     out: &mut dyn Write,
 ) -> anyhow::Result<Vec<EventOutcome>> {
     let config = opts.run_config()?;
@@ -126,7 +138,23 @@ pub fn replay(
     let module = source
         .compile(&engine, manifest)
         .map_err(check::CheckError::from)?;
+    if module.manifest.state.is_none() && (state.input.is_some() || state.output.is_some()) {
+        anyhow::bail!(
+            "--state-in/--state-out need a stateful module: add a `[state]` table to `{}`",
+            source.manifest_path.display()
+        );
+    }
+    let writer = module.manifest.input_topics[0].clone();
     let mut session = Session::new(engine, Arc::new(module));
+    if let Some(path) = &state.input {
+        for (partition, key, write) in super::state_file::read(path)? {
+            if let Some(handle) = session.store(partition, &writer)? {
+                handle
+                    .store
+                    .apply(&handle.writer, vec![(key, write)], false)?;
+            }
+        }
+    }
     let mut by_partition: BTreeMap<(String, i32), Vec<Recorded>> = BTreeMap::new();
     for r in recorded {
         let tp = (r.event.topic.clone(), r.event.partition);
@@ -144,6 +172,9 @@ pub fn replay(
         }
     }
     out.flush()?;
+    if let Some(path) = &state.output {
+        super::state_file::write(path, session.stores(), crate::state::now_ms())?;
+    }
     let ok = outcomes
         .iter()
         .filter(|o| o.disposition == Ending::Ok)

@@ -12,6 +12,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSettings;
+use crate::state::changelog::Apply;
 use crate::state::{Changelog, RestoreError};
 
 /// Budget of each metadata or admin request.
@@ -35,14 +36,15 @@ pub enum PrepareError {
 
 /// Checks a stateful module's input topics and changelog `changelog`:
 /// every input topic must exist with the same partition count N, and the
-/// changelog must be compacted with N partitions (it is created so when
-/// missing). Returns N. Blocking.
+/// changelog must have N partitions and (with `check_policy`) be compacted;
+/// it is created so when missing. Returns N. Blocking.
 pub fn prepare(
     settings: &KafkaSettings,
     runtime: &tokio::runtime::Handle,
     module: &str,
     inputs: &[String],
     changelog: &str,
+    check_policy: bool,
 ) -> Result<i32, PrepareError> {
     let transient = |what: &str, e: &KafkaError| {
         PrepareError::Transient(format!("{what}: {}", settings.describe_error(e)))
@@ -83,7 +85,9 @@ pub fn prepare(
              delete the topic or set `[state] changelog-topic` to another one"
         ))),
         Some(_) => {
-            check_compacted(settings, runtime, module, changelog)?;
+            if check_policy {
+                check_compacted(settings, runtime, module, changelog)?;
+            }
             Ok(n)
         }
         None => {
@@ -182,6 +186,26 @@ fn check_compacted(
     }
 }
 
+/// The restore consumer's context: the end of the partition is how a
+/// restore ends, not an error worth a log line.
+struct RestoreContext {
+    module: String,
+}
+
+impl rdkafka::ClientContext for RestoreContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
+        tracing::warn!(target: "weir::kafka", module = %self.module, error = %error,
+            "state restore: {reason}");
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RestoreContext {}
+
 /// Restores stores from changelog partitions with a consumer of its own
 /// (assigned, never subscribed, never committing).
 #[derive(Debug, Clone)]
@@ -198,7 +222,7 @@ impl Changelog for KafkaChangelog {
         topic: &str,
         partition: i32,
         from: Option<i64>,
-        apply: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>, &[(&str, &[u8])]) -> anyhow::Result<()>,
+        apply: &mut Apply<'_>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<i64, RestoreError> {
         let failed = |e: KafkaError| RestoreError::Failed(self.settings.describe_error(&e));
@@ -207,8 +231,15 @@ impl Changelog for KafkaChangelog {
             .consumer_config(&format!("{}-restore", self.group), "error");
         config
             .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed");
-        let consumer: BaseConsumer = config.create().map_err(failed)?;
+            .set("isolation.level", "read_committed")
+            // The end of the partition is known from an empty fetch: do not
+            // let the broker hold that answer for the default 500 ms.
+            .set("fetch.wait.max.ms", "10");
+        let context = RestoreContext {
+            module: self.group.clone(),
+        };
+        let consumer: BaseConsumer<RestoreContext> =
+            config.create_with_context(context).map_err(failed)?;
         let mut tpl = TopicPartitionList::new();
         let start = from.map_or(Offset::Beginning, Offset::Offset);
         tpl.add_partition_offset(topic, partition, start)

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Module;
 use crate::pipeline::guest::WasmGuest;
 use crate::pipeline::offsets::{Offsets, Scope};
-use crate::state::Stores;
+use crate::state::{Queries, Stores};
 use crate::status::StatusBoard;
 
 /// Everything a module runner needs from the process.
@@ -41,6 +41,11 @@ pub struct RunnerSettings {
     pub status: Arc<StatusBoard>,
     /// Where stateful modules keep their local stores.
     pub state_dir: std::path::PathBuf,
+    /// Where stateful modules' stores are made queryable over HTTP.
+    pub queries: Arc<Queries>,
+    /// The brokers are the embedded mock cluster (`weir dev`): changelog
+    /// topics' configuration cannot be read.
+    pub embedded: bool,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -73,7 +78,7 @@ pub fn spawn_runner(
         .as_ref()
         .map(|s| s.changelog_topic(&version.name));
     let state = changelog.as_ref().map(|topic| {
-        Arc::new(Stores::new(
+        let stores = Arc::new(Stores::new(
             version.name.clone(),
             &settings.state_dir,
             topic,
@@ -83,7 +88,9 @@ pub fn spawn_runner(
             }),
             settings.metrics.state(&version.name),
             settings.status.clone(),
-        ))
+        ));
+        settings.queries.register(&version.name, &stores);
+        stores
     });
     let module = Arc::new(Module {
         name: version.name.clone(),
@@ -146,9 +153,18 @@ pub fn spawn_runner(
     let name = format!("weir-poll-{}", version.name);
     let kafka = settings.kafka.clone();
     let runtime = tokio::runtime::Handle::current();
+    let check_policy = !settings.embedded;
     Ok(std::thread::Builder::new().name(name).spawn(move || {
         if let Some(changelog) = &changelog
-            && !prepare_state(&consumer, &kafka, &runtime, &topics, changelog, &cancel)
+            && !prepare_state(
+                &consumer,
+                &kafka,
+                &runtime,
+                &topics,
+                changelog,
+                check_policy,
+                &cancel,
+            )
         {
             return;
         }
@@ -177,13 +193,26 @@ fn prepare_state(
     runtime: &tokio::runtime::Handle,
     topics: &[String],
     changelog: &str,
+    check_policy: bool,
     cancel: &CancellationToken,
 ) -> bool {
     let module = &consumer.context().module;
     let mut last = String::new();
     loop {
-        match prepare(kafka, runtime, &module.name, topics, changelog) {
-            Ok(_) => return true,
+        match prepare(
+            kafka,
+            runtime,
+            &module.name,
+            topics,
+            changelog,
+            check_policy,
+        ) {
+            Ok(partitions) => {
+                if let Some(stores) = &module.state {
+                    stores.set_partitions(partitions);
+                }
+                return true;
+            }
             Err(PrepareError::Refused(why)) => {
                 tracing::error!(module = &*module.name, changelog, reason = %why,
                     "the stateful module cannot start");

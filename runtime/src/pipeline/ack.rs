@@ -197,12 +197,14 @@ impl<P: Ports> Acker<P> {
             self.deliver(sent, Purpose::DeadLetters, &mut None).await?;
         }
         let count = flight.events.len();
-        if let (Some(state), Some(next)) = (self.state.get(), changelog)
-            && let Err(err) = state.store.acked(&state.writer, next)
-        {
-            tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,
-                partition = self.tp.partition, error = %err,
-                "cannot checkpoint the state store; a restore would read more of the changelog");
+        if let (Some(state), Some(next)) = (self.state.get(), changelog) {
+            match state.store.acked(&state.writer, next) {
+                Ok(true) => self.module.state_checkpointed(state),
+                Ok(false) => {}
+                Err(err) => tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,
+                    partition = self.tp.partition, error = %err,
+                    "cannot checkpoint the state store; a restore would read more of the changelog"),
+            }
         }
         if let Some(last) = flight.events.last() {
             self.module.offsets.settle(&self.tp, last.offset + 1);

@@ -265,6 +265,38 @@ impl Transactions for FakeTxns {
     }
 }
 
+// ---- state ----
+
+/// A changelog with nothing in it: every store starts empty.
+pub(super) struct EmptyChangelog;
+
+impl crate::state::Changelog for EmptyChangelog {
+    fn restore(
+        &self,
+        _topic: &str,
+        _partition: i32,
+        from: Option<i64>,
+        _apply: &mut crate::state::changelog::Apply<'_>,
+        _progress: &mut dyn FnMut(u64),
+    ) -> Result<i64, crate::state::RestoreError> {
+        Ok(from.unwrap_or(0))
+    }
+}
+
+/// The stores of the fake module, in `dir`, with changelog
+/// `weir-state-fake`.
+pub(super) fn stores(dir: &std::path::Path) -> Arc<crate::state::Stores> {
+    let metrics = Metrics::new();
+    Arc::new(crate::state::Stores::new(
+        "fake".into(),
+        dir,
+        "weir-state-fake",
+        Arc::new(EmptyChangelog),
+        metrics.state("fake"),
+        Arc::new(StatusBoard::default()),
+    ))
+}
+
 // ---- the module ----
 
 /// What the fake handler does with one event.
@@ -278,6 +310,9 @@ pub(super) enum Act {
     Retry(String),
     /// Trap.
     Trap(String),
+    /// A stateful `ok`: adds one to the count stored under this key and
+    /// emits the new count to `out` (like the `count-by-key` example).
+    Count(String),
 }
 
 type Handler = Arc<dyn Fn(&Event) -> Act + Send + Sync>;
@@ -369,16 +404,33 @@ impl Instance for FakeInstance {
         &mut self,
         events: &[Event],
         stop: &CancellationToken,
-        _state: Option<&crate::state::StateHandle>,
+        state: Option<&crate::state::StateHandle>,
     ) -> CallResult {
         let mut result = CallResult::default();
         let mut emitted = Vec::new();
+        // One call's view of the store, as the host keeps it.
+        let limits = crate::state::StateLimits::of(&crate::manifest::Limits::default());
+        let mut call_state =
+            state.map(|h| crate::state::CallState::new(h, limits, 0).expect("fake store"));
         for event in events {
             if stop.is_cancelled() && !self.version.batch {
                 break;
             }
-            let (disposition, out) = match (self.version.handler)(event) {
+            let (disposition, mut out) = match (self.version.handler)(event) {
                 Act::Ok(out) => (Disposition::Ok, out),
+                Act::Count(key) => {
+                    let state = call_state
+                        .as_mut()
+                        .expect("Act::Count needs a stateful rig");
+                    let count = state
+                        .get(key.as_bytes())
+                        .expect("fake store")
+                        .map_or(0, |v| String::from_utf8(v).unwrap().parse::<u64>().unwrap())
+                        + 1;
+                    let set = state.set(key.into_bytes(), count.to_string().into_bytes(), None);
+                    assert!(set.expect("fake store").is_ok());
+                    (Disposition::Ok, vec![record("out", &count.to_string())])
+                }
                 Act::Reject(r) => (Disposition::Reject(r), Vec::new()),
                 Act::Retry(r) => (Disposition::Retry(r), Vec::new()),
                 Act::Trap(reason) => {
@@ -391,6 +443,12 @@ impl Instance for FakeInstance {
                 }
             };
             let retry = matches!(disposition, Disposition::Retry(_));
+            if let Some(state) = &mut call_state {
+                let writes = state.end_event(matches!(disposition, Disposition::Ok));
+                if matches!(disposition, Disposition::Ok) {
+                    out.extend(writes);
+                }
+            }
             result.dispositions.push(disposition);
             if self.version.batch {
                 emitted.extend(out);
@@ -421,6 +479,15 @@ pub(super) struct Rig {
 impl Rig {
     /// A module whose first version is `version`, producing to `sink`.
     pub(super) fn new(version: Arc<FakeVersion>, sink: FakeSink) -> Self {
+        Self::with_state(version, sink, None)
+    }
+
+    /// [`Rig::new`], stateful when given `stores`.
+    pub(super) fn with_state(
+        version: Arc<FakeVersion>,
+        sink: FakeSink,
+        stores: Option<Arc<crate::state::Stores>>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let status = Arc::new(StatusBoard::default());
         let module = Arc::new(Module {
@@ -433,7 +500,7 @@ impl Rig {
             status,
             offsets: Arc::new(Offsets::default()),
             runtime: tokio::runtime::Handle::current(),
-            state: None,
+            state: stores,
         });
         Self {
             module,

@@ -236,6 +236,14 @@ impl<P: Ports> std::fmt::Debug for Module<P> {
 }
 
 impl<P: Ports> Module<P> {
+    /// A partition's store wrote a checkpoint: its size goes to the
+    /// metrics and `/status`.
+    pub fn state_checkpointed(&self, state: &StateHandle) {
+        if let Some(stores) = &self.state {
+            stores.report(&state.store);
+        }
+    }
+
     /// Reports (or, with `None`, clears) why a partition cannot proceed.
     pub fn problem(&self, tp: &TopicPartition, why: Option<String>) {
         self.status.problem(&self.name, &tp.to_string(), why);

@@ -266,3 +266,79 @@ async fn a_trap_replaces_the_instance_and_retries_the_event() {
     assert_eq!(rig.module.sink.acked_to("out"), ["a", "b", "c"]);
     finish(stop, task).await;
 }
+
+/// Exactly-once state: the writes of an aborted transaction never reach
+/// the store (the events are handled again against the store as it was),
+/// and the committed ones are applied once.
+#[tokio::test]
+async fn an_aborted_transaction_leaves_the_state_store_as_it_was() {
+    let toml = format!(
+        "{FAST_RETRY}[delivery]\nguarantee = \"exactly-once\"\ntransaction-interval = \"20ms\"\n\
+         [state]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let count = |_: &super::Event| Act::Count("k".into());
+    let rig = Rig::with_state(
+        FakeVersion::new("v1", &toml, count),
+        FakeSink::default(),
+        Some(super::fakes::stores(dir.path())),
+    );
+    let txns = FakeTxns::default();
+    lock(&txns.log).fail_commits = 1;
+    let (stop, task) = start(&rig, Some(txns.clone()));
+    rig.source.push(values(&["a", "b", "c"]));
+    rig.until("the aborted transaction rewound", |r| {
+        lock(&r.source.log).rewinds == [0]
+    })
+    .await;
+    rig.until("handled again", |_| {
+        txns.sink.acked_to("out").contains(&"3".to_owned())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    finish(stop, task).await;
+    let log = lock(&txns.log);
+    let outputs: Vec<String> = log
+        .committed
+        .iter()
+        .filter(|r| r.topic == "out")
+        .map(text)
+        .collect();
+    assert_eq!(outputs, ["1", "2", "3"], "counted from an untouched store");
+    let changelog: Vec<String> = log
+        .committed
+        .iter()
+        .filter(|r| r.topic == "weir-state-fake")
+        .map(text)
+        .collect();
+    assert_eq!(changelog, ["1", "2", "3"]);
+    // The store was checkpointed and closed when the worker ended.
+    let store =
+        crate::state::LocalStore::open(&dir.path().join("fake/weir-state-fake/0.redb")).unwrap();
+    assert_eq!(
+        store.get(b"k").unwrap().map(|s| s.value),
+        Some(b"3".to_vec())
+    );
+}
+
+/// At-least-once state: a write is visible to the next call before its
+/// changelog record is acknowledged, and a rejected event's write is not.
+#[tokio::test]
+async fn later_calls_see_settled_writes_and_never_rejected_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let handler = |e: &super::Event| match e.value.as_deref() {
+        Some(b"bad") => Act::Reject("bad".into()),
+        _ => Act::Count("k".into()),
+    };
+    let rig = Rig::with_state(
+        FakeVersion::new("v1", "[state]\n[limits]\nmax-batch = 1\n", handler),
+        FakeSink::default(),
+        Some(super::fakes::stores(dir.path())),
+    );
+    let (stop, task) = start(&rig, None);
+    rig.source.push(values(&["a", "bad", "b", "c"]));
+    rig.until("all settled", |r| r.watermark() == Some(4)).await;
+    assert_eq!(rig.module.sink.acked_to("out"), ["1", "2", "3"]);
+    assert_eq!(rig.module.sink.acked_to("weir-state-fake"), ["1", "2", "3"]);
+    finish(stop, task).await;
+}

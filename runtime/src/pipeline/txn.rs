@@ -170,7 +170,11 @@ impl<P: Ports> Txn<P> {
         module.problem(tp, None);
         if let Some(state) = &self.state {
             let next = tally.next_offset(&state.topic);
-            if let Err(err) = state.store.committed(&state.writer, next) {
+            let committed = state.store.committed(&state.writer, next);
+            if let Ok(true) = committed {
+                module.state_checkpointed(state);
+            }
+            if let Err(err) = committed {
                 // Committed in Kafka, not here: only a restore from the
                 // changelog can bring the store back in step.
                 tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,

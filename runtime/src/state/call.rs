@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::partition::{Layer, PartitionStore};
-use super::{StateHandle, StateLimits, StoreError, Write, changelog};
+use super::{Entries, StateHandle, StateLimits, StoreError, Write, changelog};
 use crate::bindings::weir::consumer::state::StateError;
 use crate::bindings::weir::consumer::types::Outgoing;
 
@@ -156,7 +156,7 @@ impl CallState {
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: u32,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let limit = (limit as usize).min(MAX_SCAN_ENTRIES);
         let mut found = self.store.scan(
             &self.writer,

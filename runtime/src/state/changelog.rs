@@ -107,6 +107,10 @@ pub enum RestoreError {
     Failed(String),
 }
 
+/// What a restore does with each record: its key, value and headers.
+pub type Apply<'a> =
+    dyn FnMut(Option<&[u8]>, Option<&[u8]>, &[(&str, &[u8])]) -> anyhow::Result<()> + 'a;
+
 /// Where a store's writes are read back from: the changelog partition.
 pub trait Changelog: Send + Sync + 'static {
     /// Reads partition `partition` of `topic` from offset `from` (the
@@ -119,7 +123,7 @@ pub trait Changelog: Send + Sync + 'static {
         topic: &str,
         partition: i32,
         from: Option<i64>,
-        apply: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>, &[(&str, &[u8])]) -> anyhow::Result<()>,
+        apply: &mut Apply<'_>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<i64, RestoreError>;
 }

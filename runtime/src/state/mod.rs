@@ -18,16 +18,19 @@
 //! - [`changelog`]: writes as changelog records and back, and the restore
 //!   seam.
 //! - [`stores`]: a module's stores: opening, restoring, closing.
+//! - [`query`]: read-only lookups for `GET /state/<module>/<key>`.
 
 pub mod call;
 pub mod changelog;
 pub mod partition;
+pub mod query;
 pub mod store;
 pub mod stores;
 
 pub use call::CallState;
 pub use changelog::{Changelog, RestoreError};
 pub use partition::PartitionStore;
+pub use query::Queries;
 pub use store::LocalStore;
 pub use stores::Stores;
 
@@ -47,6 +50,9 @@ pub struct StateHandle {
     /// The input topic of the calling worker.
     pub writer: Arc<str>,
 }
+
+/// Key-value pairs, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// One write to a key.
 #[derive(Debug, Clone, PartialEq, Eq)]

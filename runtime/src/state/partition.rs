@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::store::{LocalStore, Stored};
-use super::{StoreError, Write};
+use super::{Entries, StoreError, Write};
 use crate::sync::lock;
 
 /// How often a store commits durably, with its checkpoint, while in use.
@@ -141,7 +141,7 @@ impl PartitionStore {
         after: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let pending = lock(&self.inner).pending.get(writer).cloned();
         let all: Vec<&Layer> = pending.iter().chain(layers.iter().copied()).collect();
         let in_range = |layer: &Layer| layer_range(layer, prefix, after).count();
@@ -208,16 +208,17 @@ impl PartitionStore {
 
     /// `writer`'s transaction committed: its pending writes are applied,
     /// and everything it wrote before changelog offset `next` is in.
-    pub fn committed(&self, writer: &str, next: Option<i64>) -> Result<(), StoreError> {
+    /// Returns whether a checkpoint was written.
+    pub fn committed(&self, writer: &str, next: Option<i64>) -> Result<bool, StoreError> {
         let layer = lock(&self.inner).pending.remove(writer);
         if let Some(layer) = layer {
             self.local
                 .apply(layer.writes.iter().map(|(k, w)| (k.as_slice(), w)), None)?;
         }
-        if let Some(next) = next {
-            self.acked(writer, next)?;
+        match next {
+            Some(next) => self.acked(writer, next),
+            None => Ok(false),
         }
-        Ok(())
     }
 
     /// `writer`'s transaction aborted: its pending writes are dropped.
@@ -252,20 +253,22 @@ impl PartitionStore {
     }
 
     /// Everything `writer` wrote before changelog offset `next` is
-    /// acknowledged and applied; commits durably now and then.
-    pub fn acked(&self, writer: &str, next: i64) -> Result<(), StoreError> {
+    /// acknowledged and applied; commits durably now and then. Returns
+    /// whether it did (a checkpoint was written).
+    pub fn acked(&self, writer: &str, next: i64) -> Result<bool, StoreError> {
         let checkpoint = {
             let mut inner = lock(&self.inner);
             if let Some(at) = inner.writers.get_mut(writer) {
                 *at = (*at).max(next);
             }
             if inner.flushed.elapsed() < FLUSH_INTERVAL {
-                return Ok(());
+                return Ok(false);
             }
             inner.flushed = Instant::now();
             inner.writers.values().copied().min()
         };
-        self.local.flush(checkpoint)
+        self.local.flush(checkpoint)?;
+        Ok(true)
     }
 
     /// Commits durably with the current checkpoint.

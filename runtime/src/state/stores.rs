@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::changelog::write_of;
@@ -23,6 +23,9 @@ use crate::sync::lock;
 /// restoring.
 const RESTORE_BATCH: usize = 4_096;
 
+/// A partition's store once open; its lock is held while it is opened.
+type Slot = Arc<Mutex<Option<Arc<PartitionStore>>>>;
+
 /// A stateful module's stores.
 pub struct Stores {
     module: Arc<str>,
@@ -34,7 +37,9 @@ pub struct Stores {
     metrics: StateMetrics,
     status: Arc<StatusBoard>,
     /// Open stores, and the lock taken while one is being opened.
-    open: Mutex<HashMap<i32, Arc<Mutex<Option<Arc<PartitionStore>>>>>>,
+    open: Mutex<HashMap<i32, Slot>>,
+    /// The input partition count, once the topics are checked.
+    partitions: OnceLock<i32>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -83,7 +88,27 @@ impl Stores {
             metrics,
             status,
             open: Mutex::new(HashMap::new()),
+            partitions: OnceLock::new(),
         }
+    }
+
+    /// Records the input partition count (the topics were checked).
+    pub fn set_partitions(&self, partitions: i32) {
+        let _ = self.partitions.set(partitions);
+    }
+
+    /// The input partition count, once known.
+    pub fn partitions(&self) -> Option<i32> {
+        self.partitions.get().copied()
+    }
+
+    /// Partition `partition`'s store, if this process holds it open (and
+    /// it is not being restored).
+    pub fn held(&self, partition: i32) -> Option<Arc<PartitionStore>> {
+        let slot = lock(&self.open).get(&partition).cloned()?;
+        // A store being restored holds its slot's lock: not ready.
+        let slot = slot.try_lock().ok()?;
+        slot.clone()
     }
 
     /// The changelog topic.

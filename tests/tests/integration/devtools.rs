@@ -81,7 +81,7 @@ fn check_explains_what_weir_would_refuse() {
     let dir = ModulesDir::new();
     dir.copy("wrong.wasm", &test_guest("wrong-world"));
     let run = weir(dir.path(), &["check", "wrong.wasm"]).failure(&[
-        "exports neither `weir:consumer/handler@0.1.0` nor `weir:consumer/batch-handler@0.1.0`",
+        "exports neither `weir:consumer/handler@0.2.0` nor `weir:consumer/batch-handler@0.2.0`",
         "hint: a weir module is built against wit/consumer.wit",
         "export_consumer!",
     ]);
@@ -457,7 +457,7 @@ fn rust_template_builds_checks_and_replays() {
     let run = weir(&project, &["build"]).success();
     assert!(
         run.stdout
-            .contains("\nworld: consumer (exports weir:consumer/handler@0.1.0)"),
+            .contains("\nworld: consumer (exports weir:consumer/handler@0.2.0)"),
         "{run}"
     );
     assert!(project.join("dist/order-tagger.toml").is_file());

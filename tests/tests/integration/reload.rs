@@ -187,7 +187,7 @@ async fn bad_files_are_rejected_while_the_old_version_keeps_serving() {
         (garbage.clone(), "not a WebAssembly component"),
         (
             test_guest("wrong-world"),
-            "exports neither `weir:consumer/handler@0.1.0`",
+            "exports neither `weir:consumer/handler@0.2.0`",
         ),
     ];
     let mut sent = 0;
