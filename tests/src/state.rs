@@ -264,14 +264,22 @@ impl Probe {
         }
     }
 
-    /// Produces `command` to partition `partition` of the input topic and
-    /// waits for the acknowledgement; returns the key its reply will have.
+    /// Produces `command` to partition `partition` of the input topic under
+    /// a key of its own, and waits for the acknowledgement; returns the key
+    /// its reply will have.
     pub fn send(&mut self, partition: i32, command: &str) -> String {
-        use rdkafka::producer::Producer as _;
         let key = format!("{}-{}", self.prefix, self.sent);
         self.sent += 1;
+        self.send_keyed(partition, &key, command);
+        key
+    }
+
+    /// Produces `command` to partition `partition` of the input topic under
+    /// `key`, and waits for the acknowledgement.
+    pub fn send_keyed(&mut self, partition: i32, key: &str, command: &str) {
+        use rdkafka::producer::Producer as _;
         let record = rdkafka::producer::BaseRecord::<str, str>::to(&self.input)
-            .key(&key)
+            .key(key)
             .payload(command)
             .partition(partition);
         self.producer
@@ -281,7 +289,6 @@ impl Probe {
         self.producer
             .flush(std::time::Duration::from_secs(30))
             .expect("probe command acknowledged");
-        key
     }
 
     /// The reply written under `key`, waiting up to `timeout`; `None` if
