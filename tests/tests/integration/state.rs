@@ -313,33 +313,47 @@ fn describe_restores(restores: &[Restore]) -> String {
         .join(", ")
 }
 
+/// The group's committed offsets and the input's ends right after a kill:
+/// the events in between are the ones the kill can make weir handle again.
+#[derive(Debug)]
+struct Kill {
+    committed: Vec<i64>,
+    input_ends: Vec<i64>,
+}
+
+/// What [`crash_loop`] ran.
+struct CrashRun {
+    /// The processes, in order; the last one stopped with SIGTERM.
+    processes: Vec<WeirProcess>,
+    kills: Vec<Kill>,
+    seed: u64,
+}
+
 /// Hard-kills `weir` (running `cbk`) 3 times while `counter` produces,
 /// each time once the process has restored its stores and handled events
-/// for a random moment, restarting it on the same state folder. Returns
-/// the processes (the last one stopped with SIGTERM) and, per kill, the
-/// group's committed offsets and the input's ends right after it.
+/// for a random moment, restarting it on the same state folder.
 fn crash_loop(
     counter: &mut Counter,
     label: &str,
     state_dir: &Path,
     events: usize,
     rate: usize,
-) -> (Vec<WeirProcess>, Vec<(Vec<i64>, Vec<i64>)>, u64) {
+) -> CrashRun {
     let (mut rng, seed) = Rng::from_env(SEED);
     let config = counter.config(state_dir);
     let producing = counter.produce_paced(events, rate);
     let mut done = Vec::new();
-    let mut marks = Vec::new();
+    let mut kills = Vec::new();
     let mut weir = WeirProcess::start(&format!("{label}-0"), &config);
     for k in 1..=3 {
         weir.wait_ready(READY);
         wait_restores(&mut weir, "cbk", PARTITIONS as usize);
         rng.pause(300, 2500);
         weir.kill();
-        marks.push((
-            committed_offsets(&counter.group, &counter.input, PARTITIONS),
-            end_offsets(&counter.input, PARTITIONS),
-        ));
+        kills.push(Kill {
+            committed: committed_offsets(&counter.group, &counter.input, PARTITIONS),
+            input_ends: end_offsets(&counter.input, PARTITIONS),
+        });
         done.push(weir);
         weir = WeirProcess::start(&format!("{label}-{k}"), &config);
     }
@@ -348,7 +362,11 @@ fn crash_loop(
     counter.wait_all_committed();
     weir.stop(config.shutdown_timeout);
     done.push(weir);
-    (done, marks, seed)
+    CrashRun {
+        processes: done,
+        kills,
+        seed,
+    }
 }
 
 /// Exactly-once counts across hard kills: 6000 events over 30 keys and 3
@@ -367,7 +385,9 @@ fn count_by_key_is_exact_across_sigkills_in_exactly_once_mode() {
     let t0 = Instant::now();
     let mut counter = Counter::new("cbk-eos", 30, EXACTLY_ONCE);
     let dir = tempfile::tempdir().expect("state dir");
-    let (processes, _, seed) = crash_loop(&mut counter, "cbk-eos", dir.path(), 6000, 300);
+    let CrashRun {
+        processes, seed, ..
+    } = crash_loop(&mut counter, "cbk-eos", dir.path(), 6000, 300);
     let counts = counter.counts("read_committed");
     let outputs: usize = counts.values().map(Vec::len).sum();
     let restored: Vec<String> = processes
@@ -401,16 +421,16 @@ fn count_by_key_never_undercounts_across_sigkills_in_at_least_once_mode() {
     let t0 = Instant::now();
     let mut counter = Counter::new("cbk-alo", 30, "");
     let dir = tempfile::tempdir().expect("state dir");
-    let (_processes, marks, seed) = crash_loop(&mut counter, "cbk-alo", dir.path(), 6000, 300);
+    let CrashRun { kills, seed, .. } = crash_loop(&mut counter, "cbk-alo", dir.path(), 6000, 300);
     let counts = counter.counts("read_uncommitted");
     let input = read_from(&counter.input, &[0; 3], "read_uncommitted", READ);
     // Per key, the events inside the kills' windows.
     let mut window: BTreeMap<String, u64> = BTreeMap::new();
     for r in &input {
         let p = usize::try_from(r.partition).expect("partition");
-        let inside = marks
+        let inside = kills
             .iter()
-            .filter(|(committed, ends)| r.offset >= committed[p] && r.offset < ends[p])
+            .filter(|k| r.offset >= k.committed[p] && r.offset < k.input_ends[p])
             .count() as u64;
         *window.entry(r.key_text()).or_default() += inside;
     }
@@ -437,7 +457,10 @@ fn count_by_key_never_undercounts_across_sigkills_in_at_least_once_mode() {
         counter.keys.len(),
         t0.elapsed(),
         window.values().sum::<u64>(),
-        marks
+        kills
+            .iter()
+            .map(|k| (&k.committed, &k.input_ends))
+            .collect::<Vec<_>>()
     );
     assert!(short.is_empty(), "counts lost: {short:?}");
     assert!(
@@ -669,17 +692,30 @@ async fn reloading_a_stateful_module_keeps_its_state() {
     let events = counter.next_events(900);
     let group = counter.group.clone();
     let input = counter.input.clone();
-    let mut swapped_at = None;
+    let v2_digest = digest(&v2);
+    let (mut swapped_at, mut swap_latency, mut after_swap) = (None, None, 0);
     for (i, chunk) in events.chunks(5).enumerate() {
         if i == 60 {
             install_atomically(&v2, &wasm);
             swapped_at = Some(Instant::now());
         }
+        if swap_latency.is_none()
+            && let Some(at) = swapped_at
+            && module_status(&status, "cbk").and_then(|m| m.digest) == Some(v2_digest.clone())
+        {
+            swap_latency = Some(at.elapsed());
+        }
+        if swap_latency.is_some() {
+            after_swap += chunk.len();
+        }
         producer.send(&input, chunk).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    wait_running(&status, "cbk", &digest(&v2)).await;
-    let swap_latency = swapped_at.unwrap().elapsed();
+    wait_running(&status, "cbk", &v2_digest).await;
+    assert!(
+        after_swap > 0,
+        "v2 did not run before the events ran out: raise the event count"
+    );
     let loads_after_swap = module_status(&status, "cbk").unwrap().loads;
 
     // A manifest change that restarts the consumer.
@@ -725,7 +761,8 @@ async fn reloading_a_stateful_module_keeps_its_state() {
         let counts = counter.counts("read_committed");
         println!(
             "state reload: events={} keys={} loads={} failures={} (v2 running {swap_latency:.1?} \
-             after the rename); stores after the consumer restart: {stores:?}; duration={:.1?}",
+             after the rename, {after_swap} events sent to it); stores after the consumer \
+             restart: {stores:?}; duration={:.1?}",
             counter.events(),
             counter.keys.len(),
             loads.0,
@@ -737,6 +774,106 @@ async fn reloading_a_stateful_module_keeps_its_state() {
     })
     .await
     .unwrap();
+}
+
+/// A join of two co-partitioned inputs (`enrich-join`: `customers` writes
+/// the store, `orders` only reads it) keeps joining across a clean restart,
+/// and the restart reads only the changelog's tail, as for a single input:
+/// a SIGTERM checkpoints each store at the changelog's end, so the restart
+/// reads nothing.
+#[test]
+fn a_join_of_two_inputs_checkpoints_at_the_changelog_end_and_keeps_joining() {
+    init_logging();
+    if !real_broker_only("state join restart") {
+        return;
+    }
+    let t0 = Instant::now();
+    let rt = runtime();
+    let (customers, orders) = (unique("join-customers"), unique("join-orders"));
+    let output = "orders-with-customer";
+    rt.block_on(async {
+        broker().create_topic(&customers).await;
+        broker().create_topic(&orders).await;
+        broker().create_topic(output).await;
+    });
+    let out_start = end_offsets(output, partition_count(output).unwrap());
+    let (changelog, group, prefix) = (unique("join-changelog"), unique("g-join"), unique("cust"));
+    let modules = ModulesDir::new();
+    modules.add(
+        "join",
+        "enrich-join",
+        Manifest::default()
+            .set("input-topics", vec![customers.as_str(), orders.as_str()])
+            .set("output-topics", vec![output])
+            .set("group-id", group.as_str())
+            .in_table("state", "changelog-topic", changelog.as_str())
+            .config("customers-topic", customers.as_str())
+            .config("orders-topic", orders.as_str()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = ProcessConfig::new(modules.path()).with_state_dir(dir.path());
+    let n = 30;
+    let keyed = |topic: &str, value: &dyn Fn(usize) -> String| {
+        let records: Vec<Send> = (0..n)
+            .map(|i| Send::on(partition_of(i), &format!("{prefix}-{i}"), &value(i)))
+            .collect();
+        let topic = topic.to_owned();
+        rt.block_on(async move { Producer::new().send(&topic, &records).await });
+    };
+    let all_committed = || {
+        for topic in [&customers, &orders] {
+            wait_all_committed(&group, topic, PARTITIONS, DRAIN);
+        }
+    };
+    keyed(&customers, &|i| format!(r#"{{"name":"n{i}"}}"#));
+    let mut weir = WeirProcess::start("join-1", &config);
+    weir.wait_ready(READY);
+    all_committed();
+    keyed(&orders, &|i| format!(r#"{{"order":{i},"round":1}}"#));
+    all_committed();
+    weir.stop(config.shutdown_timeout);
+    let ends = end_offsets(&changelog, PARTITIONS);
+    let checkpoints: Vec<Option<i64>> = (0..PARTITIONS)
+        .map(|p| local_checkpoint(dir.path(), "join", &changelog, p))
+        .collect();
+    let mut weir = WeirProcess::start("join-2", &config);
+    weir.wait_ready(READY);
+    keyed(&orders, &|i| format!(r#"{{"order":{i},"round":2}}"#));
+    all_committed();
+    weir.stop(config.shutdown_timeout);
+    let second = restores(&weir, "join");
+    let joined = read_from(output, &out_start, "read_uncommitted", READ);
+    let mine: Vec<serde_json::Value> = joined
+        .iter()
+        .filter(|r| {
+            r.key
+                .as_deref()
+                .is_some_and(|k| k.starts_with(prefix.as_bytes()))
+        })
+        .map(Received::json)
+        .collect();
+    let with_customer = mine.iter().filter(|v| v["customer"].is_object()).count();
+    println!(
+        "state join: {n} customers, {} orders, {with_customer} joined with their customer; \
+         changelog ends at the stop {ends:?}, local checkpoints {checkpoints:?}; restores after \
+         the restart [{}]; duration={:.1?}",
+        mine.len(),
+        describe_restores(&second),
+        t0.elapsed()
+    );
+    assert_eq!(mine.len(), 2 * n, "every order joined once");
+    assert_eq!(with_customer, 2 * n, "every order found its customer");
+    assert_eq!(
+        checkpoints,
+        ends.iter().map(|&e| Some(e)).collect::<Vec<_>>(),
+        "a clean stop checkpoints every store at the changelog's end (the orders input writes \
+         nothing to the store)"
+    );
+    assert!(
+        second.iter().all(|r| r.records == 0),
+        "the restart read changelog records it had: [{}]",
+        describe_restores(&second)
+    );
 }
 
 /// `dedupe` forwards each id once; ids seen before a restart are still
@@ -821,25 +958,53 @@ fn dedupe_drops_ids_seen_before_a_restart() {
     );
 }
 
-/// A `state-probe` module `probe` on a 3-partition input of its own with a
-/// changelog of its own and `extra` manifest lines; events that fail are
-/// skipped (a command the probe does not know would otherwise wait for a
-/// dead-letter topic). Returns the modules folder, the input topic and the
-/// changelog.
-fn install_probe(label: &str, extra: &str) -> (ModulesDir, String, String) {
-    let input = unique(&format!("{label}-in"));
-    runtime().block_on(broker().create_topic(&input));
-    let changelog = unique(&format!("{label}-changelog"));
-    let modules = ModulesDir::new();
-    modules.install(
-        "probe",
-        &weir_tests::test_guest("state-probe"),
-        Manifest::new(&input, &[weir_tests::state::PROBE_OUT], &unique("g-probe"))
-            .in_table("state", "changelog-topic", changelog.as_str())
-            .in_table("on-failure", "action", "skip")
-            .merge(extra),
-    );
-    (modules, input, changelog)
+/// A `state-probe` module `probe` on a 3-partition input of its own, with a
+/// changelog and group of its own.
+struct ProbeModule {
+    modules: ModulesDir,
+    input: String,
+    changelog: String,
+    group: String,
+}
+
+impl ProbeModule {
+    /// Installs the module with `extra` manifest lines; events that fail
+    /// are skipped (a command the probe does not know would otherwise wait
+    /// for a dead-letter topic).
+    fn install(label: &str, extra: &str) -> Self {
+        let input = unique(&format!("{label}-in"));
+        runtime().block_on(broker().create_topic(&input));
+        let changelog = unique(&format!("{label}-changelog"));
+        let group = unique(&format!("g-{label}"));
+        let modules = ModulesDir::new();
+        modules.install(
+            "probe",
+            &weir_tests::test_guest("state-probe"),
+            Manifest::new(&input, &[weir_tests::state::PROBE_OUT], &group)
+                .in_table("state", "changelog-topic", changelog.as_str())
+                .in_table("on-failure", "action", "skip")
+                .merge(extra),
+        );
+        Self {
+            modules,
+            input,
+            changelog,
+            group,
+        }
+    }
+
+    /// Crash-test process settings with `state_dir`.
+    fn config(&self, state_dir: &Path) -> ProcessConfig {
+        ProcessConfig::new(self.modules.path()).with_state_dir(state_dir)
+    }
+
+    /// The changelog records of partition `partition` under `key`.
+    fn changelog_records(&self, partition: i32, key: &str) -> Vec<Received> {
+        read_from(&self.changelog, &[0; 3], "read_uncommitted", READ)
+            .into_iter()
+            .filter(|r| r.partition == partition && r.key.as_deref() == Some(key.as_bytes()))
+            .collect()
+    }
 }
 
 /// [`Probe::ask`], panicking with `weir`'s log when no reply comes.
@@ -862,12 +1027,12 @@ fn expired_entries_are_deleted_with_a_changelog_tombstone() {
     if !real_broker_only("state ttl tombstone") {
         return;
     }
-    let (modules, input, changelog) = install_probe("ttl", "");
+    let m = ProbeModule::install("ttl", "");
     let dir = tempfile::tempdir().unwrap();
-    let config = ProcessConfig::new(modules.path()).with_state_dir(dir.path());
+    let config = m.config(dir.path());
     let mut weir = WeirProcess::start("ttl", &config);
     weir.wait_ready(READY);
-    let mut probe = Probe::new(&input);
+    let mut probe = Probe::new(&m.input);
     let key = unique("ttl-key");
     let ttl_ms = 2_000u64;
     let set_at_ms = weir::state::now_ms();
@@ -880,10 +1045,7 @@ fn expired_entries_are_deleted_with_a_changelog_tombstone() {
     // The entry cannot expire before its time: wait for it.
     std::thread::sleep(expired_by.saturating_duration_since(Instant::now()));
     let after = ask(&mut probe, &weir, 1, &format!("get {key}"));
-    let records: Vec<Received> = read_from(&changelog, &[0; 3], "read_uncommitted", READ)
-        .into_iter()
-        .filter(|r| r.key.as_deref() == Some(key.as_bytes()))
-        .collect();
+    let records = m.changelog_records(1, &key);
     let expires: Option<u64> = records
         .first()
         .and_then(|r| r.header("weir-expires-ms"))
@@ -899,10 +1061,10 @@ fn expired_entries_are_deleted_with_a_changelog_tombstone() {
     weir.stop(config.shutdown_timeout);
     assert_eq!(before, "v");
     assert_eq!(after, "none");
-    assert_eq!(records.len(), 2, "the put, then a tombstone: {records:?}");
     assert_eq!(
-        records[0].partition, 1,
-        "the input partition's changelog partition"
+        records.len(),
+        2,
+        "the put, then a tombstone, in the input partition's changelog partition: {records:?}"
     );
     assert_eq!(records[0].value.as_deref(), Some(&b"v"[..]));
     let expires = expires.expect("the put carries weir-expires-ms");
@@ -924,12 +1086,12 @@ fn state_limits_are_errors_to_the_guest_and_weir_keeps_running() {
     if !real_broker_only("state limits") {
         return;
     }
-    let (modules, input, _) = install_probe("limits", "[limits]\nstate-mib = 1\nmax-emits = 5\n");
+    let m = ProbeModule::install("limits", "[limits]\nstate-mib = 1\nmax-emits = 5\n");
     let dir = tempfile::tempdir().unwrap();
-    let config = ProcessConfig::new(modules.path()).with_state_dir(dir.path());
+    let config = m.config(dir.path());
     let mut weir = WeirProcess::start("limits", &config);
     weir.wait_ready(READY);
-    let mut probe = Probe::new(&input);
+    let mut probe = Probe::new(&m.input);
     let quota = ask(&mut probe, &weir, 0, "fill q 3 400000");
     let long_key = "k".repeat(5000);
     let key_too_large = ask(&mut probe, &weir, 0, &format!("set {long_key} v"));
@@ -968,6 +1130,143 @@ fn state_limits_are_errors_to_the_guest_and_weir_keeps_running() {
     );
     assert_eq!(scan, "t000000,t000001,t000002,t000003,t000004");
     assert_eq!(module_entry(&status, "probe").unwrap()["state"], "running");
+}
+
+/// The state writes of an event that fails are discarded with it
+/// (README: "A write follows its event like an emitted record"), also
+/// when it fails because the broker refuses its output for good: here the
+/// reply is keyed with a 20 kB key and weir's producer has
+/// `message.max.bytes = 10000`, so the reply is refused at once
+/// (`MessageSizeTooLarge`, a permanent refusal) and the event fails
+/// (`on-failure = skip`), while its 1-byte state write is small enough to
+/// be produced.
+#[test]
+fn the_state_writes_of_an_event_whose_output_is_refused_are_discarded() {
+    init_logging();
+    if !real_broker_only("state refused output") {
+        return;
+    }
+    let m = ProbeModule::install("refused", "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = m.config(dir.path());
+    config
+        .kafka
+        .push(("message.max.bytes".into(), "10000".into()));
+    let mut weir = WeirProcess::start("refused", &config);
+    weir.wait_ready(READY);
+    let mut probe = Probe::new(&m.input);
+    let written = unique("written");
+    assert_eq!(ask(&mut probe, &weir, 0, "set warm 1"), "ok");
+    let big_key = format!("{}-{}", unique("big"), "x".repeat(20_000));
+    probe.send_keyed(0, &big_key, &format!("set {written} 1"));
+    let end = end_offsets(&m.input, PARTITIONS)[0];
+    runtime().block_on(weir_tests::wait_committed(
+        &m.group,
+        &m.input,
+        DRAIN,
+        "past the refused event",
+        |c| c[0] >= Some(end),
+    ));
+    let failed: Vec<serde_json::Value> = weir
+        .logged("event failed")
+        .into_iter()
+        .filter(|f| f["kind"] == "refused")
+        .collect();
+    let read_back = ask(&mut probe, &weir, 0, &format!("get {written}"));
+    let in_changelog = m.changelog_records(0, &written);
+    println!(
+        "state refused output: {} event(s) failed as `refused` ({:?}); afterwards `get` of its \
+         write -> {read_back:?}; changelog records of it: {}",
+        failed.len(),
+        failed.first().map(|f| f["reason"].clone()),
+        in_changelog.len()
+    );
+    weir.stop(config.shutdown_timeout);
+    assert_eq!(
+        failed.len(),
+        1,
+        "the event failed because its reply was refused"
+    );
+    assert_eq!(
+        read_back,
+        "none",
+        "the write of the failed event was kept (in the store, and {} changelog record(s))",
+        in_changelog.len()
+    );
+}
+
+/// At-least-once: an event handled again after a crash must not be taken
+/// for its own duplicate. The probe's `once` is a dedupe in miniature
+/// (`first` and remember the id, or `seen`); its reply goes to a topic that
+/// does not exist yet, so it cannot be acknowledged, while its state write
+/// reaches the changelog. weir is SIGKILLed, the topic created, weir
+/// restarted: the event is handled again (its offset was never
+/// committed). README: a crash repeats the events after the last commit,
+/// "nothing is lost"; a dedupe must therefore forward the id once, i.e.
+/// the topic must get a `first` for it.
+#[test]
+fn an_event_handled_again_after_a_crash_is_not_its_own_duplicate() {
+    init_logging();
+    if !real_broker_only("state replay after a crash") {
+        return;
+    }
+    let late = unique("late");
+    let m = ProbeModule::install(
+        "replay",
+        &format!(
+            "output-topics = [{:?}, {late:?}]\n",
+            weir_tests::state::PROBE_OUT
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = m.config(dir.path());
+    let mut weir = WeirProcess::start("replay-1", &config);
+    weir.wait_ready(READY);
+    let mut probe = Probe::new(&m.input);
+    assert_eq!(ask(&mut probe, &weir, 0, "set warm 1"), "ok");
+    let id = unique("id");
+    let key = probe.send(0, &format!("via {late} once {id}"));
+    // Its write reaches the changelog; its reply waits for the topic.
+    let written = runtime().block_on(eventually(
+        Duration::from_secs(30),
+        "the event's state write in the changelog",
+        || Some(m.changelog_records(0, &id)).filter(|r| !r.is_empty()),
+    ));
+    let committed = weir_tests::committed(&m.group, &m.input)[0];
+    weir.kill();
+    runtime().block_on(broker().create_topic(&late));
+    let mut weir = WeirProcess::start("replay-2", &config);
+    weir.wait_ready(READY);
+    let end = end_offsets(&m.input, PARTITIONS)[0];
+    runtime().block_on(weir_tests::wait_committed(
+        &m.group,
+        &m.input,
+        DRAIN,
+        "the replayed event",
+        |c| c[0] >= Some(end),
+    ));
+    weir.stop(config.shutdown_timeout);
+    let replies: Vec<String> = read_from(&late, &[0; 3], "read_uncommitted", READ)
+        .iter()
+        .filter(|r| r.key.as_deref() == Some(key.as_bytes()))
+        .map(Received::text)
+        .collect();
+    println!(
+        "state replay after a crash: the write reached the changelog ({} record(s)) while the \
+         reply waited; committed offset at the kill {committed:?} of {end}; replies after the \
+         restart: {replies:?}",
+        written.len()
+    );
+    assert!(
+        !replies.is_empty(),
+        "the replayed event replied nothing; log tail:\n{}",
+        weir.log_tail(20)
+    );
+    assert!(
+        replies.iter().any(|r| r == "first"),
+        "the only occurrence of `{id}` was never forwarded: handled again after the crash, it \
+         found its own earlier write and replied {replies:?}"
+    );
 }
 
 /// Before subscribing, weir checks a stateful module's topics: inputs with
