@@ -102,5 +102,9 @@ if [[ -z "${1:-}" ]]; then
 fi
 if [[ "${WEIR_SKIP_POLYGLOT:-0}" != 1 ]]; then
     "$repo/scripts/build-polyglot.sh" "$out" || status=1
+    # The Python and JavaScript test fixtures (tests/guests/*/app.{py,js}).
+    if [[ -n "${fixture_out:-}" ]]; then
+        "$repo/scripts/build-polyglot.sh" "$fixture_out" "$repo/tests/guests" || status=1
+    fi
 fi
 exit "$status"

@@ -15,13 +15,18 @@
 # Needs python3 (3.10+, with venv) and node (18+) with npm; WEIR_NO_INSTALL=1
 # refuses to install and fails if a tool is missing.
 #
-# Usage: scripts/build-polyglot.sh [OUT_DIR]   (default: <repo>/target/modules)
+# Usage: scripts/build-polyglot.sh [OUT_DIR [SOURCES]]
+#   OUT_DIR  default <repo>/target/modules
+#   SOURCES  the folder whose <name>/app.py and <name>/app.js are built,
+#            default <repo>/guest-examples (build-guests.sh also passes
+#            tests/guests, for the Python and JavaScript test fixtures)
 # Idempotent: a component is rebuilt only when its sources, the helper, the
 # WIT or the tool changed, and installed by rename (see build-guests.sh).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$repo/target/modules}"
+sources="$(cd "${2:-$repo/guest-examples}" && pwd)"
 work="$repo/target/polyglot"
 venv="$repo/.venv"
 py_req="$repo/sdk/python/requirements-build.txt"
@@ -98,8 +103,8 @@ fingerprint() {
 mkdir -p "$out" "$work"
 out="$(cd "$out" && pwd)"
 shopt -s nullglob
-python_examples=("$repo"/guest-examples/*/app.py)
-js_examples=("$repo"/guest-examples/*/app.js)
+python_examples=("$sources"/*/app.py)
+js_examples=("$sources"/*/app.js)
 
 status=0
 printf '%-20s %10s  %s\n' module bytes path

@@ -89,6 +89,50 @@ fn local_load(path: &Path, entries: u64) -> anyhow::Result<Arc<PartitionStore>> 
     Ok(store)
 }
 
+/// Host-side costs without a guest: one `get` on the local store, and one
+/// call's worth (256) of get + set through `CallState` with the writes
+/// applied, per event.
+fn host_costs(store: &Arc<PartitionStore>, entries: u64, seed: &mut u64) -> anyhow::Result<()> {
+    let mut next = || {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        key(*seed % entries)
+    };
+    let n = 200_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(store.local().get(&next())?);
+    }
+    let get = t.elapsed().as_secs_f64() * 1e9 / n as f64;
+    let handle = StateHandle {
+        store: store.clone(),
+        topic: "weir-state-count-by-key".into(),
+        writer: "clicks".into(),
+    };
+    let limits = weir::state::StateLimits::of(&weir::manifest::Limits::default());
+    let calls = 400;
+    let t = Instant::now();
+    for _ in 0..calls {
+        let mut state = weir::state::CallState::new(&handle, limits, weir::state::now_ms())?;
+        let mut records = Vec::with_capacity(256);
+        for _ in 0..256 {
+            let k = next();
+            let v = state.get(&k)?.unwrap_or_default();
+            let _ = state.set(k, v, None)?;
+            records.extend(state.end_event(true));
+        }
+        let writes = changelog::writes_in(&handle.topic, &records);
+        store.apply("clicks", writes, false)?;
+    }
+    let get_set = t.elapsed().as_secs_f64() * 1e9 / (calls as f64 * 256.0);
+    println!(
+        "  host only: {get:.0} ns per get (local store); {get_set:.0} ns per event for get + set \
+         + changelog record + apply (CallState, 256 events per call)"
+    );
+    Ok(())
+}
+
 /// Per-event cost of count-by-key (get + set + emit) against identity.
 fn get_set(run: &Run, store: Arc<PartitionStore>, entries: u64) -> anyhow::Result<()> {
     let modules = tempfile::tempdir()?;
@@ -119,6 +163,7 @@ fn get_set(run: &Run, store: Arc<PartitionStore>, entries: u64) -> anyhow::Resul
         writer: "clicks".into(),
     };
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    host_costs(&handle.store, entries, &mut seed)?;
     let mut per_event = Vec::new();
     for (name, state) in [("identity", None), ("count-by-key", Some(&handle))] {
         let module = Arc::new(engine.load(&modules.path().join(format!("{name}.wasm")), 50 << 20)?);

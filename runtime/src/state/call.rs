@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::partition::{Layer, PartitionStore};
+use super::store::Snapshot;
 use super::{Entries, StateHandle, StateLimits, StoreError, Write, changelog};
 use crate::bindings::weir::consumer::state::StateError;
 use crate::bindings::weir::consumer::types::Outgoing;
@@ -25,6 +26,9 @@ pub const SWEEP_PER_CALL: usize = 64;
 #[derive(Debug)]
 pub struct CallState {
     store: Arc<PartitionStore>,
+    /// The local copy as of the call's start: one read transaction per
+    /// call, not per read.
+    snapshot: Snapshot,
     /// The changelog topic.
     topic: Arc<str>,
     /// The input topic whose events the call handles.
@@ -46,6 +50,7 @@ impl CallState {
     /// first event.
     pub fn new(handle: &StateHandle, limits: StateLimits, now_ms: u64) -> Result<Self, StoreError> {
         let mut state = Self {
+            snapshot: handle.store.local().snapshot()?,
             store: handle.store.clone(),
             topic: handle.topic.clone(),
             writer: handle.writer.clone(),
@@ -57,7 +62,7 @@ impl CallState {
         };
         for key in state.store.local().expired(now_ms, SWEEP_PER_CALL)? {
             // Written again since (in an uncommitted transaction)? Keep it.
-            if let Some(stored) = state.store.read(&state.writer, &key)?
+            if let Some(stored) = state.store.read_in(&state.snapshot, &state.writer, &key)?
                 && stored.expires_ms.is_some_and(|at| at <= now_ms)
             {
                 let size = (key.len() + stored.value.len()) as u64;
@@ -77,7 +82,7 @@ impl CallState {
         }
         Ok(self
             .store
-            .read(&self.writer, key)?
+            .read_in(&self.snapshot, &self.writer, key)?
             .filter(|s| s.expires_ms.is_none_or(|at| at > self.now_ms))
             .map(|s| s.value))
     }
@@ -90,7 +95,7 @@ impl CallState {
         }
         Ok(self
             .store
-            .read(&self.writer, key)?
+            .read_in(&self.snapshot, &self.writer, key)?
             .map_or(0, |s| (key.len() + s.value.len()) as u64))
     }
 
@@ -159,6 +164,7 @@ impl CallState {
     ) -> Result<Entries, StoreError> {
         let limit = (limit as usize).min(MAX_SCAN_ENTRIES);
         let mut found = self.store.scan(
+            &self.snapshot,
             &self.writer,
             &[&self.call, &self.event],
             prefix,

@@ -16,7 +16,7 @@ use std::ops::Bound;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::store::{LocalStore, Stored};
+use super::store::{LocalStore, Snapshot, Stored};
 use super::{Entries, StoreError, Write};
 use crate::sync::lock;
 
@@ -120,21 +120,40 @@ impl PartitionStore {
     /// The entry under `key` as `writer` sees it (its own uncommitted
     /// writes first), expired or not; `Ok(None)` when absent or deleted.
     pub fn read(&self, writer: &str, key: &[u8]) -> Result<Option<Stored>, StoreError> {
-        if let Some(write) = lock(&self.inner)
-            .pending
-            .get(writer)
-            .and_then(|l| l.writes.get(key))
-        {
-            return Ok(stored(write));
+        match self.pending(writer, key) {
+            Some(write) => Ok(write),
+            None => self.local.get(key),
         }
-        self.local.get(key)
+    }
+
+    /// [`PartitionStore::read`] with the local copy as of `snapshot`.
+    pub fn read_in(
+        &self,
+        snapshot: &Snapshot,
+        writer: &str,
+        key: &[u8],
+    ) -> Result<Option<Stored>, StoreError> {
+        match self.pending(writer, key) {
+            Some(write) => Ok(write),
+            None => snapshot.get(key),
+        }
+    }
+
+    /// `writer`'s uncommitted write of `key`, if any (`Some(None)`: a
+    /// delete).
+    fn pending(&self, writer: &str, key: &[u8]) -> Option<Option<Stored>> {
+        let inner = lock(&self.inner);
+        let write = inner.pending.get(writer)?.writes.get(key)?;
+        Some(stored(write))
     }
 
     /// Up to `limit` live entries at `now_ms` whose key starts with
     /// `prefix`, after `after`, as `writer` sees them with `layers` (lowest
-    /// first) on top.
+    /// first) on top of `snapshot`.
+    #[allow(clippy::too_many_arguments, reason = "one query, spelled out")]
     pub fn scan(
         &self,
+        snapshot: &Snapshot,
         writer: &str,
         layers: &[&Layer],
         prefix: &[u8],
@@ -146,7 +165,7 @@ impl PartitionStore {
         let all: Vec<&Layer> = pending.iter().chain(layers.iter().copied()).collect();
         let in_range = |layer: &Layer| layer_range(layer, prefix, after).count();
         let extra: usize = all.iter().map(|l| in_range(l)).sum();
-        let fetched = self.local.scan(prefix, after, limit + extra)?;
+        let fetched = snapshot.scan(prefix, after, limit + extra)?;
         // When the store had more than was fetched, keys past the last one
         // fetched are not known to be in order: cut there.
         let bound = (fetched.len() == limit + extra)
@@ -230,6 +249,11 @@ impl PartitionStore {
     /// all in the store (the end of the restore).
     pub fn register(&self, writer: &str, next: i64) {
         lock(&self.inner).writers.insert(writer.to_owned(), next);
+    }
+
+    /// Whether `writer` is registered.
+    pub fn has_writer(&self, writer: &str) -> bool {
+        lock(&self.inner).writers.contains_key(writer)
     }
 
     /// Registers `writer` on a store other writers already keep up to date:
@@ -380,9 +404,10 @@ mod tests {
         let mut layer = Layer::default();
         layer.put(b"p/2".to_vec(), Write::Delete, 4);
         layer.put(b"p/25".to_vec(), put("l"), 0);
+        let snapshot = store.local().snapshot().unwrap();
         let keys = |after: Option<&[u8]>, limit| {
             store
-                .scan("w", &[&layer], b"p/", after, limit, 0)
+                .scan(&snapshot, "w", &[&layer], b"p/", after, limit, 0)
                 .unwrap()
                 .into_iter()
                 .map(|(k, _)| String::from_utf8(k).unwrap())

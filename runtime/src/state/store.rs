@@ -36,6 +36,71 @@ pub struct Stored {
     pub expires_ms: Option<u64>,
 }
 
+/// A consistent read-only view of a store, as of when it was taken: what
+/// one guest call reads (its own writes are in layers above it). Taking
+/// one costs a read transaction; reads through it do not.
+pub struct Snapshot {
+    entries: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// The entry under `key`, expired or not.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        self.entries
+            .get(key)
+            .map(|found| found.map(|g| decode(g.value())))
+            .map_err(|e| StoreError {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// See [`LocalStore::scan`].
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Stored)>, StoreError> {
+        scan_table(&self.entries, prefix, after, limit).map_err(|e| StoreError {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Up to `limit` entries of `entries` under `prefix`, after `after`.
+fn scan_table(
+    entries: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Stored)>, redb::Error> {
+    let start = match after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    };
+    let mut found = Vec::new();
+    for item in entries.range((start, Bound::<&[u8]>::Unbounded))? {
+        let (k, v) = item?;
+        let key = k.value();
+        if !key.starts_with(prefix) || found.len() >= limit {
+            break;
+        }
+        found.push((key.to_vec(), decode(v.value())));
+    }
+    Ok(found)
+}
+
 /// One partition's local store.
 pub struct LocalStore {
     db: Database,
@@ -66,7 +131,7 @@ impl LocalStore {
                 .map_err(|e| error(format!("cannot create its directory: {e}")))?;
         }
         let db = Database::builder()
-            .set_cache_size(16 << 20)
+            .set_cache_size(128 << 20)
             .create(path)
             .map_err(|e| error(e.to_string()))?;
         Self::with_db(db, path.to_path_buf())
@@ -143,14 +208,18 @@ impl LocalStore {
         read().map_err(|e| self.error(e.to_string()))
     }
 
+    /// A read-only view of the store as it is now.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let take = || -> Result<_, redb::Error> { Ok(self.db.begin_read()?.open_table(ENTRIES)?) };
+        Ok(Snapshot {
+            entries: take().map_err(|e| self.error(e.to_string()))?,
+            path: self.path.clone(),
+        })
+    }
+
     /// The entry under `key`, expired or not.
     pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
-        let read = || -> Result<Option<Stored>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let entries = tx.open_table(ENTRIES)?;
-            Ok(entries.get(key)?.map(|g| decode(g.value())))
-        };
-        read().map_err(|e| self.error(e.to_string()))
+        self.snapshot()?.get(key)
     }
 
     /// Up to `limit` entries whose key starts with `prefix`, after `after`,
@@ -161,25 +230,7 @@ impl LocalStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Stored)>, StoreError> {
-        let read = || -> Result<Vec<(Vec<u8>, Stored)>, redb::Error> {
-            let tx = self.db.begin_read()?;
-            let entries = tx.open_table(ENTRIES)?;
-            let start = match after {
-                Some(after) if after >= prefix => Bound::Excluded(after),
-                _ => Bound::Included(prefix),
-            };
-            let mut found = Vec::new();
-            for item in entries.range((start, Bound::<&[u8]>::Unbounded))? {
-                let (k, v) = item?;
-                let key = k.value();
-                if !key.starts_with(prefix) || found.len() >= limit {
-                    break;
-                }
-                found.push((key.to_vec(), decode(v.value())));
-            }
-            Ok(found)
-        };
-        read().map_err(|e| self.error(e.to_string()))
+        self.snapshot()?.scan(prefix, after, limit)
     }
 
     /// Keys whose entries expired at `now_ms`, oldest first, at most `max`.

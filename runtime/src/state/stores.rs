@@ -122,6 +122,24 @@ impl Stores {
     pub fn open(&self, writer: &str, partition: i32) -> Result<Arc<PartitionStore>, OpenError> {
         let slot = lock(&self.open).entry(partition).or_default().clone();
         let mut slot = lock(&slot);
+        if let Some(store) = &*slot
+            && store.has_writer(writer)
+        {
+            // Left behind by a worker of this writer that was aborted (a
+            // drain that ran out of time) before releasing it: another
+            // process may have written since, so restore again unless other
+            // writers keep it up to date.
+            tracing::warn!(
+                module = &*self.module,
+                partition,
+                writer,
+                "the state store was not released by the partition's previous worker"
+            );
+            store.unregister(writer);
+            if store.unused() {
+                *slot = None;
+            }
+        }
         if let Some(store) = &*slot {
             store.join(writer);
             return Ok(store.clone());
@@ -292,4 +310,125 @@ impl Stores {
 enum Replay {
     Store(StoreError),
     Changelog(RestoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::state::changelog::{Apply, record};
+
+    /// A changelog partition in memory: records by offset.
+    #[derive(Default)]
+    struct Log(Mutex<Vec<crate::bindings::weir::consumer::types::Outgoing>>);
+
+    impl Log {
+        fn put(&self, key: &str, value: &str) {
+            let write = Write::Put {
+                value: value.as_bytes().to_vec(),
+                expires_ms: None,
+            };
+            lock(&self.0).push(record("log", 0, key.as_bytes().to_vec(), write));
+        }
+    }
+
+    impl Changelog for Log {
+        fn restore(
+            &self,
+            _topic: &str,
+            _partition: i32,
+            from: Option<i64>,
+            apply: &mut Apply<'_>,
+            _progress: &mut dyn FnMut(u64),
+        ) -> Result<i64, RestoreError> {
+            let log = lock(&self.0);
+            let from = from.unwrap_or(0);
+            if from > log.len() as i64 {
+                return Err(RestoreError::OutOfRange { offset: from });
+            }
+            for r in &log[from as usize..] {
+                apply(r.key.as_deref(), r.value.as_deref(), &[])
+                    .map_err(|e| RestoreError::Failed(e.to_string()))?;
+            }
+            Ok(log.len() as i64)
+        }
+    }
+
+    fn stores(dir: &std::path::Path, log: Arc<Log>) -> Stores {
+        let metrics = Metrics::new();
+        Stores::new(
+            "m".into(),
+            dir,
+            "log",
+            log,
+            metrics.state("m"),
+            Arc::new(StatusBoard::default()),
+        )
+    }
+
+    fn value(store: &PartitionStore, key: &str) -> Option<String> {
+        let stored = store.local().get(key.as_bytes()).unwrap()?;
+        Some(String::from_utf8(stored.value).unwrap())
+    }
+
+    #[test]
+    fn a_reopened_store_reads_only_the_tail_and_a_lost_one_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::default());
+        log.put("a", "1");
+        log.put("b", "1");
+        let stores = stores(dir.path(), log.clone());
+        let store = stores.open("in", 0).unwrap();
+        assert_eq!(store.restored_records(), 2);
+        assert_eq!(stores.held(0).map(|s| s.partition()), Some(0));
+        drop(store);
+        stores.release("in", 0);
+        assert!(stores.held(0).is_none(), "closed when its last writer left");
+        // Another process wrote while the partition was away.
+        log.put("a", "2");
+        let store = stores.open("in", 0).unwrap();
+        assert_eq!(
+            (store.restored_from(), store.restored_records()),
+            (Some(2), 1)
+        );
+        assert_eq!(value(&store, "a").as_deref(), Some("2"));
+        drop(store);
+        stores.release("in", 0);
+        // The local copy is lost: everything again.
+        std::fs::remove_dir_all(dir.path().join("m")).unwrap();
+        let store = stores.open("in", 0).unwrap();
+        assert_eq!((store.restored_from(), store.restored_records()), (None, 3));
+        assert_eq!(value(&store, "b").as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_checkpoint_past_the_changelog_rebuilds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::default());
+        for i in 0..5 {
+            log.put(&format!("k{i}"), "old");
+        }
+        let stores = stores(dir.path(), log.clone());
+        drop(stores.open("in", 0).unwrap());
+        stores.release("in", 0);
+        // The topic was deleted and recreated with less in it.
+        *lock(&log.0) = Vec::new();
+        log.put("k0", "new");
+        let store = stores.open("in", 0).unwrap();
+        assert_eq!(store.local().keys(), 1, "the old entries are gone");
+        assert_eq!(value(&store, "k0").as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn a_store_left_behind_by_an_aborted_worker_is_restored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::default());
+        let stores = stores(dir.path(), log.clone());
+        drop(stores.open("in", 0).unwrap());
+        // No release (the worker was aborted); the partition moved away
+        // and back meanwhile.
+        log.put("a", "elsewhere");
+        let store = stores.open("in", 0).unwrap();
+        assert_eq!(value(&store, "a").as_deref(), Some("elsewhere"));
+    }
 }

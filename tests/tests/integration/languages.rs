@@ -259,3 +259,79 @@ fn helpers_reject_config_and_emit_errors_like_the_rust_sdk() {
         }
     }
 }
+
+/// The Python and JavaScript state helpers on weir's own host (`weir
+/// replay`, which runs the partition worker's policy and store): the same
+/// events give the same outputs in both languages. Covers get/set (JSON),
+/// set-with-ttl, delete, scan paging, a rejected event's writes discarded,
+/// a value over `limits.max-state-value-bytes` refused (uncaught: the event
+/// is rejected naming the limit; caught: the error's kind), and the stores
+/// saved with `--state-out`.
+#[test]
+fn python_and_js_state_helpers_behave_alike_on_the_host() {
+    let events = [
+        r#"{"key": "a", "value": "x"}"#,
+        r#"{"key": "a", "value": "x"}"#,
+        r#"{"key": "b", "value": "x"}"#,
+        r#"{"key": "a", "value": "reject"}"#,
+        r#"{"key": "a", "value": "x"}"#,
+        r#"{"key": "a", "value": "big"}"#,
+        r#"{"key": "a", "value": "catch"}"#,
+        r#"{"key": "b", "value": "delete"}"#,
+        r#"{"value": "x"}"#,
+    ]
+    .join("\n");
+    let manifest = "input-topics = [\"state-in\"]\noutput-topics = [\"state-out\"]\n[state]\n";
+    let expected: Vec<Value> = [
+        r#"{"boom":false,"count":1,"key":"a","keys":1,"seen":"0"}"#,
+        r#"{"boom":false,"count":2,"key":"a","keys":1,"seen":"1"}"#,
+        r#"{"boom":false,"count":1,"key":"b","keys":2,"seen":"2"}"#,
+        "rejected",
+        r#"{"boom":false,"count":3,"key":"a","keys":2,"seen":"4"}"#,
+        "rejected",
+        r#"{"boom":false,"caught":"value-too-large","count":4,"key":"a","keys":2,"seen":"6"}"#,
+        r#"{"boom":false,"count":null,"key":"b","keys":1,"seen":"7"}"#,
+        r#"{"boom":false,"count":1,"key":"none","keys":2,"seen":"8"}"#,
+    ]
+    .iter()
+    .map(|s| serde_json::from_str(s).unwrap_or_else(|_| Value::from(*s)))
+    .collect();
+    for language in ["python-state", "js-state"] {
+        let lines =
+            weir_tests::devtools::replay(&weir_tests::test_guest(language), manifest, &events);
+        let got: Vec<Value> = lines
+            .iter()
+            .map(|line| match line["disposition"].as_str() {
+                Some("ok") => {
+                    let out = line["emitted"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|r| r["topic"] == "state-out")
+                        .unwrap_or_else(|| panic!("{language}: no output in {line}"));
+                    serde_json::from_str(out["value"].as_str().unwrap()).unwrap()
+                }
+                _ => line["disposition"].clone(),
+            })
+            .collect();
+        assert_eq!(got, expected, "{language}");
+        let big = &lines[5]["reason"];
+        assert!(
+            big.as_str()
+                .unwrap()
+                .contains("limits.max-state-value-bytes"),
+            "{language}: {big}"
+        );
+        // The rejected event wrote nothing to the changelog; the others did.
+        let writes = |i: usize| {
+            lines[i]["emitted"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["topic"] == "weir-state-m")
+                .count()
+        };
+        assert_eq!(writes(3), 0, "{language}");
+        assert_eq!(writes(0), 2, "{language}: count and seen");
+    }
+}
