@@ -326,12 +326,15 @@ struct CrashRun {
     /// The processes, in order; the last one stopped with SIGTERM.
     processes: Vec<WeirProcess>,
     kills: Vec<Kill>,
+    /// Kills of a process that was still starting.
+    early: usize,
     seed: u64,
 }
 
 /// Hard-kills `weir` (running `cbk`) 3 times while `counter` produces,
-/// each time once the process has restored its stores and handled events
-/// for a random moment, restarting it on the same state folder.
+/// restarting it on the same state folder each time: two kills in three
+/// once the process has restored its stores and handled events for a
+/// random moment, one in three within 2 s of its start.
 fn crash_loop(
     counter: &mut Counter,
     label: &str,
@@ -345,10 +348,18 @@ fn crash_loop(
     let mut done = Vec::new();
     let mut kills = Vec::new();
     let mut weir = WeirProcess::start(&format!("{label}-0"), &config);
+    let mut early = 0;
     for k in 1..=3 {
-        weir.wait_ready(READY);
-        wait_restores(&mut weir, "cbk", PARTITIONS as usize);
-        rng.pause(300, 2500);
+        // One kill in three hits a process that is still starting: loading
+        // the module, joining the group, or restoring its stores.
+        if rng.between(0, 2) == 0 {
+            early += 1;
+            rng.pause(0, 2000);
+        } else {
+            weir.wait_ready(READY);
+            wait_restores(&mut weir, "cbk", PARTITIONS as usize);
+            rng.pause(300, 2500);
+        }
         weir.kill();
         kills.push(Kill {
             committed: committed_offsets(&counter.group, &counter.input, PARTITIONS),
@@ -365,14 +376,15 @@ fn crash_loop(
     CrashRun {
         processes: done,
         kills,
+        early,
         seed,
     }
 }
 
 /// Exactly-once counts across hard kills: 6000 events over 30 keys and 3
-/// partitions at 300/s while weir is SIGKILLed 3 times (each time after
-/// it restored its stores and handled events for 0.3 to 2.5 s) and
-/// restarted on the same state folder. The committed (`read_committed`)
+/// partitions at 300/s while weir is SIGKILLed 3 times (see
+/// [`crash_loop`]: some while it restores) and restarted on the same state
+/// folder. The committed (`read_committed`)
 /// counts of every key are exactly 1, 2, ..., n: the local store and the
 /// changelog only ever hold committed writes, and a restarted process
 /// resumes from them.
@@ -386,7 +398,10 @@ fn count_by_key_is_exact_across_sigkills_in_exactly_once_mode() {
     let mut counter = Counter::new("cbk-eos", 30, EXACTLY_ONCE);
     let dir = tempfile::tempdir().expect("state dir");
     let CrashRun {
-        processes, seed, ..
+        processes,
+        seed,
+        early,
+        ..
     } = crash_loop(&mut counter, "cbk-eos", dir.path(), 6000, 300);
     let counts = counter.counts("read_committed");
     let outputs: usize = counts.values().map(Vec::len).sum();
@@ -395,7 +410,8 @@ fn count_by_key_is_exact_across_sigkills_in_exactly_once_mode() {
         .map(|w| format!("{}: [{}]", w.name(), describe_restores(&restores(w, "cbk"))))
         .collect();
     println!(
-        "state cbk-eos: seed={seed} events={} keys={} kills=3 committed outputs={outputs} \
+        "state cbk-eos: seed={seed} events={} keys={} kills=3 ({early} while starting) \
+         committed outputs={outputs} \
          changelog records={} duration={:.1?}; restores {}",
         counter.events(),
         counter.keys.len(),
@@ -421,7 +437,9 @@ fn count_by_key_never_undercounts_across_sigkills_in_at_least_once_mode() {
     let t0 = Instant::now();
     let mut counter = Counter::new("cbk-alo", 30, "");
     let dir = tempfile::tempdir().expect("state dir");
-    let CrashRun { kills, seed, .. } = crash_loop(&mut counter, "cbk-alo", dir.path(), 6000, 300);
+    let CrashRun {
+        kills, seed, early, ..
+    } = crash_loop(&mut counter, "cbk-alo", dir.path(), 6000, 300);
     let counts = counter.counts("read_uncommitted");
     let input = read_from(&counter.input, &[0; 3], "read_uncommitted", READ);
     // Per key, the events inside the kills' windows.
@@ -451,7 +469,8 @@ fn count_by_key_never_undercounts_across_sigkills_in_at_least_once_mode() {
         }
     }
     println!(
-        "state cbk-alo: seed={seed} events={} keys={} kills=3 duration={:.1?}: over-count {over} \
+        "state cbk-alo: seed={seed} events={} keys={} kills=3 ({early} while starting) \
+         duration={:.1?}: over-count {over} \
          in all (kill windows hold {} events: committed..end at each kill {:?})",
         counter.events(),
         counter.keys.len(),
