@@ -1,9 +1,11 @@
 //! Durable keyed state (`[state]`, `weir:consumer/state@0.2.0`) on a real
 //! Kafka broker: counts that stay exact across SIGKILLs and partition moves
 //! in exactly-once mode, restores that read only the changelog's tail,
-//! state kept across a reload, TTL tombstones, limits reported to the
-//! guest, the topic checks done before subscribing, `/metrics`, and
-//! components built against 0.1.0.
+//! state kept across a reload, a join of two inputs across a restart,
+//! dedupe across a restart, TTL tombstones, limits reported to the guest,
+//! the topic checks done before subscribing, `/metrics`, components built
+//! against 0.1.0, and what happens to the writes of an event whose output
+//! is refused or that is handled again after a crash.
 //!
 //! weir runs as a child process (`weir run`, JSON logs, a `state-dir` of
 //! its own per test and process) except where a test needs the watched
@@ -81,9 +83,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// Partition of a keyed record, as weir's producer (`murmur2_random`)
-/// does not matter here: the tests send key `i` to partition `i % 3`
-/// explicitly, so a key's events are all in one partition and one store.
+/// The input partition of the events of key `i`: `i % 3`, chosen
+/// explicitly, so that all events of a key go to one partition (one store)
+/// whatever the producer's partitioner.
 fn partition_of(key_index: usize) -> i32 {
     i32::try_from(key_index % PARTITIONS as usize).expect("partition")
 }
@@ -688,14 +690,12 @@ async fn reloading_a_stateful_module_keeps_its_state() {
         return;
     }
     let t0 = Instant::now();
-    let (mut counter, v2) = tokio::task::spawn_blocking(|| {
-        let counter = Counter::new("cbk-reload", 12, "");
-        let v2 = counter.modules.file("count-by-key-v2.wasm.variant");
-        variant(&guest("count-by-key"), &v2, "v2");
-        (counter, v2)
-    })
-    .await
-    .unwrap();
+    let scratch = ModulesDir::new();
+    let v2 = scratch.file("count-by-key-v2.wasm");
+    variant(&guest("count-by-key"), &v2, "v2");
+    let mut counter = tokio::task::spawn_blocking(|| Counter::new("cbk-reload", 12, ""))
+        .await
+        .unwrap();
     let wasm = counter.modules.file("cbk.wasm");
     let dir = tempfile::tempdir().unwrap();
     let (weir, status) = Weir::start_config(RunConfig {
