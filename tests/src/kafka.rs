@@ -131,6 +131,22 @@ impl Producer {
             .expect("enqueue")
     }
 
+    /// Produces `records` to `topic` in order at about `rate` records per
+    /// second (in 50 ms ticks), then waits for every acknowledgement;
+    /// panics if one fails.
+    pub async fn send_paced(&self, topic: &str, records: &[Send], rate: usize) {
+        let per_tick = (rate / 20).max(1);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let mut deliveries = Vec::with_capacity(records.len());
+        for chunk in records.chunks(per_tick) {
+            tick.tick().await;
+            deliveries.extend(chunk.iter().map(|r| self.enqueue(topic, r)));
+        }
+        for d in deliveries {
+            d.await.expect("delivery").expect("acknowledged");
+        }
+    }
+
     /// Produces `records` to `topic` in order and waits for every
     /// acknowledgement; panics if one fails.
     pub async fn send(&self, topic: &str, records: &[Send]) {
@@ -377,4 +393,77 @@ pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
                 .1
         })
         .collect()
+}
+
+/// Reads partitions `0..from.len()` of `topic`, each from offset `from[p]`
+/// up to its high watermark as of the call, with `isolation`
+/// (`read_committed` skips aborted transactions and, like every reader,
+/// transaction markers). Blocking; panics when the read stalls for
+/// `timeout` (a `read_committed` reader cannot pass a transaction that
+/// stays open).
+pub fn read_from(topic: &str, from: &[i64], isolation: &str, timeout: Duration) -> Vec<Received> {
+    let partitions = i32::try_from(from.len()).expect("partition count");
+    let ends = end_offsets(topic, partitions);
+    let consumer: BaseConsumer = reader_config(&unique("range-reader"))
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (p, &o) in (0..).zip(from) {
+        tpl.add_partition_offset(topic, p, Offset::Offset(o))
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut next = from.to_vec();
+    let mut out = Vec::new();
+    let mut last_progress = Instant::now();
+    while next.iter().zip(&ends).any(|(n, e)| n < e) {
+        assert!(
+            last_progress.elapsed() < timeout,
+            "reading `{topic}` ({isolation}) stalled at {next:?} of {ends:?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                last_progress = Instant::now();
+                let p = usize::try_from(m.partition()).expect("partition");
+                next[p] = m.offset() + 1;
+                if m.offset() < ends[p] {
+                    out.push(Received::from(&m));
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, topic, "range reader error"),
+            None => {
+                // Transaction markers and aborted records are never
+                // returned, but they move the position.
+                if let Ok(positions) = consumer.position() {
+                    for e in positions.elements() {
+                        if let (Ok(p), Offset::Offset(o)) =
+                            (usize::try_from(e.partition()), e.offset())
+                            && p < next.len()
+                            && o > next[p]
+                        {
+                            next[p] = o;
+                            last_progress = Instant::now();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The partition count of `topic`, `None` when the broker does not have
+/// it.
+pub fn partition_count(topic: &str) -> Option<i32> {
+    let c = consumer(&unique("metadata"));
+    let metadata = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("fetch metadata");
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| i32::try_from(t.partitions().len()).expect("partition count"))
 }

@@ -22,6 +22,8 @@
 //! - HTTP ([`http`]): `/metrics`, `/readyz`, `/status` of a running weir.
 //! - [`cluster`]: brokers the broker-fault and security tests start
 //!   themselves.
+//! - Stateful modules ([`state`](mod@state)): restores in the log, stores in
+//!   `/status`, local checkpoints, changelog topics.
 
 pub mod broker;
 pub mod cluster;
@@ -32,6 +34,8 @@ pub mod kafka;
 pub mod modules;
 pub mod process;
 pub mod resources;
+pub mod rng;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -43,9 +47,9 @@ pub use http::{free_addr, free_port, http_get, sample};
 pub use in_process::{Weir, module_status, run_config, test_config, wait_running};
 pub use kafka::{
     Producer, Received, Send, committed, committed_in, committed_total, consume, consume_as,
-    produce, wait_committed, wait_committed_total,
+    end_offsets, partition_count, produce, read_from, wait_committed, wait_committed_total,
 };
-pub use modules::{Manifest, ModulesDir, digest, guest, install_atomically, test_guest};
+pub use modules::{Manifest, ModulesDir, digest, guest, install_atomically, test_guest, variant};
 pub use process::weir_binary;
 
 /// Partitions of every topic the tests create (unless a test says

@@ -52,6 +52,34 @@ pub fn install_atomically(src: &Path, dest: &Path) {
     std::fs::rename(&tmp, dest).expect("rename over");
 }
 
+/// Writes to `dest` the component at `src` with a custom section named
+/// `weir-test-variant` holding `tag` appended: a component that behaves
+/// exactly like `src` but has other bytes, hence another digest (a new
+/// version, as far as weir can tell).
+pub fn variant(src: &Path, dest: &Path, tag: &str) {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut bytes = std::fs::read(src).unwrap_or_else(|e| panic!("read `{}`: {e}", src.display()));
+    let name = b"weir-test-variant";
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend_from_slice(tag.as_bytes());
+    bytes.push(0); // custom section
+    leb128(body.len(), &mut bytes);
+    bytes.extend_from_slice(&body);
+    std::fs::write(dest, bytes).unwrap_or_else(|e| panic!("write `{}`: {e}", dest.display()));
+}
+
 /// A temporary folder: a modules folder, or a place for a test's files.
 #[derive(Debug)]
 pub struct ModulesDir {

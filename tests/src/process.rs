@@ -51,6 +51,10 @@ pub struct ProcessConfig {
     /// Whether it logs JSON lines (`--log-format json`), as
     /// [`WeirProcess::owned_partitions`] needs; otherwise text.
     pub json_log: bool,
+    /// `state-dir`, where stateful modules keep their local stores; `None`:
+    /// weir's default (`weir-state` under the working directory), which
+    /// tests must not use.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ProcessConfig {
@@ -70,18 +74,29 @@ impl ProcessConfig {
             ],
             log_filter: LOG_FILTER.to_owned(),
             json_log: true,
+            state_dir: None,
         }
+    }
+
+    /// These settings with `state-dir` set to `dir`.
+    pub fn with_state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
     }
 
     fn toml(&self, http: SocketAddr) -> String {
         let mut s = format!(
             "brokers = {brokers:?}\nmodules = {modules:?}\ncommit-interval = \"{commit}ms\"\n\
-             shutdown-timeout = \"{shutdown}ms\"\nwatch = false\nhttp-listen = \"{http}\"\n\n[kafka]\n",
+             shutdown-timeout = \"{shutdown}ms\"\nwatch = false\nhttp-listen = \"{http}\"\n",
             brokers = self.brokers.clone().unwrap_or_else(|| broker().bootstrap()),
             modules = self.modules.display().to_string(),
             commit = self.commit_interval.as_millis(),
             shutdown = self.shutdown_timeout.as_millis(),
         );
+        if let Some(dir) = &self.state_dir {
+            s.push_str(&format!("state-dir = {:?}\n", dir.display().to_string()));
+        }
+        s.push_str("\n[kafka]\n");
         for (k, v) in &self.kafka {
             s.push_str(&format!("{k:?} = {v:?}\n"));
         }
@@ -333,6 +348,17 @@ impl WeirProcess {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The `fields` of every JSON log line whose message is `message`, in
+    /// order (needs [`ProcessConfig::json_log`]).
+    pub fn logged(&self, message: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .map(|mut v| v["fields"].take())
+            .filter(|fields| fields["message"] == message)
+            .collect()
     }
 
     /// The input partitions of `topic` this process owned when its log

@@ -21,6 +21,7 @@ use weir_tests::process::audit::{
 };
 use weir_tests::process::broker_ctl::{BROKER_FAULTS, BrokerControl};
 use weir_tests::process::{ProcessConfig, WeirProcess};
+use weir_tests::rng::Rng;
 use weir_tests::{ModulesDir, Topics, broker, init_logging, test_guest};
 
 /// Time for a (re)started weir to be ready: compile the module, join the
@@ -29,41 +30,8 @@ use weir_tests::{ModulesDir, Topics, broker, init_logging, test_guest};
 const READY: Duration = Duration::from_secs(90);
 /// Time for everything produced to be handled and committed at the end.
 const DRAIN: Duration = Duration::from_secs(180);
-
-/// A small seeded generator (SplitMix64): the moments of kills and stops.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> (Self, u64) {
-        let seed = std::env::var("WEIR_DELIVERY_SEED")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos() as u64
-            });
-        (Self(seed), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn pause(&mut self, lo_ms: u64, hi_ms: u64) {
-        std::thread::sleep(Duration::from_millis(self.between(lo_ms, hi_ms)));
-    }
-}
+/// The variable that replays a run's random choices.
+const SEED: &str = "WEIR_DELIVERY_SEED";
 
 /// An input and an output topic, a group, and the identity guest (which
 /// re-emits every event to the output topic) as module `ident`.
@@ -184,7 +152,7 @@ fn crash_loop_with(
 ) -> Report {
     init_logging();
     let _shared = BROKER_FAULTS.blocking_read();
-    let (mut rng, seed) = Rng::new();
+    let (mut rng, seed) = Rng::from_env(SEED);
     let kills = rng.between(kills.0, kills.1);
     let pipe = Pipeline::with(label, 3, manifest);
     let config = pipe.config();
@@ -267,7 +235,7 @@ fn soak_sigkill_and_restart() {
 fn sigterm_under_load_exits_cleanly_without_duplicates() {
     init_logging();
     let _shared = BROKER_FAULTS.blocking_read();
-    let (mut rng, seed) = Rng::new();
+    let (mut rng, seed) = Rng::from_env(SEED);
     let pipe = Pipeline::new("sigterm", 3);
     let config = pipe.config();
     let events = 20_000;
@@ -301,7 +269,7 @@ fn sigterm_under_load_exits_cleanly_without_duplicates() {
 fn scale_out(label: &str, hard_kill: bool) -> Report {
     init_logging();
     let _shared = BROKER_FAULTS.blocking_read();
-    let (mut rng, seed) = Rng::new();
+    let (mut rng, seed) = Rng::from_env(SEED);
     let pipe = Pipeline::new(label, 6);
     let config = pipe.config();
     let producing = pipe.produce(18_000, 800);
@@ -397,7 +365,7 @@ fn broker_restart_under_load() {
         }
     };
     let _exclusive = BROKER_FAULTS.blocking_write();
-    let (mut rng, seed) = Rng::new();
+    let (mut rng, seed) = Rng::from_env(SEED);
     let pipe = Pipeline::new("broker-restart", 3);
     let config = pipe.config();
     let producing = pipe.produce(12_000, 600);

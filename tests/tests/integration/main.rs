@@ -13,3 +13,4 @@ mod metrics;
 mod offsets;
 mod pipeline;
 mod reload;
+mod state;

@@ -12,13 +12,13 @@
 )]
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use weir_tests::http::{promtool_check, tool};
 use weir_tests::{
     ModulesDir, Send, Topics, Weir, eventually, free_addr, http_get, init_logging, produce, sample,
 };
@@ -38,45 +38,6 @@ const ALLOWED_LABELS: &[&str] = &[
     "wasmtime",
     "librdkafka",
 ];
-
-fn tool(name: &str) -> String {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is not installed: install the Debian package `prometheus` \
-         (apt-get install prometheus; scripts/test.sh does it)"
-    );
-    name.to_owned()
-}
-
-/// `promtool check metrics` on `text`: Prometheus's own parser and linter.
-fn promtool_check(text: &str) {
-    let mut child = Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed ({}):\n{}{}\n--- exposition ---\n{text}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn orders(prefix: &str, n: usize) -> Vec<Send> {
     (0..n)

@@ -14,6 +14,8 @@
 //! | `fill <prefix> <count> <bytes>` | sets `count` keys `<prefix><i>` (`i` from 0, zero-padded to 6 digits) to `bytes` bytes of `x`, stopping at the first error |
 //! | `scan <prefix>` | emits every key found by `state::scan_prefix`, joined by commas (empty if none); `scan` alone: every key |
 //! | `reject-after-set <key> <value>` | `state::set`, then rejects the event |
+//! | `once <key>` | `first` when `key` is absent (and sets it to `1`), `seen` when present: a dedupe in miniature |
+//! | `via <topic> <command>` | runs `<command>`, replying to `<topic>` instead of `probe-out` (the manifest must list it) |
 //!
 //! `set`, `ttl`, `del` and `fill` emit `ok` when every write succeeded, and
 //! `error: <StateError as Display>` when the host refused one; the event is
@@ -36,39 +38,55 @@ impl Consumer for StateProbe {
     fn on_event(ctx: &mut Context, event: &Event) -> Result<(), Error> {
         let command = event.value_str()?.unwrap_or_default();
         let words: Vec<&str> = command.split_whitespace().collect();
-        let reply: Vec<u8> = match words[..] {
-            ["get", key] => state::get(key).unwrap_or_else(|| b"none".to_vec()),
-            ["scan"] => scan(""),
-            ["scan", prefix] => scan(prefix),
-            ["set", key, value] => status(state::set(key, value)),
-            ["ttl", key, value, ms] => {
-                let ms = ms.parse().or_reject("ttl: <ms> is not a number")?;
-                status(state::set_with_ttl(
-                    key,
-                    value,
-                    std::time::Duration::from_millis(ms),
-                ))
-            }
-            ["del", key] => status(state::delete(key)),
-            ["fill", prefix, count, bytes] => {
-                let count: u32 = count.parse().or_reject("fill: <count> is not a number")?;
-                let bytes: usize = bytes.parse().or_reject("fill: <bytes> is not a number")?;
-                let value = vec![b'x'; bytes];
-                status((0..count).try_for_each(|i| state::set(format!("{prefix}{i:06}"), &value)))
-            }
-            ["reject-after-set", key, value] => match state::set(key, value) {
-                Ok(()) => return Err(Error::reject("the fixture rejects after a set on purpose")),
-                Err(error) => status(Err(error)),
-            },
-            _ => return Err(Error::reject(format!("unknown probe command `{command}`"))),
+        let (topic, words) = match words[..] {
+            ["via", topic, ref rest @ ..] => (topic, rest),
+            _ => (OUTPUT, &words[..]),
         };
-        let mut record = Record::to(OUTPUT).value(reply);
+        let reply = run(command, words)?;
+        let mut record = Record::to(topic).value(reply);
         if let Some(key) = event.key() {
             record = record.key(key);
         }
         ctx.emit(record)?;
         Ok(())
     }
+}
+
+/// Runs one command (`words`, from `command`): the reply.
+fn run(command: &str, words: &[&str]) -> Result<Vec<u8>, Error> {
+    Ok(match words[..] {
+        ["get", key] => state::get(key).unwrap_or_else(|| b"none".to_vec()),
+        ["scan"] => scan(""),
+        ["scan", prefix] => scan(prefix),
+        ["set", key, value] => status(state::set(key, value)),
+        ["ttl", key, value, ms] => {
+            let ms = ms.parse().or_reject("ttl: <ms> is not a number")?;
+            status(state::set_with_ttl(
+                key,
+                value,
+                std::time::Duration::from_millis(ms),
+            ))
+        }
+        ["del", key] => status(state::delete(key)),
+        ["fill", prefix, count, bytes] => {
+            let count: u32 = count.parse().or_reject("fill: <count> is not a number")?;
+            let bytes: usize = bytes.parse().or_reject("fill: <bytes> is not a number")?;
+            let value = vec![b'x'; bytes];
+            status((0..count).try_for_each(|i| state::set(format!("{prefix}{i:06}"), &value)))
+        }
+        ["reject-after-set", key, value] => match state::set(key, value) {
+            Ok(()) => return Err(Error::reject("the fixture rejects after a set on purpose")),
+            Err(error) => status(Err(error)),
+        },
+        ["once", key] => match state::get(key) {
+            Some(_) => b"seen".to_vec(),
+            None => match state::set(key, "1") {
+                Ok(()) => b"first".to_vec(),
+                Err(error) => status(Err(error)),
+            },
+        },
+        _ => return Err(Error::reject(format!("unknown probe command `{command}`"))),
+    })
 }
 
 /// Every key starting with `prefix`, joined by commas.
@@ -124,6 +142,21 @@ mod tests {
         harness.advance(Duration::from_millis(100));
         assert_eq!(probe("get t"), "none");
         assert_eq!(probe("scan nothing"), "");
+        assert_eq!(probe("once o"), "first");
+        assert_eq!(probe("once o"), "seen");
+    }
+
+    #[test]
+    fn via_replies_to_another_topic() {
+        let harness = Harness::new();
+        let outcome =
+            harness.run::<StateProbe>(Event::builder().key("k").value("via elsewhere once v"));
+        let [record] = outcome.produced() else {
+            panic!("one record expected: {outcome:?}")
+        };
+        assert_eq!(record.topic(), "elsewhere");
+        assert_eq!(record.value_str().unwrap(), Some("first"));
+        assert_eq!(harness.state_get("v").as_deref(), Some(&b"1"[..]));
     }
 
     #[test]
