@@ -125,7 +125,7 @@ fn host_costs(store: &Arc<PartitionStore>, entries: u64, seed: &mut u64) -> anyh
         }
         let a = Instant::now();
         let writes = changelog::writes_in(&handle.topic, &records);
-        store.apply("clicks", writes, false)?;
+        store.write_through(writes)?;
         applying += a.elapsed();
     }
     let events = calls as f64 * 256.0;
@@ -206,7 +206,7 @@ fn get_set(run: &Run, store: Arc<PartitionStore>, entries: u64) -> anyhow::Resul
                         events.len()
                     );
                 }
-                state.store.apply("clicks", writes, false)?;
+                state.store.write_through(writes)?;
             }
         }
         let ns = t.elapsed().as_secs_f64() * 1e9 / (rounds as f64 * 256.0);

@@ -346,7 +346,11 @@ impl Supervisor {
                 tracing::error!(module = %name, path = %path.display(), error = %err,
                     keeps_serving = was_running.as_deref().unwrap_or("nothing"),
                     "module not loaded");
-                self.status.failed(&name, err.to_string());
+                if was_running.is_some() {
+                    self.status.failed(&name, err.to_string());
+                } else {
+                    self.status.not_running(&name, err.to_string());
+                }
                 if was_running.is_some() {
                     self.settings.metrics.module_reload(&name, false);
                 }
@@ -382,10 +386,10 @@ impl Supervisor {
                     to = module.short_digest(),
                     "module reloaded in place"
                 );
+                self.status.loaded(name, &module.digest, module.loaded_at);
             }
             _ => self.restart(name, &module, source, subscription).await?,
         }
-        self.status.loaded(name, &module.digest, module.loaded_at);
         self.settings.metrics.module_loaded(name, &module.digest);
         Ok(())
     }
@@ -450,6 +454,9 @@ impl Supervisor {
         }
         let slot = Arc::new(ArcSwap::new(module.clone()));
         let cancel = self.cancel.child_token();
+        // Before the runner starts: what it reports (a stateful module's
+        // topics refused) must come after, not be overwritten by, this.
+        self.status.loaded(name, &module.digest, module.loaded_at);
         let thread = spawn_runner(
             slot.clone(),
             self.engine.clone(),

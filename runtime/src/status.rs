@@ -124,6 +124,15 @@ impl StatusBoard {
         });
     }
 
+    /// Records that the loaded version of `name` does not run after all
+    /// (its consumer was refused): nothing consumes for it.
+    pub fn not_running(&self, name: &str, reason: String) {
+        self.update(name, |m| {
+            m.failures += 1;
+            m.state = ModuleState::Failed { reason };
+        });
+    }
+
     /// Records (or, with `None`, clears) why a partition of `module` cannot
     /// proceed.
     pub fn problem(&self, module: &str, partition: &str, why: Option<String>) {

@@ -149,9 +149,7 @@ pub fn replay(
     if let Some(path) = &state.input {
         for (partition, key, write) in super::state_file::read(path)? {
             if let Some(handle) = session.store(partition, &writer)? {
-                handle
-                    .store
-                    .apply(&handle.writer, vec![(key, write)], false)?;
+                handle.store.write_through(vec![(key, write)])?;
             }
         }
     }

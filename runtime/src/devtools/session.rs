@@ -128,7 +128,7 @@ impl Session {
         if let Some(handle) = self.stores.get(&partition) {
             let writes =
                 changelog::writes_in(&handle.topic, plan.produce.iter().map(|p| &p.record));
-            handle.store.apply(&handle.writer, writes, false)?;
+            handle.store.write_through(writes)?;
         }
         Ok(())
     }

@@ -142,7 +142,7 @@ mod tests {
                 topic: "log".into(),
                 writer: "in".into(),
             });
-            handle.store.apply("in", vec![(key, write)], false).unwrap();
+            handle.store.write_through(vec![(key, write)]).unwrap();
         }
         let output = dir.path().join("out.jsonl");
         write(&output, &stores, 10).unwrap();

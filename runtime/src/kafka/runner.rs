@@ -216,7 +216,7 @@ fn prepare_state(
             Err(PrepareError::Refused(why)) => {
                 tracing::error!(module = &*module.name, changelog, reason = %why,
                     "the stateful module cannot start");
-                module.status.failed(&module.name, why);
+                module.status.not_running(&module.name, why);
                 module.metrics.stopped();
                 return false;
             }

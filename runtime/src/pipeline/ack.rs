@@ -42,6 +42,10 @@ pub struct Flight<D> {
     pub outcomes: Outcomes,
     /// Keeps `weir_events_in_flight` up until the flight lands.
     pub in_flight: InFlight,
+    /// Stateful at-least-once partitions: the run's state writes (changelog
+    /// records, sent once the outputs are acknowledged) and the run's
+    /// number in the store.
+    pub state: (Vec<Pending>, u64),
 }
 
 impl<D> Flight<D> {
@@ -61,6 +65,7 @@ impl<D> Flight<D> {
             letters,
             outcomes: std::mem::take(&mut plan.outcomes),
             in_flight,
+            state: (Vec::new(), 0),
         }
     }
 }
@@ -189,6 +194,15 @@ impl<P: Ports> Acker<P> {
         let mut changelog = None;
         let refused = self.deliver(sent, Purpose::Outputs, &mut changelog).await?;
         flight.rejects.extend(refused);
+        // The state writes, now that the outputs are in: after a crash an
+        // event may be handled again on top of its own writes (applied
+        // twice), but never finds a write whose outputs were lost.
+        let (writes, run) = std::mem::take(&mut flight.state);
+        if !writes.is_empty() {
+            let sent = send_all(&self.module.sink, writes).await;
+            let refused = self.deliver(sent, Purpose::Outputs, &mut changelog).await?;
+            flight.rejects.extend(refused);
+        }
         if !flight.rejects.is_empty() {
             let records = flight
                 .letters
@@ -197,8 +211,8 @@ impl<P: Ports> Acker<P> {
             self.deliver(sent, Purpose::DeadLetters, &mut None).await?;
         }
         let count = flight.events.len();
-        if let (Some(state), Some(next)) = (self.state.get(), changelog) {
-            match state.store.acked(&state.writer, next) {
+        if let Some(state) = self.state.get() {
+            match state.store.landed(&state.writer, run, changelog) {
                 Ok(true) => self.module.state_checkpointed(state),
                 Ok(false) => {}
                 Err(err) => tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,

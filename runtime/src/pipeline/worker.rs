@@ -73,6 +73,7 @@ pub fn spawn<P: Ports>(
         txn: None,
         letters: None,
         state,
+        runs: 0,
     };
     runtime.spawn(async move {
         if let Some(txns) = txns
@@ -144,6 +145,8 @@ struct Worker<P: Ports> {
     /// Stateful modules: the partition's store (shared with the
     /// acknowledging half, set once it is restored).
     state: Arc<OnceLock<StateHandle>>,
+    /// Settled runs handed on so far (numbers them for the store).
+    runs: u64,
 }
 
 impl<P: Ports> Worker<P> {
@@ -372,8 +375,8 @@ impl<P: Ports> Worker<P> {
         letters: Arc<Letters>,
         in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
-        let produce = std::mem::take(&mut plan.produce);
-        self.apply_state(&produce)?;
+        let mut produce = std::mem::take(&mut plan.produce);
+        let run = self.apply_state(&produce)?;
         let in_flight = in_flight.split(plan.settled);
         match &mut self.txn {
             Some(txn) => {
@@ -388,22 +391,38 @@ impl<P: Ports> Worker<P> {
                 Ok(())
             }
             None => {
+                // At-least-once: state writes go out after the outputs are
+                // acknowledged (the acknowledging half sends them), so a
+                // crash never leaves a write in Kafka whose event's outputs
+                // are not.
+                let writes = match self.state.get() {
+                    Some(state) => {
+                        let (writes, outputs) = produce
+                            .into_iter()
+                            .partition(|p| p.record.topic == *state.topic);
+                        produce = outputs;
+                        writes
+                    }
+                    None => Vec::new(),
+                };
                 let sent = send_all(&self.module.sink, produce).await;
-                let flight = Flight::new(events, sent, plan, letters, in_flight);
+                let mut flight = Flight::new(events, sent, plan, letters, in_flight);
+                flight.state = (writes, run);
                 self.flights.send(flight).await.map_err(|_| Stopped)
             }
         }
     }
 
-    /// Applies the state writes among a settled run's records to the
-    /// partition's store (exactly-once: to the open transaction's layer),
-    /// so the next call sees them.
-    fn apply_state(&self, produce: &[super::policy::Pending]) -> Result<(), Stopped> {
+    /// Adds the state writes among a settled run's records to the
+    /// partition's store (its pending layer, until they are in Kafka), so
+    /// the next call sees them; returns the run's number.
+    fn apply_state(&mut self, produce: &[super::policy::Pending]) -> Result<u64, Stopped> {
+        self.runs += 1;
         let Some(state) = self.state.get() else {
-            return Ok(());
+            return Ok(self.runs);
         };
         let writes = changelog::writes_in(&state.topic, produce.iter().map(|p| &p.record));
-        if let Err(err) = state.store.apply(&state.writer, writes, self.txn.is_some()) {
+        if let Err(err) = state.store.apply(&state.writer, writes, self.runs) {
             // Nothing of the run is produced or committed: the partition's
             // next owner (or this process after a restart) handles it again.
             tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
@@ -413,7 +432,7 @@ impl<P: Ports> Worker<P> {
                 .problem(&self.tp, Some(format!("state store: {err}")));
             return Err(Stopped);
         }
-        Ok(())
+        Ok(self.runs)
     }
 
     /// Calls `version` on a blocking thread, (re)instantiating it first if

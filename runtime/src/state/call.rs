@@ -297,7 +297,7 @@ mod tests {
                 )
             })
             .collect();
-        store.apply("in", big, false).unwrap();
+        store.write_through(big).unwrap();
         let mut state = call(&store, 0);
         assert!(matches!(
             set(&mut state, "z", 16),
@@ -316,9 +316,7 @@ mod tests {
             value: b"v".to_vec(),
             expires_ms: Some(100),
         };
-        store
-            .apply("in", vec![(b"t".to_vec(), write)], false)
-            .unwrap();
+        store.write_through(vec![(b"t".to_vec(), write)]).unwrap();
         assert_eq!(call(&store, 99).get(b"t").unwrap(), Some(b"v".to_vec()));
         let mut state = call(&store, 100);
         assert_eq!(state.get(b"t").unwrap(), None);
@@ -341,7 +339,7 @@ mod tests {
             .iter()
             .filter_map(|r| changelog::write_of_record(r).map(|(k, w)| (k.to_vec(), w)))
             .collect();
-        store.apply("in", writes, false).unwrap();
+        store.write_through(writes).unwrap();
         assert!(call(&store, 1_499).get(b"d").unwrap().is_some());
         assert!(call(&store, 1_500).get(b"d").unwrap().is_none());
     }

@@ -1,15 +1,16 @@
 //! One partition's store as the pipeline shares it: the local copy, the
-//! writes of exactly-once transactions that are not committed yet, and the
-//! changelog offsets that say where a restore would have to start.
+//! settled writes that are not in it yet, and the changelog offsets that
+//! say where a restore would have to start.
 //!
-//! Writes reach a store once their call is settled. At-least-once writes
-//! are applied at once (later calls must see them), before the changelog
-//! has acknowledged them; exactly-once writes wait in the writer's pending
-//! layer and are applied when its transaction commits, or dropped when it
-//! aborts. Each writer (input topic of the partition number) reports the
-//! changelog offset after its last applied write; the store's checkpoint is
-//! the least of them, so every changelog record before it is in the local
-//! copy, and restoring from it replays at most what is already there.
+//! Writes reach a store once their call is settled, into the writer's
+//! *pending* layer, which that writer's next calls read at once. They go to
+//! the local copy only when they are in Kafka: at-least-once, when the
+//! run's changelog records are acknowledged (which happens after its
+//! outputs are); exactly-once, when the transaction commits (an abort drops
+//! them). So the local copy, and every checkpoint written with it, only
+//! ever holds writes the changelog has. Each writer (input topic of the
+//! partition number) reports the changelog offset after its last applied
+//! write; see [`Inner::checkpoint`] for how they make the checkpoint.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -57,11 +58,34 @@ pub struct PartitionStore {
 
 #[derive(Debug)]
 struct Inner {
-    /// Exactly-once writers' uncommitted writes.
+    /// Per writer, settled writes not applied to the local copy yet (an
+    /// at-least-once run whose records are not all acknowledged, an
+    /// exactly-once transaction not committed). Only that writer reads them.
     pending: HashMap<String, Layer>,
+    /// Per writer and pending key: the run that wrote it last (a sequence
+    /// number of the writer's) and its size in the local copy beneath.
+    runs: HashMap<String, BTreeMap<Vec<u8>, (u64, u64)>>,
     /// Per writer, the changelog offset after its last applied write.
     writers: HashMap<String, i64>,
     flushed: Instant,
+}
+
+impl Inner {
+    /// The changelog offset before which every record is in the local
+    /// copy (or aborted). A writer's records after the offset it reported
+    /// are all in its pending layer: so the highest offset any writer
+    /// reported is safe, unless a writer with pending writes reported less.
+    /// A writer that only reads never holds it back.
+    fn checkpoint(&self) -> Option<i64> {
+        let top = self.writers.values().copied().max()?;
+        let pending = self
+            .writers
+            .iter()
+            .filter(|(w, _)| self.pending.get(*w).is_some_and(|l| !l.writes.is_empty()))
+            .map(|(_, at)| *at)
+            .min();
+        Some(pending.map_or(top, |p| p.min(top)))
+    }
 }
 
 impl PartitionStore {
@@ -86,6 +110,7 @@ impl PartitionStore {
             restore: (from, next, records),
             inner: Mutex::new(Inner {
                 pending: HashMap::new(),
+                runs: HashMap::new(),
                 writers: HashMap::new(),
                 flushed: Instant::now(),
             }),
@@ -197,42 +222,78 @@ impl PartitionStore {
         (self.local.bytes() as i64 + delta).max(0) as u64
     }
 
-    /// Applies a settled call's `writes` of `writer`: at once, or (exactly
-    /// once) into its pending layer until its transaction ends.
+    /// Adds the writes of `writer`'s settled run `run` (a sequence number
+    /// that grows with each run) to its pending layer: visible to its next
+    /// calls at once, applied to the local copy by [`PartitionStore::landed`]
+    /// once the run's records are acknowledged (or its transaction commits).
     pub fn apply(
         &self,
         writer: &str,
         writes: Vec<(Vec<u8>, Write)>,
-        exactly_once: bool,
+        run: u64,
     ) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
         }
-        if !exactly_once {
-            return self
-                .local
-                .apply(writes.iter().map(|(k, w)| (k.as_slice(), w)), None);
-        }
+        let snapshot = self.local.snapshot()?;
         let mut sizes = Vec::with_capacity(writes.len());
         for (key, _) in &writes {
-            sizes.push(self.local.get(key)?.map_or(0, |s| size(key, &s)));
+            sizes.push(snapshot.get(key)?.map_or(0, |s| size(key, &s)));
         }
         let mut inner = lock(&self.inner);
-        let layer = inner.pending.entry(writer.to_owned()).or_default();
+        let Inner { pending, runs, .. } = &mut *inner;
+        let layer = pending.entry(writer.to_owned()).or_default();
+        let runs = runs.entry(writer.to_owned()).or_default();
         for ((key, write), below) in writes.into_iter().zip(sizes) {
+            let below = runs.get(&key).map_or(below, |&(_, b)| b);
+            runs.insert(key.clone(), (run, below));
             layer.put(key, write, below);
         }
         Ok(())
     }
 
-    /// `writer`'s transaction committed: its pending writes are applied,
-    /// and everything it wrote before changelog offset `next` is in.
-    /// Returns whether a checkpoint was written.
-    pub fn committed(&self, writer: &str, next: Option<i64>) -> Result<bool, StoreError> {
-        let layer = lock(&self.inner).pending.remove(writer);
-        if let Some(layer) = layer {
+    /// Applies `writes` to the local copy at once (replay, seeding).
+    pub fn write_through(&self, writes: Vec<(Vec<u8>, Write)>) -> Result<(), StoreError> {
+        self.local
+            .apply(writes.iter().map(|(k, w)| (k.as_slice(), w)), None)
+    }
+
+    /// `writer`'s runs up to `run` are acknowledged: their pending writes go
+    /// to the local copy (the layer keeps them, holding the checkpoint
+    /// back, until they are there), and everything `writer` wrote before
+    /// changelog offset `next` is in. Returns whether a checkpoint was
+    /// written.
+    pub fn landed(&self, writer: &str, run: u64, next: Option<i64>) -> Result<bool, StoreError> {
+        let done: Vec<(Vec<u8>, Write)> = {
+            let inner = lock(&self.inner);
+            match (inner.pending.get(writer), inner.runs.get(writer)) {
+                (Some(layer), Some(runs)) => layer
+                    .writes
+                    .iter()
+                    .filter(|(k, _)| runs.get(*k).is_some_and(|&(r, _)| r <= run))
+                    .map(|(k, w)| (k.clone(), w.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        if !done.is_empty() {
             self.local
-                .apply(layer.writes.iter().map(|(k, w)| (k.as_slice(), w)), None)?;
+                .apply(done.iter().map(|(k, w)| (k.as_slice(), w)), None)?;
+            let mut inner = lock(&self.inner);
+            let Inner { pending, runs, .. } = &mut *inner;
+            if let (Some(layer), Some(runs)) = (pending.get_mut(writer), runs.get_mut(writer)) {
+                for (key, _) in done {
+                    // Written again by a later run meanwhile: that one lands later.
+                    let Some(&(r, below)) = runs.get(&key).filter(|(r, _)| *r <= run) else {
+                        continue;
+                    };
+                    let _ = r;
+                    runs.remove(&key);
+                    if let Some(write) = layer.writes.remove(&key) {
+                        layer.delta -= write.size(&key) as i64 - below as i64;
+                    }
+                }
+            }
         }
         match next {
             Some(next) => self.acked(writer, next),
@@ -240,9 +301,18 @@ impl PartitionStore {
         }
     }
 
+    /// `writer`'s transaction committed: all its pending writes are applied
+    /// ([`PartitionStore::landed`] for every run). Returns whether a
+    /// checkpoint was written.
+    pub fn committed(&self, writer: &str, next: Option<i64>) -> Result<bool, StoreError> {
+        self.landed(writer, u64::MAX, next)
+    }
+
     /// `writer`'s transaction aborted: its pending writes are dropped.
     pub fn aborted(&self, writer: &str) {
-        lock(&self.inner).pending.remove(writer);
+        let mut inner = lock(&self.inner);
+        inner.pending.remove(writer);
+        inner.runs.remove(writer);
     }
 
     /// Registers `writer`, whose writes before changelog offset `next` are
@@ -274,6 +344,7 @@ impl PartitionStore {
         let mut inner = lock(&self.inner);
         inner.writers.remove(writer);
         inner.pending.remove(writer);
+        inner.runs.remove(writer);
     }
 
     /// Everything `writer` wrote before changelog offset `next` is
@@ -289,7 +360,7 @@ impl PartitionStore {
                 return Ok(false);
             }
             inner.flushed = Instant::now();
-            inner.writers.values().copied().min()
+            inner.checkpoint()
         };
         self.local.flush(checkpoint)?;
         Ok(true)
@@ -300,7 +371,7 @@ impl PartitionStore {
         let checkpoint = {
             let mut inner = lock(&self.inner);
             inner.flushed = Instant::now();
-            inner.writers.values().copied().min()
+            inner.checkpoint()
         };
         self.local.flush(checkpoint)
     }
@@ -364,7 +435,7 @@ mod tests {
         let store = PartitionStore::new(0, LocalStore::in_memory().unwrap());
         store.register("in", 0);
         store
-            .apply("in", vec![(b"k".to_vec(), put("1"))], true)
+            .apply("in", vec![(b"k".to_vec(), put("1"))], 1)
             .unwrap();
         assert_eq!(value(&store, "in", "k").as_deref(), Some("1"));
         assert_eq!(value(&store, "other", "k"), None, "not committed yet");
@@ -372,7 +443,7 @@ mod tests {
         store.aborted("in");
         assert_eq!(value(&store, "in", "k"), None);
         store
-            .apply("in", vec![(b"k".to_vec(), put("2"))], true)
+            .apply("in", vec![(b"k".to_vec(), put("2"))], 2)
             .unwrap();
         store.committed("in", Some(5)).unwrap();
         assert_eq!(value(&store, "other", "k").as_deref(), Some("2"));
@@ -381,16 +452,24 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpoint_is_the_least_writer_offset() {
+    fn the_checkpoint_is_held_back_only_by_uncommitted_writes() {
         let store = PartitionStore::new(0, LocalStore::in_memory().unwrap());
         store.register("a", 10);
         store.register("b", 4);
         store.acked("a", 20).unwrap();
         store.flush().unwrap();
-        assert_eq!(store.local().checkpoint().unwrap(), Some(4));
-        store.unregister("b");
-        store.flush().unwrap();
+        // b only reads (a join's other input): it holds nothing back.
         assert_eq!(store.local().checkpoint().unwrap(), Some(20));
+        // b's open transaction writes: its records may follow its mark.
+        store
+            .apply("b", vec![(b"k".to_vec(), put("1"))], 1)
+            .unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.local().checkpoint().unwrap(), Some(4));
+        store.committed("b", Some(25)).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.local().checkpoint().unwrap(), Some(25));
+        store.unregister("b");
         assert!(!store.unused());
         store.unregister("a");
         assert!(store.unused());
@@ -400,7 +479,7 @@ mod tests {
     fn scan_merges_layers_over_the_store() {
         let store = PartitionStore::new(0, LocalStore::in_memory().unwrap());
         let writes = ["p/1", "p/2", "p/3", "p/4"].map(|k| (k.as_bytes().to_vec(), put("s")));
-        store.apply("w", writes.to_vec(), false).unwrap();
+        store.write_through(writes.to_vec()).unwrap();
         let mut layer = Layer::default();
         layer.put(b"p/2".to_vec(), Write::Delete, 4);
         layer.put(b"p/25".to_vec(), put("l"), 0);
