@@ -197,7 +197,17 @@ impl<P: Ports> Acker<P> {
         // The state writes, now that the outputs are in: after a crash an
         // event may be handled again on top of its own writes (applied
         // twice), but never finds a write whose outputs were lost.
-        let (writes, run) = std::mem::take(&mut flight.state);
+        let (mut writes, run) = std::mem::take(&mut flight.state);
+        // An event whose output the broker refused for good failed: its
+        // writes are dropped like those of an event the handler rejected.
+        let mut dropped = Vec::new();
+        if !flight.rejects.is_empty() && !writes.is_empty() {
+            let failed = |owner: i64| flight.rejects.iter().any(|f| f.offset == owner);
+            let (gone, kept): (Vec<Pending>, Vec<Pending>) =
+                writes.into_iter().partition(|p| failed(p.owner));
+            dropped = gone.into_iter().filter_map(|p| p.record.key).collect();
+            writes = kept;
+        }
         if !writes.is_empty() {
             let sent = send_all(&self.module.sink, writes).await;
             let refused = self.deliver(sent, Purpose::Outputs, &mut changelog).await?;
@@ -212,12 +222,32 @@ impl<P: Ports> Acker<P> {
         }
         let count = flight.events.len();
         if let Some(state) = self.state.get() {
-            match state.store.landed(&state.writer, run, changelog) {
-                Ok(true) => self.module.state_checkpointed(state),
-                Ok(false) => {}
-                Err(err) => tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,
-                    partition = self.tp.partition, error = %err,
-                    "cannot checkpoint the state store; a restore would read more of the changelog"),
+            // Writes the local copy (and now and then syncs it): off the
+            // async threads.
+            let (store, writer) = (state.store.clone(), state.writer.clone());
+            let landed = tokio::task::spawn_blocking(move || {
+                store.drop_run(&writer, run, &dropped);
+                store.landed(&writer, run, changelog)
+            })
+            .await;
+            match landed {
+                Ok(Ok(true)) => self.module.state_checkpointed(state),
+                Ok(Ok(false)) => {}
+                Ok(Err(err)) => {
+                    // The writes stay pending (read by this partition) and
+                    // in the changelog; a restore brings them back.
+                    tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
+                        partition = self.tp.partition, error = %err,
+                        "cannot write the state store; stopping the partition");
+                    self.module
+                        .problem(&self.tp, Some(format!("state store: {err}")));
+                    return Err(Stopped);
+                }
+                Err(err) => {
+                    tracing::error!(module = &*self.module.name, error = %err,
+                        "state store task failed; stopping the partition");
+                    return Err(Stopped);
+                }
             }
         }
         if let Some(last) = flight.events.last() {

@@ -170,7 +170,15 @@ impl<P: Ports> Txn<P> {
         module.problem(tp, None);
         if let Some(state) = &self.state {
             let next = tally.next_offset(&state.topic);
-            let committed = state.store.committed(&state.writer, next);
+            let (store, writer) = (state.store.clone(), state.writer.clone());
+            let committed = tokio::task::spawn_blocking(move || store.committed(&writer, next))
+                .await
+                .unwrap_or_else(|join| {
+                    Err(crate::state::StoreError {
+                        path: String::new(),
+                        reason: format!("state store task failed: {join}"),
+                    })
+                });
             if let Ok(true) = committed {
                 module.state_checkpointed(state);
             }

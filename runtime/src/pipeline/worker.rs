@@ -376,7 +376,7 @@ impl<P: Ports> Worker<P> {
         in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
         let mut produce = std::mem::take(&mut plan.produce);
-        let run = self.apply_state(&produce)?;
+        let run = self.apply_state(&produce).await?;
         let in_flight = in_flight.split(plan.settled);
         match &mut self.txn {
             Some(txn) => {
@@ -416,13 +416,26 @@ impl<P: Ports> Worker<P> {
     /// Adds the state writes among a settled run's records to the
     /// partition's store (its pending layer, until they are in Kafka), so
     /// the next call sees them; returns the run's number.
-    fn apply_state(&mut self, produce: &[super::policy::Pending]) -> Result<u64, Stopped> {
+    async fn apply_state(&mut self, produce: &[super::policy::Pending]) -> Result<u64, Stopped> {
         self.runs += 1;
         let Some(state) = self.state.get() else {
             return Ok(self.runs);
         };
         let writes = changelog::writes_in(&state.topic, produce.iter().map(|p| &p.record));
-        if let Err(err) = state.store.apply(&state.writer, writes, self.runs) {
+        if writes.is_empty() {
+            return Ok(self.runs);
+        }
+        let (store, writer, run) = (state.store.clone(), state.writer.clone(), self.runs);
+        // Reads the local copy for the sizes: off the async threads.
+        let applied = tokio::task::spawn_blocking(move || store.apply(&writer, writes, run))
+            .await
+            .unwrap_or_else(|join| {
+                Err(crate::state::StoreError {
+                    path: String::new(),
+                    reason: format!("state store task failed: {join}"),
+                })
+            });
+        if let Err(err) = applied {
             // Nothing of the run is produced or committed: the partition's
             // next owner (or this process after a restart) handles it again.
             tracing::error!(module = &*self.module.name, topic = %self.tp.topic,

@@ -67,6 +67,9 @@ struct Inner {
     runs: HashMap<String, BTreeMap<Vec<u8>, (u64, u64)>>,
     /// Per writer, the changelog offset after its last applied write.
     writers: HashMap<String, i64>,
+    /// The highest of those ever reported (a writer that left keeps its
+    /// writes in the local copy).
+    applied: Option<i64>,
     flushed: Instant,
 }
 
@@ -77,7 +80,7 @@ impl Inner {
     /// reported is safe, unless a writer with pending writes reported less.
     /// A writer that only reads never holds it back.
     fn checkpoint(&self) -> Option<i64> {
-        let top = self.writers.values().copied().max()?;
+        let top = self.writers.values().copied().max().max(self.applied)?;
         let pending = self
             .writers
             .iter()
@@ -112,6 +115,7 @@ impl PartitionStore {
                 pending: HashMap::new(),
                 runs: HashMap::new(),
                 writers: HashMap::new(),
+                applied: None,
                 flushed: Instant::now(),
             }),
         }
@@ -284,10 +288,9 @@ impl PartitionStore {
             if let (Some(layer), Some(runs)) = (pending.get_mut(writer), runs.get_mut(writer)) {
                 for (key, _) in done {
                     // Written again by a later run meanwhile: that one lands later.
-                    let Some(&(r, below)) = runs.get(&key).filter(|(r, _)| *r <= run) else {
+                    let Some(&(_, below)) = runs.get(&key).filter(|(r, _)| *r <= run) else {
                         continue;
                     };
-                    let _ = r;
                     runs.remove(&key);
                     if let Some(write) = layer.writes.remove(&key) {
                         layer.delta -= write.size(&key) as i64 - below as i64;
@@ -298,6 +301,30 @@ impl PartitionStore {
         match next {
             Some(next) => self.acked(writer, next),
             None => Ok(false),
+        }
+    }
+
+    /// Drops `writer`'s pending writes of `keys` made by run `run` (their
+    /// event failed after all); a key written again by a later run keeps
+    /// that write.
+    pub fn drop_run(&self, writer: &str, run: u64, keys: &[Vec<u8>]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        let Inner { pending, runs, .. } = &mut *inner;
+        let (Some(layer), Some(runs)) = (pending.get_mut(writer), runs.get_mut(writer)) else {
+            return;
+        };
+        for key in keys {
+            if let Some(&(r, below)) = runs.get(key)
+                && r == run
+            {
+                runs.remove(key);
+                if let Some(write) = layer.writes.remove(key) {
+                    layer.delta -= write.size(key) as i64 - below as i64;
+                }
+            }
         }
     }
 
@@ -318,7 +345,9 @@ impl PartitionStore {
     /// Registers `writer`, whose writes before changelog offset `next` are
     /// all in the store (the end of the restore).
     pub fn register(&self, writer: &str, next: i64) {
-        lock(&self.inner).writers.insert(writer.to_owned(), next);
+        let mut inner = lock(&self.inner);
+        inner.writers.insert(writer.to_owned(), next);
+        inner.applied = inner.applied.max(Some(next));
     }
 
     /// Whether `writer` is registered.
@@ -355,6 +384,7 @@ impl PartitionStore {
             let mut inner = lock(&self.inner);
             if let Some(at) = inner.writers.get_mut(writer) {
                 *at = (*at).max(next);
+                inner.applied = inner.applied.max(Some(next));
             }
             if inner.flushed.elapsed() < FLUSH_INTERVAL {
                 return Ok(false);
@@ -469,10 +499,13 @@ mod tests {
         store.committed("b", Some(25)).unwrap();
         store.flush().unwrap();
         assert_eq!(store.local().checkpoint().unwrap(), Some(25));
+        // A writer that leaves keeps its writes in the local copy.
         store.unregister("b");
-        assert!(!store.unused());
+        store.acked("a", 21).unwrap();
         store.unregister("a");
         assert!(store.unused());
+        store.flush().unwrap();
+        assert_eq!(store.local().checkpoint().unwrap(), Some(25));
     }
 
     #[test]

@@ -1217,12 +1217,13 @@ fn the_state_writes_of_an_event_whose_output_is_refused_are_discarded() {
 /// At-least-once: an event handled again after a crash must not be taken
 /// for its own duplicate. The probe's `once` is a dedupe in miniature
 /// (`first` and remember the id, or `seen`); its reply goes to a topic that
-/// does not exist yet, so it cannot be acknowledged, while its state write
-/// reaches the changelog. weir is SIGKILLed, the topic created, weir
-/// restarted: the event is handled again (its offset was never
-/// committed). README: a crash repeats the events after the last commit,
-/// "nothing is lost"; a dedupe must therefore forward the id once, i.e.
-/// the topic must get a `first` for it.
+/// does not exist yet, so it cannot be acknowledged. Its state write must
+/// then stay out of the changelog (weir produces a run's state writes only
+/// once its outputs are acknowledged): a later event's reply shows the
+/// event was handled, and the changelog has nothing of it. weir is
+/// SIGKILLed, the topic created, weir restarted: the event is handled again
+/// (its offset was never committed) and, not finding its own write,
+/// forwards the id: the topic gets a `first` for it.
 #[test]
 fn an_event_handled_again_after_a_crash_is_not_its_own_duplicate() {
     init_logging();
@@ -1245,12 +1246,15 @@ fn an_event_handled_again_after_a_crash_is_not_its_own_duplicate() {
     assert_eq!(ask(&mut probe, &weir, 0, "set warm 1"), "ok");
     let id = unique("id");
     let key = probe.send(0, &format!("via {late} once {id}"));
-    // Its write reaches the changelog; its reply waits for the topic.
-    let written = runtime().block_on(eventually(
-        Duration::from_secs(30),
-        "the event's state write in the changelog",
-        || Some(m.changelog_records(0, &id)).filter(|r| !r.is_empty()),
-    ));
+    // Handled (the next event of the partition replied, and calls are in
+    // order), its reply waiting for the topic: its write is not out.
+    assert_eq!(ask(&mut probe, &weir, 0, "get warm"), "1");
+    let written = m.changelog_records(0, &id);
+    assert!(
+        written.is_empty(),
+        "a state write reached the changelog before its event's outputs: {} record(s)",
+        written.len()
+    );
     let committed = weir_tests::committed(&m.group, &m.input)[0];
     weir.kill();
     runtime().block_on(broker().create_topic(&late));
@@ -1271,10 +1275,9 @@ fn an_event_handled_again_after_a_crash_is_not_its_own_duplicate() {
         .map(Received::text)
         .collect();
     println!(
-        "state replay after a crash: the write reached the changelog ({} record(s)) while the \
-         reply waited; committed offset at the kill {committed:?} of {end}; replies after the \
-         restart: {replies:?}",
-        written.len()
+        "state replay after a crash: no state write in the changelog while the reply waited; \
+         committed offset at the kill {committed:?} of {end}; replies after the restart: \
+         {replies:?}"
     );
     assert!(
         !replies.is_empty(),
