@@ -114,6 +114,7 @@ fn host_costs(store: &Arc<PartitionStore>, entries: u64, seed: &mut u64) -> anyh
     let calls = 400;
     let t = Instant::now();
     let mut applying = Duration::ZERO;
+    let mut run = 0;
     for _ in 0..calls {
         let mut state = weir::state::CallState::new(&handle, limits, weir::state::now_ms())?;
         let mut records = Vec::with_capacity(256);
@@ -124,8 +125,12 @@ fn host_costs(store: &Arc<PartitionStore>, entries: u64, seed: &mut u64) -> anyh
             records.extend(state.end_event(true));
         }
         let a = Instant::now();
+        // As the partition worker does: pending at settle, into the local
+        // copy once acknowledged (here at once).
+        run += 1;
         let writes = changelog::writes_in(&handle.topic, &records);
-        store.write_through(writes)?;
+        store.apply("clicks", writes, run)?;
+        store.landed("clicks", run, None)?;
         applying += a.elapsed();
     }
     let events = calls as f64 * 256.0;
@@ -206,7 +211,9 @@ fn get_set(run: &Run, store: Arc<PartitionStore>, entries: u64) -> anyhow::Resul
                         events.len()
                     );
                 }
-                state.store.write_through(writes)?;
+                let run = 1_000_000 + round;
+                state.store.apply("clicks", writes, run)?;
+                state.store.landed("clicks", run, None)?;
             }
         }
         let ns = t.elapsed().as_secs_f64() * 1e9 / (rounds as f64 * 256.0);
