@@ -7,6 +7,10 @@
 //! the module's compacted changelog topic and restores a partition's store
 //! from it when the partition moves to another process.
 //!
+//! The host keeps stores only for modules whose manifest has a `[state]`
+//! table (it names the changelog topic, `weir-state-<module>` by default);
+//! without one, a state call traps and the event is retried.
+//!
 //! Writes follow the event's verdict like emitted records do: a handler
 //! sees its own writes at once, and so do later events of the partition
 //! once it returns `Ok`; when it returns a retry or reject (or traps) its
