@@ -47,6 +47,14 @@ pub fn run(run: &mut Run) -> anyhow::Result<()> {
     restore(run, dir.path())
 }
 
+/// The next xorshift number from `seed`, below `n`: a random existing key.
+fn random_below(seed: &mut u64, n: u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed % n
+}
+
 fn key(i: u64) -> Vec<u8> {
     format!("key-{i:012}").into_bytes()
 }
@@ -93,12 +101,7 @@ fn local_load(path: &Path, entries: u64) -> anyhow::Result<Arc<PartitionStore>> 
 /// call's worth (256) of get + set through `CallState` with the writes
 /// applied, per event.
 fn host_costs(store: &Arc<PartitionStore>, entries: u64, seed: &mut u64) -> anyhow::Result<()> {
-    let mut next = || {
-        *seed ^= *seed << 13;
-        *seed ^= *seed >> 7;
-        *seed ^= *seed << 17;
-        key(*seed % entries)
-    };
+    let mut next = || key(random_below(seed, entries));
     let n = 200_000;
     let t = Instant::now();
     for _ in 0..n {
@@ -183,13 +186,7 @@ fn get_set(run: &Run, store: Arc<PartitionStore>, entries: u64) -> anyhow::Resul
         let t = Instant::now();
         for round in 0..rounds {
             let events: Vec<Event> = (0..256)
-                .map(|i| {
-                    // xorshift: random existing keys
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    event(round * 256 + i, key(seed % entries))
-                })
+                .map(|i| event(round * 256 + i, key(random_below(&mut seed, entries))))
                 .collect();
             let r = inv.call(&events, &stop, state);
             if let Some(f) = r.failure {

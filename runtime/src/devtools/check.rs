@@ -12,11 +12,6 @@ use super::ModuleOptions;
 use crate::engine::LoadError;
 use crate::manifest::Manifest;
 
-/// Export of the `consumer` world.
-pub const HANDLER: &str = "weir:consumer/handler@0.2.0";
-/// Export of the `batch-consumer` world.
-pub const BATCH_HANDLER: &str = "weir:consumer/batch-handler@0.2.0";
-
 /// What `weir check` found wrong, with how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {

@@ -21,7 +21,7 @@ use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, 
 use crate::bindings::weir::consumer::types::{Event, Outgoing};
 use crate::manifest::FailureAction;
 use crate::metrics::{InFlight, ModuleMetrics, Outcomes};
-use crate::state::StateHandle;
+use crate::state::{StateHandle, off_thread};
 
 /// A record handed to the sink, with its delivery.
 pub type Sent<D> = (Pending, D);
@@ -198,6 +198,7 @@ impl<P: Ports> Acker<P> {
         // event may be handled again on top of its own writes (applied
         // twice), but never finds a write whose outputs were lost.
         let (mut writes, run) = std::mem::take(&mut flight.state);
+        let wrote = !writes.is_empty();
         // An event whose output the broker refused for good failed: its
         // writes are dropped like those of an event the handler rejected.
         let mut dropped = Vec::new();
@@ -221,19 +222,19 @@ impl<P: Ports> Acker<P> {
             self.deliver(sent, Purpose::DeadLetters, &mut None).await?;
         }
         let count = flight.events.len();
-        if let Some(state) = self.state.get() {
-            // Writes the local copy (and now and then syncs it): off the
-            // async threads.
+        // A run that wrote nothing (a join's reading input) has nothing to
+        // land: no blocking task for it.
+        if let Some(state) = self.state.get().filter(|_| wrote || changelog.is_some()) {
             let (store, writer) = (state.store.clone(), state.writer.clone());
-            let landed = tokio::task::spawn_blocking(move || {
+            let landed = off_thread(move || {
                 store.drop_run(&writer, run, &dropped);
                 store.landed(&writer, run, changelog)
             })
             .await;
             match landed {
-                Ok(Ok(true)) => self.module.state_checkpointed(state),
-                Ok(Ok(false)) => {}
-                Ok(Err(err)) => {
+                Ok(true) => self.module.state_checkpointed(state),
+                Ok(false) => {}
+                Err(err) => {
                     // The writes stay pending (read by this partition) and
                     // in the changelog; a restore brings them back.
                     tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
@@ -241,11 +242,6 @@ impl<P: Ports> Acker<P> {
                         "cannot write the state store; stopping the partition");
                     self.module
                         .problem(&self.tp, Some(format!("state store: {err}")));
-                    return Err(Stopped);
-                }
-                Err(err) => {
-                    tracing::error!(module = &*self.module.name, error = %err,
-                        "state store task failed; stopping the partition");
                     return Err(Stopped);
                 }
             }

@@ -171,14 +171,7 @@ impl<P: Ports> Txn<P> {
         if let Some(state) = &self.state {
             let next = tally.next_offset(&state.topic);
             let (store, writer) = (state.store.clone(), state.writer.clone());
-            let committed = tokio::task::spawn_blocking(move || store.committed(&writer, next))
-                .await
-                .unwrap_or_else(|join| {
-                    Err(crate::state::StoreError {
-                        path: String::new(),
-                        reason: format!("state store task failed: {join}"),
-                    })
-                });
+            let committed = crate::state::off_thread(move || store.committed(&writer, next)).await;
             if let Ok(true) = committed {
                 module.state_checkpointed(state);
             }

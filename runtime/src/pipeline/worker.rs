@@ -203,16 +203,15 @@ impl<P: Ports> Worker<P> {
                     self.module.problem(&self.tp, Some(why));
                 }
             }
-            let backoff = self
-                .module
-                .guest
-                .current()
-                .manifest()
-                .retry
-                .backoff(attempt);
-            self.pause(backoff).await?;
+            self.pause(self.retry_backoff(attempt)).await?;
             attempt += 1;
         }
+    }
+
+    /// The current version's retry backoff after the `attempt`th failure.
+    fn retry_backoff(&self, attempt: u32) -> Duration {
+        let version = self.module.guest.current();
+        version.manifest().retry.backoff(attempt)
     }
 
     /// Exactly-once: commits the partition's open transaction, if any.

@@ -9,8 +9,7 @@
 
 use std::sync::Arc;
 
-use super::partition::{Layer, PartitionStore};
-use super::store::Snapshot;
+use super::partition::{Layer, PartitionStore, View};
 use super::{Entries, StateHandle, StateLimits, StoreError, Write, changelog};
 use crate::bindings::weir::consumer::state::StateError;
 use crate::bindings::weir::consumer::types::Outgoing;
@@ -26,9 +25,9 @@ pub const SWEEP_PER_CALL: usize = 64;
 #[derive(Debug)]
 pub struct CallState {
     store: Arc<PartitionStore>,
-    /// The local copy as of the call's start: one read transaction per
-    /// call, not per read.
-    snapshot: Snapshot,
+    /// The local copy and this writer's pending writes as of the call's
+    /// start: one read transaction per call, not per read.
+    view: View,
     /// The changelog topic.
     topic: Arc<str>,
     /// The input topic whose events the call handles.
@@ -50,7 +49,7 @@ impl CallState {
     /// first event.
     pub fn new(handle: &StateHandle, limits: StateLimits, now_ms: u64) -> Result<Self, StoreError> {
         let mut state = Self {
-            snapshot: handle.store.local().snapshot()?,
+            view: handle.store.view(&handle.writer)?,
             store: handle.store.clone(),
             topic: handle.topic.clone(),
             writer: handle.writer.clone(),
@@ -62,7 +61,7 @@ impl CallState {
         };
         for key in state.store.local().expired(now_ms, SWEEP_PER_CALL)? {
             // Written again since (in an uncommitted transaction)? Keep it.
-            if let Some(stored) = state.store.read_in(&state.snapshot, &state.writer, &key)?
+            if let Some(stored) = state.view.get(&key)?
                 && stored.expires_ms.is_some_and(|at| at <= now_ms)
             {
                 let size = (key.len() + stored.value.len()) as u64;
@@ -81,8 +80,8 @@ impl CallState {
             }
         }
         Ok(self
-            .store
-            .read_in(&self.snapshot, &self.writer, key)?
+            .view
+            .get(key)?
             .filter(|s| s.expires_ms.is_none_or(|at| at > self.now_ms))
             .map(|s| s.value))
     }
@@ -94,8 +93,8 @@ impl CallState {
             return Ok(write.size(key));
         }
         Ok(self
-            .store
-            .read_in(&self.snapshot, &self.writer, key)?
+            .view
+            .get(key)?
             .map_or(0, |s| (key.len() + s.value.len()) as u64))
     }
 
@@ -163,9 +162,8 @@ impl CallState {
         limit: u32,
     ) -> Result<Entries, StoreError> {
         let limit = (limit as usize).min(MAX_SCAN_ENTRIES);
-        let mut found = self.store.scan(
-            &self.snapshot,
-            &self.writer,
+        let mut found = PartitionStore::scan(
+            &self.view,
             &[&self.call, &self.event],
             prefix,
             after,

@@ -132,6 +132,21 @@ pub struct StoreError {
     pub reason: String,
 }
 
+/// Runs a store operation on a blocking thread (the local copy reads and
+/// writes files, and syncs them now and then), from async code.
+pub async fn off_thread<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(op)
+        .await
+        .unwrap_or_else(|join| {
+            Err(StoreError {
+                path: String::new(),
+                reason: format!("state store task failed: {join}"),
+            })
+        })
+}
+
 /// Milliseconds since the Unix epoch, by the host's wall clock.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

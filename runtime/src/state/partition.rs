@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::store::{LocalStore, Snapshot, Stored};
@@ -46,6 +46,24 @@ impl Layer {
     }
 }
 
+/// A writer's reads during one call: see [`PartitionStore::view`].
+#[derive(Debug)]
+pub struct View {
+    snapshot: Snapshot,
+    pending: Option<Arc<Layer>>,
+}
+
+impl View {
+    /// The entry under `key`, expired or not; `Ok(None)` when absent or
+    /// deleted.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        match self.pending.as_ref().and_then(|l| l.writes.get(key)) {
+            Some(write) => Ok(stored(write)),
+            None => self.snapshot.get(key),
+        }
+    }
+}
+
 /// One partition's store.
 #[derive(Debug)]
 pub struct PartitionStore {
@@ -61,7 +79,7 @@ struct Inner {
     /// Per writer, settled writes not applied to the local copy yet (an
     /// at-least-once run whose records are not all acknowledged, an
     /// exactly-once transaction not committed). Only that writer reads them.
-    pending: HashMap<String, Layer>,
+    pending: HashMap<String, Arc<Layer>>,
     /// Per writer and pending key: the run that wrote it last (a sequence
     /// number of the writer's) and its size in the local copy beneath.
     runs: HashMap<String, BTreeMap<Vec<u8>, (u64, u64)>>,
@@ -155,17 +173,15 @@ impl PartitionStore {
         }
     }
 
-    /// [`PartitionStore::read`] with the local copy as of `snapshot`.
-    pub fn read_in(
-        &self,
-        snapshot: &Snapshot,
-        writer: &str,
-        key: &[u8],
-    ) -> Result<Option<Stored>, StoreError> {
-        match self.pending(writer, key) {
-            Some(write) => Ok(write),
-            None => snapshot.get(key),
-        }
+    /// What `writer` reads during one call: the local copy and its pending
+    /// layer, taken together. Writes move from the layer to the copy while
+    /// calls run; taken apart, a key could be in neither view.
+    pub fn view(&self, writer: &str) -> Result<View, StoreError> {
+        let inner = lock(&self.inner);
+        Ok(View {
+            snapshot: self.local.snapshot()?,
+            pending: inner.pending.get(writer).cloned(),
+        })
     }
 
     /// `writer`'s uncommitted write of `key`, if any (`Some(None)`: a
@@ -177,24 +193,25 @@ impl PartitionStore {
     }
 
     /// Up to `limit` live entries at `now_ms` whose key starts with
-    /// `prefix`, after `after`, as `writer` sees them with `layers` (lowest
-    /// first) on top of `snapshot`.
-    #[allow(clippy::too_many_arguments, reason = "one query, spelled out")]
+    /// `prefix`, after `after`, as `view` shows them with `layers` (lowest
+    /// first) on top.
     pub fn scan(
-        &self,
-        snapshot: &Snapshot,
-        writer: &str,
+        view: &View,
         layers: &[&Layer],
         prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
         now_ms: u64,
     ) -> Result<Entries, StoreError> {
-        let pending = lock(&self.inner).pending.get(writer).cloned();
-        let all: Vec<&Layer> = pending.iter().chain(layers.iter().copied()).collect();
+        let all: Vec<&Layer> = view
+            .pending
+            .iter()
+            .map(|l| &**l)
+            .chain(layers.iter().copied())
+            .collect();
         let in_range = |layer: &Layer| layer_range(layer, prefix, after).count();
         let extra: usize = all.iter().map(|l| in_range(l)).sum();
-        let fetched = snapshot.scan(prefix, after, limit + extra)?;
+        let fetched = view.snapshot.scan(prefix, after, limit + extra)?;
         // When the store had more than was fetched, keys past the last one
         // fetched are not known to be in order: cut there.
         let bound = (fetched.len() == limit + extra)
@@ -246,7 +263,8 @@ impl PartitionStore {
         }
         let mut inner = lock(&self.inner);
         let Inner { pending, runs, .. } = &mut *inner;
-        let layer = pending.entry(writer.to_owned()).or_default();
+        // Copied only while a call still holds the layer in its view.
+        let layer = Arc::make_mut(pending.entry(writer.to_owned()).or_default());
         let runs = runs.entry(writer.to_owned()).or_default();
         for ((key, write), below) in writes.into_iter().zip(sizes) {
             let below = runs.get(&key).map_or(below, |&(_, b)| b);
@@ -286,6 +304,7 @@ impl PartitionStore {
             let mut inner = lock(&self.inner);
             let Inner { pending, runs, .. } = &mut *inner;
             if let (Some(layer), Some(runs)) = (pending.get_mut(writer), runs.get_mut(writer)) {
+                let layer = Arc::make_mut(layer);
                 for (key, _) in done {
                     // Written again by a later run meanwhile: that one lands later.
                     let Some(&(_, below)) = runs.get(&key).filter(|(r, _)| *r <= run) else {
@@ -316,6 +335,7 @@ impl PartitionStore {
         let (Some(layer), Some(runs)) = (pending.get_mut(writer), runs.get_mut(writer)) else {
             return;
         };
+        let layer = Arc::make_mut(layer);
         for key in keys {
             if let Some(&(r, below)) = runs.get(key)
                 && r == run
@@ -516,10 +536,9 @@ mod tests {
         let mut layer = Layer::default();
         layer.put(b"p/2".to_vec(), Write::Delete, 4);
         layer.put(b"p/25".to_vec(), put("l"), 0);
-        let snapshot = store.local().snapshot().unwrap();
+        let view = store.view("w").unwrap();
         let keys = |after: Option<&[u8]>, limit| {
-            store
-                .scan(&snapshot, "w", &[&layer], b"p/", after, limit, 0)
+            PartitionStore::scan(&view, &[&layer], b"p/", after, limit, 0)
                 .unwrap()
                 .into_iter()
                 .map(|(k, _)| String::from_utf8(k).unwrap())

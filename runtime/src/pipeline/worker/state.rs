@@ -3,9 +3,9 @@
 //! writes to it.
 
 use super::{Stopped, Worker};
+use crate::pipeline::Ports;
 use crate::pipeline::policy::Pending;
-use crate::pipeline::{Guest as _, Ports, Version as _};
-use crate::state::{StateHandle, changelog};
+use crate::state::{StateHandle, changelog, off_thread};
 
 impl<P: Ports> Worker<P> {
     /// Stateful modules: opens (restoring if needed) the partition's
@@ -43,14 +43,7 @@ impl<P: Ports> Worker<P> {
                 "cannot open the partition's state store; will retry");
             self.module
                 .problem(&self.tp, Some(format!("state store: {why}")));
-            let backoff = self
-                .module
-                .guest
-                .current()
-                .manifest()
-                .retry
-                .backoff(attempt);
-            self.pause(backoff).await?;
+            self.pause(self.retry_backoff(attempt)).await?;
             attempt += 1;
         }
     }
@@ -68,16 +61,8 @@ impl<P: Ports> Worker<P> {
             return Ok(self.runs);
         }
         let (store, writer, run) = (state.store.clone(), state.writer.clone(), self.runs);
-        // Reads the local copy for the sizes: off the async threads.
-        let applied = tokio::task::spawn_blocking(move || store.apply(&writer, writes, run))
-            .await
-            .unwrap_or_else(|join| {
-                Err(crate::state::StoreError {
-                    path: String::new(),
-                    reason: format!("state store task failed: {join}"),
-                })
-            });
-        if let Err(err) = applied {
+        // Reads the local copy for the sizes.
+        if let Err(err) = off_thread(move || store.apply(&writer, writes, run)).await {
             // Nothing of the run is produced or committed: the partition's
             // next owner (or this process after a restart) handles it again.
             tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
