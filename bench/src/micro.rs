@@ -130,7 +130,7 @@ fn call_cost(
         let mut emitted = 0;
         let t = Instant::now();
         for _ in 0..rounds {
-            let r = inv.call(&events, &stop, None);
+            let r = inv.call(&events, &stop, None, None);
             if r.failure.is_some() {
                 bail!("{g}: call failed: {:?}", r.failure);
             }

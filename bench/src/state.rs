@@ -188,7 +188,7 @@ fn get_set(run: &Run, store: Arc<PartitionStore>, entries: u64) -> anyhow::Resul
             let events: Vec<Event> = (0..256)
                 .map(|i| event(round * 256 + i, key(random_below(&mut seed, entries))))
                 .collect();
-            let r = inv.call(&events, &stop, state);
+            let r = inv.call(&events, &stop, state, None);
             if let Some(f) = r.failure {
                 bail!("{name}: call failed: {}", f.reason);
             }

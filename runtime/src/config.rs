@@ -73,6 +73,16 @@ pub struct RunConfig {
     #[serde(default = "default_reload_debounce", with = "humantime_serde")]
     pub reload_debounce: Duration,
 
+    /// Output bytes the process may hold at once, over all modules: what
+    /// guest calls in progress may still emit (each reserves its
+    /// `limits.max-emit-bytes`, twice that for a per-event call over
+    /// several events) plus the records produced and not yet acknowledged.
+    /// When it is spent, calls wait for acknowledgements (backpressure).
+    /// librdkafka holds its own copy of records in flight, so the host
+    /// memory for outputs is at most twice this.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: u64,
+
     /// Folder of the stateful modules' local stores
     /// (`<state-dir>/<module>/<changelog topic>/<partition>.redb`). Only a
     /// cache of the changelog topics: deleting it costs a full restore.
@@ -102,6 +112,11 @@ fn default_shutdown_timeout() -> Duration {
 
 fn default_max_wasm_stack() -> usize {
     crate::engine::DEFAULT_MAX_WASM_STACK
+}
+
+/// 256 MiB: a few hundred thousand ordinary records in flight.
+fn default_max_inflight_bytes() -> u64 {
+    256 << 20
 }
 
 fn default_state_dir() -> PathBuf {
@@ -135,6 +150,7 @@ impl Default for RunConfig {
             max_wasm_stack: default_max_wasm_stack(),
             watch: default_watch(),
             reload_debounce: default_reload_debounce(),
+            max_inflight_bytes: default_max_inflight_bytes(),
             state_dir: default_state_dir(),
             kafka: BTreeMap::new(),
             embedded: false,
@@ -156,6 +172,7 @@ impl std::fmt::Debug for RunConfig {
             max_wasm_stack,
             watch,
             reload_debounce,
+            max_inflight_bytes,
             state_dir,
             kafka,
             embedded,
@@ -171,6 +188,7 @@ impl std::fmt::Debug for RunConfig {
             .field("max_wasm_stack", max_wasm_stack)
             .field("watch", watch)
             .field("reload_debounce", reload_debounce)
+            .field("max_inflight_bytes", max_inflight_bytes)
             .field("state_dir", state_dir)
             .field("kafka", &crate::secrets::redacted(kafka))
             .field("embedded", embedded)
@@ -272,6 +290,13 @@ impl RunConfig {
         }
         if self.max_module_bytes == 0 {
             problems.push("`max-module-bytes` must be greater than zero".into());
+        }
+        if self.max_inflight_bytes < u64::from(self.limits.max_emit_bytes) {
+            problems.push(format!(
+                "`max-inflight-bytes` ({}) is smaller than `limits.max-emit-bytes` ({}): one \
+                 call could not emit what it may",
+                self.max_inflight_bytes, self.limits.max_emit_bytes
+            ));
         }
         if problems.is_empty() {
             Ok(())

@@ -2,8 +2,9 @@
 //! components.
 //!
 //! One [`WasmEngine`] serves the whole process. It enables epoch interruption
-//! (a background thread ticks every [`EPOCH_TICK`]) so that a call can be
-//! given a wall-clock deadline, and uses the pooling allocator so that the
+//! (a background thread ticks every [`EPOCH_TICK`]) so that the host looks
+//! in on every call each tick: to end it past its time limit, or to let
+//! waiting calls have its core (`crate::slots`), and uses the pooling allocator so that the
 //! instances weir re-creates (after a trap, on reload) come from
 //! pre-reserved slots instead of fresh mappings.
 

@@ -10,10 +10,11 @@ use crate::bindings::Consumer;
 use crate::bindings::batch::BatchConsumer;
 use crate::bindings::v01;
 use crate::bindings::weir::consumer::types::{Disposition, Event, Outgoing};
-use crate::engine::{EPOCH_TICK, HandlerPre, LoadedModule, WasmEngine};
+use crate::engine::{HandlerPre, LoadedModule, WasmEngine};
 use crate::host::HostState;
 use crate::metrics::ModuleMetrics;
 use crate::sandbox::MemoryLimitExceeded;
+use crate::slots::Slot;
 use crate::state::{CallState, StateHandle, StateLimits};
 
 /// The result of one call into a module.
@@ -85,7 +86,6 @@ pub struct Invoker {
     module: Arc<LoadedModule>,
     store: Store<HostState>,
     handler: Option<Handler>,
-    deadline_ticks: u64,
     metrics: Option<Arc<ModuleMetrics>>,
 }
 
@@ -100,14 +100,11 @@ impl std::fmt::Debug for Invoker {
 impl Invoker {
     /// Instantiates `module`. Blocking (runs the component's start code).
     pub fn new(engine: &WasmEngine, module: Arc<LoadedModule>) -> anyhow::Result<Self> {
-        let timeout = module.manifest.limits.timeout;
-        let deadline_ticks = (timeout.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1;
         let store = new_store(engine, &module);
         let mut invoker = Self {
             module,
             store,
             handler: None,
-            deadline_ticks,
             metrics: None,
         };
         invoker.instantiate()?;
@@ -133,7 +130,10 @@ impl Invoker {
     }
 
     fn instantiate(&mut self) -> anyhow::Result<()> {
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        // Start code has the module's time limit too, on the wall clock.
+        self.store.set_epoch_deadline(1);
+        let timeout = self.module.manifest.limits.timeout;
+        self.store.data_mut().clock.start(timeout);
         let name = &self.module.name;
         let failed =
             |e: wasmtime::Error| anyhow::anyhow!("failed to instantiate module `{name}`: {e:#}");
@@ -168,9 +168,13 @@ impl Invoker {
 
     /// Calls the module for `events`, all from one partition, in offset
     /// order. Blocking: runs guest code for up to the module's timeout per
-    /// event (per-event mode) or per batch.
+    /// event (per-event mode) or per batch, counting only the time the call
+    /// holds `slot` when it has one (see [`crate::slots`]); the slot is
+    /// given back when the call returns.
     /// In per-event mode the call stops between two events once `stop` is
-    /// cancelled, returning the prefix handled so far.
+    /// cancelled, or once the events so far emitted more than
+    /// `limits.max-emit-bytes` (so one call emits at most twice that),
+    /// returning the prefix handled so far.
     /// With `state`, the guest's `state` calls go to that partition store,
     /// and each event's writes are appended to what it emitted as changelog
     /// records.
@@ -179,14 +183,35 @@ impl Invoker {
         events: &[Event],
         stop: &CancellationToken,
         state: Option<&StateHandle>,
+        slot: Option<Slot>,
     ) -> CallResult {
         let mut result = CallResult::default();
+        self.store.data_mut().clock.hold(slot);
+        self.run(events, stop, state, &mut result);
+        let data = self.store.data_mut();
+        data.clock.release();
+        data.state = None;
+        if result.failure.is_some() {
+            // The instance may be mid-way through anything; never reuse it.
+            self.handler = None;
+            data.emitted.clear();
+        }
+        result
+    }
+
+    fn run(
+        &mut self,
+        events: &[Event],
+        stop: &CancellationToken,
+        state: Option<&StateHandle>,
+        result: &mut CallResult,
+    ) {
         let Some(handler) = &self.handler else {
             result.failure = Some(CallFailure {
                 reason: "instance is not live".into(),
                 timed_out: false,
             });
-            return result;
+            return;
         };
         if let Some(handle) = state {
             let limits = StateLimits::of(&self.module.manifest.limits);
@@ -197,13 +222,14 @@ impl Invoker {
                         reason: err.to_string(),
                         timed_out: false,
                     });
-                    return result;
+                    return;
                 }
             }
         }
+        let limits = &self.module.manifest.limits;
         let mut guest = GuestCall {
             store: &mut self.store,
-            deadline_ticks: self.deadline_ticks,
+            timeout: limits.timeout,
             metrics: self.metrics.as_deref(),
         };
         if handler.is_batch() {
@@ -226,14 +252,16 @@ impl Invoker {
                 Err(err) => result.failure = Some(failure(&err)),
             }
         } else {
+            let mut emitted_bytes = 0;
             for event in events {
-                if stop.is_cancelled() {
+                if stop.is_cancelled() || emitted_bytes > u64::from(limits.max_emit_bytes) {
                     break;
                 }
                 match guest.run(Some(event), |store| handler.handle(store, event)) {
                     Ok(disposition) => {
                         let ok = matches!(disposition, Disposition::Ok);
                         let stop = matches!(disposition, Disposition::Retry(_));
+                        emitted_bytes += guest.store.data().emitted_bytes;
                         result.dispositions.push(disposition);
                         result.emitted.push(guest.take_emitted(ok));
                         if stop {
@@ -247,21 +275,13 @@ impl Invoker {
                 }
             }
         }
-        let data = self.store.data_mut();
-        data.state = None;
-        if result.failure.is_some() {
-            // The instance may be mid-way through anything; never reuse it.
-            self.handler = None;
-            data.emitted.clear();
-        }
-        result
     }
 }
 
 /// The store of one call into the guest, with what every call needs.
 struct GuestCall<'a> {
     store: &'a mut Store<HostState>,
-    deadline_ticks: u64,
+    timeout: std::time::Duration,
     metrics: Option<&'a ModuleMetrics>,
 }
 
@@ -275,7 +295,7 @@ impl GuestCall<'_> {
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> wasmtime::Result<T> {
         if let Some(event) = event {
-            begin(self.store, self.deadline_ticks, event);
+            begin(self.store, self.timeout, event);
         }
         let started = std::time::Instant::now();
         let outcome = call(self.store);
@@ -301,11 +321,14 @@ impl GuestCall<'_> {
     }
 }
 
-/// Arms the deadline and resets per-call state before calling the guest.
-fn begin(store: &mut Store<HostState>, deadline_ticks: u64, event: &Event) {
-    store.set_epoch_deadline(deadline_ticks);
+/// Starts the call's clock and resets per-call state before calling the
+/// guest.
+fn begin(store: &mut Store<HostState>, timeout: std::time::Duration, event: &Event) {
+    store.set_epoch_deadline(1);
     let state = store.data_mut();
+    state.clock.start(timeout);
     state.emitted.clear();
+    state.emitted_bytes = 0;
     // The topic rarely changes between calls: reuse its allocation.
     state.current.topic.clone_from(&event.topic);
     state.current.partition = event.partition;
@@ -315,7 +338,15 @@ fn begin(store: &mut Store<HostState>, deadline_ticks: u64, event: &Event) {
 fn new_store(engine: &WasmEngine, module: &LoadedModule) -> Store<HostState> {
     let mut store = Store::new(engine.engine(), HostState::new(module.policy.clone()));
     store.limiter(|state| &mut state.limits);
-    store.epoch_deadline_trap();
+    // Every epoch tick: past the time limit, the call traps like an
+    // interrupt; otherwise it may give its slot to waiting calls.
+    store.epoch_deadline_callback(|mut store| {
+        if store.data_mut().clock.tick() {
+            Err(Trap::Interrupt.into())
+        } else {
+            Ok(wasmtime::UpdateDeadline::Continue(1))
+        }
+    });
     store
 }
 

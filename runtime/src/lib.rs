@@ -53,6 +53,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod sandbox;
 pub mod secrets;
+pub mod slots;
 pub mod state;
 pub mod status;
 mod sync;

@@ -36,8 +36,10 @@ impl OffsetReset {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Limits {
-    /// Wall-clock budget of one handler call (one event, or one batch). A call
-    /// that runs longer is interrupted and its events rejected.
+    /// Time one handler call (one event, or one batch) may run: the time it
+    /// holds a call slot, measured every 10 ms; waiting for its turn on a
+    /// core does not count (see `crate::slots`). A call that runs longer is
+    /// interrupted and its events rejected.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Maximum linear memory of one instance, in MiB.
@@ -49,6 +51,12 @@ pub struct Limits {
     /// Maximum size of one emitted record (key + value + headers), in bytes.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: u32,
+    /// Most bytes (records' keys, values and headers, plus state writes'
+    /// keys and values) one event, or one batch, may emit; an emit or state
+    /// write past it gets `too-many`. Bounds what one call makes the host
+    /// hold (see `max-inflight-bytes` in weir.toml).
+    #[serde(default = "default_max_emit_bytes")]
+    pub max_emit_bytes: u32,
     /// Maximum number of events passed to one `handle-batch` call.
     #[serde(default = "default_max_batch")]
     pub max_batch: u32,
@@ -87,6 +95,11 @@ fn default_max_emits() -> u32 {
 fn default_max_record_bytes() -> u32 {
     990_000
 }
+/// 16 MiB: sixteen records of the largest default size, or thousands of
+/// ordinary ones, per event or batch.
+fn default_max_emit_bytes() -> u32 {
+    16 << 20
+}
 fn default_max_batch() -> u32 {
     256
 }
@@ -117,6 +130,7 @@ impl Default for Limits {
             memory_mib: default_memory_mib(),
             max_emits: default_max_emits(),
             max_record_bytes: default_max_record_bytes(),
+            max_emit_bytes: default_max_emit_bytes(),
             max_batch: default_max_batch(),
             max_event_bytes: default_max_event_bytes(),
             table_elements: default_table_elements(),
@@ -130,19 +144,29 @@ impl Default for Limits {
 impl Limits {
     /// What is wrong with these limits, one line per key: those that must
     /// be greater than zero (`timeout`, `memory-mib`, `max-batch`,
-    /// `max-record-bytes`), named as in a `[limits]` table, e.g.
-    /// "`limits.timeout` must be greater than zero". Empty when they can be
+    /// `max-record-bytes`, ...), named as in a `[limits]` table, e.g.
+    /// "`limits.timeout` must be greater than zero", and a `max-emit-bytes`
+    /// below `max-record-bytes`. Empty when they can be
     /// used. The one check of a manifest's `[limits]` and of the runtime
     /// config's default `[limits]` alike.
     pub fn problems(&self) -> Vec<String> {
-        zero_problems([
+        let mut problems = zero_problems([
             ("limits.timeout", self.timeout.is_zero()),
             ("limits.memory-mib", self.memory_mib == 0),
             ("limits.max-batch", self.max_batch == 0),
             ("limits.max-record-bytes", self.max_record_bytes == 0),
             ("limits.state-mib", self.state_mib == 0),
             ("limits.max-state-key-bytes", self.max_state_key_bytes == 0),
-        ])
+            ("limits.max-emit-bytes", self.max_emit_bytes == 0),
+        ]);
+        if self.max_emit_bytes < self.max_record_bytes {
+            problems.push(format!(
+                "`limits.max-emit-bytes` ({}) is smaller than `limits.max-record-bytes` ({}): \
+                 raise it, or no record of the largest size could be emitted",
+                self.max_emit_bytes, self.max_record_bytes
+            ));
+        }
+        problems
     }
 }
 

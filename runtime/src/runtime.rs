@@ -246,6 +246,11 @@ impl Supervisor {
                 state_dir: config.state_dir.clone(),
                 queries: Arc::default(),
                 embedded: config.embedded,
+                slots: crate::slots::CallSlots::per_core(),
+                budget: Arc::new(
+                    crate::pipeline::budget::Budget::new(config.max_inflight_bytes)
+                        .observed(Arc::new(metrics.sharing())),
+                ),
                 metrics,
                 status: status.clone(),
             },

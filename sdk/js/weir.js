@@ -52,7 +52,7 @@ export class Reject extends WeirError {
 const EMIT_MESSAGES = {
   'topic-not-allowed': (d) => `topic \`${d}\` is not in the module's output-topics`,
   'too-large': (d) => `record is larger than the limit of ${d} bytes`,
-  'too-many': (d) => `more than ${d} records emitted for one call`,
+  'too-many': (d) => `emit limit reached after ${d} records for one call (limits.max-emits or limits.max-emit-bytes)`,
   'invalid-partition': (d) => `partition ${d} is negative`,
 };
 

@@ -220,7 +220,9 @@ pub enum EmitError {
     TopicNotAllowed(String),
     /// Key, value and headers together exceed this many bytes.
     TooLarge(u32),
-    /// The event (or batch) already emitted this many records, the maximum.
+    /// The event (or batch) already emitted this many records, as many as
+    /// its limits allow: by count (`limits.max-emits`) or by bytes
+    /// (`limits.max-emit-bytes`).
     TooMany(u32),
     /// The partition number is negative.
     InvalidPartition(i32),
@@ -233,7 +235,11 @@ impl fmt::Display for EmitError {
                 write!(f, "topic `{topic}` is not in the module's output-topics")
             }
             Self::TooLarge(limit) => write!(f, "record is larger than the limit of {limit} bytes"),
-            Self::TooMany(max) => write!(f, "more than {max} records emitted for one call"),
+            Self::TooMany(max) => write!(
+                f,
+                "emit limit reached after {max} records for one call \
+                 (limits.max-emits or limits.max-emit-bytes)"
+            ),
             Self::InvalidPartition(p) => write!(f, "partition {p} is negative"),
         }
     }
@@ -308,7 +314,8 @@ mod tests {
         assert!(converted.is_reject());
         assert_eq!(
             converted.message(),
-            "more than 3 records emitted for one call"
+            "emit limit reached after 3 records for one call \
+             (limits.max-emits or limits.max-emit-bytes)"
         );
         assert_eq!(
             EmitError::TooLarge(10).to_string(),

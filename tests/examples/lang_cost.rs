@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
         let mut per_round = Vec::with_capacity(rounds);
         for round in 0..=rounds {
             let t = Instant::now();
-            let result = invoker.call(&events, &stop, None);
+            let result = invoker.call(&events, &stop, None, None);
             let elapsed = t.elapsed();
             if let Some(f) = result.failure {
                 bail!("{name}: call failed: {}", f.reason);

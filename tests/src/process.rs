@@ -55,6 +55,8 @@ pub struct ProcessConfig {
     /// weir's default (`weir-state` under the working directory), which
     /// tests must not use.
     pub state_dir: Option<PathBuf>,
+    /// More top-level `weir.toml` lines, e.g. `max-inflight-bytes = 1024`.
+    pub extra_toml: String,
 }
 
 impl ProcessConfig {
@@ -75,6 +77,7 @@ impl ProcessConfig {
             log_filter: LOG_FILTER.to_owned(),
             json_log: true,
             state_dir: None,
+            extra_toml: String::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl ProcessConfig {
         if let Some(dir) = &self.state_dir {
             s.push_str(&format!("state-dir = {:?}\n", dir.display().to_string()));
         }
+        s.push_str(&self.extra_toml);
         s.push_str("\n[kafka]\n");
         for (k, v) in &self.kafka {
             s.push_str(&format!("{k:?} = {v:?}\n"));

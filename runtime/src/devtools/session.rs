@@ -227,7 +227,7 @@ impl Session {
             Some(e) => self.store(e.partition, &e.topic)?.cloned(),
             None => None,
         };
-        Ok(invoker.call(events, &self.never, state.as_ref()))
+        Ok(invoker.call(events, &self.never, state.as_ref(), None))
     }
 
     fn outcome(

@@ -62,6 +62,11 @@ pub struct HostState {
     policy: Arc<GuestPolicy>,
     /// Records emitted during the current call, in emit order.
     pub(crate) emitted: Vec<Outgoing>,
+    /// Bytes the current event (or batch) has emitted and written to state,
+    /// against `limits.max-emit-bytes`.
+    pub(crate) emitted_bytes: u64,
+    /// The call's slot and time limit (see [`crate::slots`]).
+    pub(crate) clock: crate::slots::CallClock,
     /// The event being handled.
     pub(crate) current: EventRef,
     /// Stateful modules: the partition's state as the current call sees it.
@@ -111,6 +116,8 @@ impl HostState {
             observer,
             policy,
             emitted: Vec::new(),
+            emitted_bytes: 0,
+            clock: crate::slots::CallClock::default(),
             current: EventRef::default(),
             state: None,
         }
@@ -281,6 +288,11 @@ impl emitter::Host for HostState {
                 EmitError::TopicNotAllowed(_) => DenyReason::TopicNotAllowed,
                 EmitError::InvalidPartition(_) => DenyReason::InvalidPartition,
                 EmitError::TooLarge(_) => DenyReason::TooLarge,
+                EmitError::TooMany(_)
+                    if self.emitted.len() < self.policy.limits.max_emits as usize =>
+                {
+                    DenyReason::EmitBytes
+                }
                 EmitError::TooMany(_) => DenyReason::TooMany,
             });
         }
@@ -305,7 +317,21 @@ impl HostState {
         if self.emitted.len() >= limits.max_emits as usize {
             return Err(EmitError::TooMany(limits.max_emits));
         }
+        let size = crate::pipeline::failure::record_size(&record) as u64;
+        self.charge(size)
+            .map_err(|()| EmitError::TooMany(self.emitted.len() as u32))?;
         self.emitted.push(record);
+        Ok(())
+    }
+
+    /// Counts `bytes` more of the current event's (or batch's) output
+    /// against `limits.max-emit-bytes`; refused, and not counted, past it.
+    pub(crate) fn charge(&mut self, bytes: u64) -> Result<(), ()> {
+        let total = self.emitted_bytes + bytes;
+        if total > u64::from(self.policy.limits.max_emit_bytes) {
+            return Err(());
+        }
+        self.emitted_bytes = total;
         Ok(())
     }
 }
@@ -377,6 +403,35 @@ mod tests {
             Err(EmitError::TooMany(2))
         ));
         assert_eq!(s.emitted.len(), 2);
+    }
+
+    #[test]
+    fn emit_bytes_of_one_event_are_bounded_by_max_emit_bytes() {
+        let mut s = HostState::new(Arc::new(GuestPolicy {
+            module: "m".into(),
+            config: BTreeMap::new(),
+            outputs: HashSet::from(["out".to_owned()]),
+            limits: Limits {
+                max_record_bytes: 10,
+                max_emit_bytes: 20,
+                ..Limits::default()
+            },
+        }));
+        // 8 bytes each (value plus a one-byte header key and value).
+        s.emit(record("out", b"123456")).unwrap();
+        s.emit(record("out", b"abcdef")).unwrap();
+        assert_eq!(s.emitted_bytes, 16);
+        // A third would make 24: refused as `too-many`, carrying the
+        // records the event was allowed, and not counted.
+        assert!(matches!(
+            s.emit(record("out", b"xyzxyz")),
+            Err(EmitError::TooMany(2))
+        ));
+        assert_eq!(s.emitted_bytes, 16);
+        // A smaller one still fits.
+        s.emit(record("out", b"xy")).unwrap();
+        assert_eq!(s.emitted_bytes, 20);
+        assert_eq!(s.emitted.len(), 3);
     }
 
     #[test]

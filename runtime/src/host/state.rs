@@ -25,13 +25,35 @@ fn trap(err: StoreError) -> wasmtime::Error {
     wasmtime::Error::new(err)
 }
 
+impl HostState {
+    /// Runs the write `op` with its `bytes` counted against
+    /// `limits.max-emit-bytes` (a write becomes a changelog record), given
+    /// back when the write is refused.
+    fn charged_write(
+        &mut self,
+        bytes: usize,
+        op: impl FnOnce(&mut CallState) -> Result<Result<(), StateError>, StoreError>,
+    ) -> wasmtime::Result<Result<(), StateError>> {
+        let bytes = bytes as u64;
+        if self.charge(bytes).is_err() {
+            let max_emits = self.policy.limits.max_emits;
+            return Ok(Err(StateError::TooMany(max_emits)));
+        }
+        let written = op(self.call_state()?).map_err(trap)?;
+        if written.is_err() {
+            self.emitted_bytes -= bytes;
+        }
+        Ok(written)
+    }
+}
+
 impl state::Host for HostState {
     fn get(&mut self, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
         self.call_state()?.get(&key).map_err(trap)
     }
 
     fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
-        self.call_state()?.set(key, value, None).map_err(trap)
+        self.charged_write(key.len() + value.len(), |state| state.set(key, value, None))
     }
 
     fn set_with_ttl(
@@ -40,13 +62,13 @@ impl state::Host for HostState {
         value: Vec<u8>,
         ttl_ms: u64,
     ) -> wasmtime::Result<Result<(), StateError>> {
-        self.call_state()?
-            .set(key, value, Some(ttl_ms))
-            .map_err(trap)
+        self.charged_write(key.len() + value.len(), |state| {
+            state.set(key, value, Some(ttl_ms))
+        })
     }
 
     fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<Result<(), StateError>> {
-        self.call_state()?.delete(key).map_err(trap)
+        self.charged_write(key.len(), |state| state.delete(key))
     }
 
     fn scan(

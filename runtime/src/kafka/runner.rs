@@ -46,6 +46,10 @@ pub struct RunnerSettings {
     /// The brokers are the embedded mock cluster (`weir dev`): changelog
     /// topics' configuration cannot be read.
     pub embedded: bool,
+    /// The process's call slots, shared by every module.
+    pub slots: Arc<crate::slots::CallSlots>,
+    /// The process's budget of output bytes, shared by every module.
+    pub budget: Arc<crate::pipeline::budget::Budget>,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -105,6 +109,11 @@ pub fn spawn_runner(
         offsets: Arc::new(Offsets::default()),
         runtime: tokio::runtime::Handle::current(),
         state,
+        share: settings
+            .slots
+            .share()
+            .counted(settings.metrics.sharing().slot_waits(&version.name)),
+        budget: settings.budget.clone(),
     });
     let context = GroupContext::new(
         module,

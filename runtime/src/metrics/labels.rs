@@ -73,15 +73,19 @@ pub enum DenyReason {
     TooLarge,
     /// The event already emitted the most records allowed per event.
     TooMany,
+    /// The record would take the event's (or batch's) output past
+    /// `limits.max-emit-bytes`.
+    EmitBytes,
 }
 
 impl DenyReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DenyReason; 4] = [
+    pub const ALL: [DenyReason; 5] = [
         DenyReason::TopicNotAllowed,
         DenyReason::InvalidPartition,
         DenyReason::TooLarge,
         DenyReason::TooMany,
+        DenyReason::EmitBytes,
     ];
 
     /// The label value.
@@ -91,6 +95,7 @@ impl DenyReason {
             DenyReason::InvalidPartition => "invalid_partition",
             DenyReason::TooLarge => "too_large",
             DenyReason::TooMany => "too_many",
+            DenyReason::EmitBytes => "emit_bytes",
         }
     }
 
@@ -114,7 +119,8 @@ mod tests {
                 "topic_not_allowed",
                 "invalid_partition",
                 "too_large",
-                "too_many"
+                "too_many",
+                "emit_bytes"
             ]
         );
     }

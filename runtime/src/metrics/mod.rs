@@ -19,6 +19,7 @@ mod labels;
 mod limiter;
 mod module;
 mod readiness;
+mod sharing;
 mod state;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use prometheus::{
 pub use labels::{DenyReason, Outcome, Outcomes};
 pub use limiter::LogLimiter;
 pub use module::{InFlight, ModuleMetrics};
+pub use sharing::BudgetMetrics;
 pub use state::StateMetrics;
 
 use crate::sync::lock;
@@ -53,6 +55,7 @@ pub struct Metrics {
     kafka: KafkaFamilies,
     modules: ModuleFamilies,
     state: state::StateFamilies,
+    sharing: BudgetMetrics,
     /// Module name -> digest currently in `weir_module_info`.
     digests: Mutex<HashMap<String, String>>,
     readiness: Readiness,
@@ -279,6 +282,7 @@ impl Metrics {
             kafka: KafkaFamilies::register(&registry),
             modules: ModuleFamilies::register(&registry),
             state: state::StateFamilies::register(&registry),
+            sharing: BudgetMetrics::register(&registry),
             registry,
             digests: Mutex::new(HashMap::new()),
             readiness: Readiness::default(),
@@ -288,6 +292,11 @@ impl Metrics {
     /// `module`'s state store metrics.
     pub fn state(&self, module: &str) -> StateMetrics {
         StateMetrics::new(&self.state, module)
+    }
+
+    /// The output budget's and the call slots' metrics.
+    pub fn sharing(&self) -> BudgetMetrics {
+        self.sharing.clone()
     }
 
     /// The registry, to encode or to register more collectors.

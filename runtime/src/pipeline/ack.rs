@@ -46,6 +46,8 @@ pub struct Flight<D> {
     /// records, sent once the outputs are acknowledged) and the run's
     /// number in the store.
     pub state: (Vec<Pending>, u64),
+    /// The output budget its records hold until the flight is done.
+    pub reserved: Option<super::budget::Reservation>,
 }
 
 impl<D> Flight<D> {
@@ -66,6 +68,7 @@ impl<D> Flight<D> {
             outcomes: std::mem::take(&mut plan.outcomes),
             in_flight,
             state: (Vec::new(), 0),
+            reserved: None,
         }
     }
 }

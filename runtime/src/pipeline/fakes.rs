@@ -405,6 +405,7 @@ impl Instance for FakeInstance {
         events: &[Event],
         stop: &CancellationToken,
         state: Option<&crate::state::StateHandle>,
+        _slot: crate::slots::Slot,
     ) -> CallResult {
         let mut result = CallResult::default();
         let mut emitted = Vec::new();
@@ -501,6 +502,8 @@ impl Rig {
             offsets: Arc::new(Offsets::default()),
             runtime: tokio::runtime::Handle::current(),
             state: stores,
+            share: crate::slots::ModuleShare::standalone(2),
+            budget: Arc::new(super::budget::Budget::new(64 << 20)),
         });
         Self {
             module,

@@ -12,6 +12,7 @@ use crate::engine::{LoadedModule, WasmEngine};
 use crate::invoke::{CallResult, Invoker};
 use crate::manifest::Manifest;
 use crate::metrics::ModuleMetrics;
+use crate::slots::Slot;
 use crate::state::StateHandle;
 
 impl Version for LoadedModule {
@@ -75,7 +76,8 @@ impl Instance for Invoker {
         events: &[Event],
         stop: &CancellationToken,
         state: Option<&StateHandle>,
+        slot: Slot,
     ) -> CallResult {
-        Invoker::call(self, events, stop, state)
+        Invoker::call(self, events, stop, state, Some(slot))
     }
 }

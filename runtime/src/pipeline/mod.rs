@@ -24,6 +24,7 @@
 //! - [`guest`]: the wasmtime implementation of [`Guest`].
 
 pub mod ack;
+pub mod budget;
 pub mod failure;
 pub mod guest;
 pub mod offsets;
@@ -45,6 +46,7 @@ use crate::bindings::weir::consumer::types::{Event, Outgoing};
 use crate::invoke::CallResult;
 use crate::manifest::Manifest;
 use crate::metrics::ModuleMetrics;
+use crate::slots::{ModuleShare, Slot};
 use crate::state::{StateHandle, Stores};
 use crate::status::StatusBoard;
 
@@ -185,13 +187,14 @@ pub trait Instance: Send + 'static {
     /// Whether it can be called (false after a trap).
     fn is_live(&self) -> bool;
     /// Calls the module for `events` of one partition, in offset order,
-    /// with the partition's state store when the module is stateful.
-    /// Blocking. See [`crate::invoke::Invoker::call`].
+    /// with the partition's state store when the module is stateful, on
+    /// the call slot `slot`. Blocking. See [`crate::invoke::Invoker::call`].
     fn call(
         &mut self,
         events: &[Event],
         stop: &CancellationToken,
         state: Option<&StateHandle>,
+        slot: Slot,
     ) -> CallResult;
 }
 
@@ -225,6 +228,10 @@ pub struct Module<P: Ports> {
     pub runtime: tokio::runtime::Handle,
     /// Stateful modules: the state stores, one per input partition number.
     pub state: Option<Arc<Stores>>,
+    /// The module's share of the call slots.
+    pub share: ModuleShare,
+    /// The process's budget of output bytes.
+    pub budget: Arc<budget::Budget>,
 }
 
 impl<P: Ports> std::fmt::Debug for Module<P> {

@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::ack::{Acker, Flight, Letters, send_all};
-use super::failure::Failure;
+use super::budget::Reservation;
+use super::failure::{Failure, record_size};
 use super::policy::{Next, Progress, Rules, Settlement};
 use super::txn::{Ended, Txn};
 use super::{
@@ -113,13 +114,16 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// Limits concurrent guest calls to the machine's cores: call deadlines are
-/// wall-clock, so oversubscribed cores would make them fire spuriously.
-fn call_permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| {
-        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
-    })
+/// What a call on `version` over `events` events may emit at most: its
+/// `limits.max-emit-bytes`, twice that for a per-event call over several
+/// events (see [`crate::invoke::Invoker::call`]).
+fn emit_allowance(version: &impl Version, events: usize) -> u64 {
+    let max = u64::from(version.manifest().limits.max_emit_bytes);
+    if version.is_batch() || events <= 1 {
+        max
+    } else {
+        2 * max
+    }
 }
 
 /// A version of the module, as one call sees it.
@@ -243,13 +247,21 @@ impl<P: Ports> Worker<P> {
             while self.stalled.load(Ordering::Acquire) {
                 self.pause(Duration::from_millis(20)).await?;
             }
-            let (version, mut chunk, mut plan) = self.step(queue).await?;
+            let version = self.module.guest.current();
+            let Some(reserved) = self.reserve(emit_allowance(&*version, queue.len())).await? else {
+                // Making room aborted the open transaction: rewound.
+                queue.clear();
+                self.progress = Progress::default();
+                return Ok(());
+            };
+            let (mut chunk, mut plan) = self.step(&version, queue).await?;
             let rest = chunk.split_off(plan.settled.min(chunk.len()));
             if chunk.is_empty() {
                 self.module.metrics.processed(&plan.outcomes);
             } else {
                 let letters = self.letters_of(&version);
-                self.dispatch(chunk, &mut plan, letters, in_flight).await?;
+                self.dispatch(chunk, &mut plan, letters, in_flight, reserved)
+                    .await?;
             }
             for event in rest.into_iter().rev() {
                 queue.push_front(event);
@@ -280,30 +292,53 @@ impl<P: Ports> Worker<P> {
         Ok(())
     }
 
+    /// Reserves `bytes` of the output budget for the next call, waiting
+    /// while it is spent. `None` when an exactly-once partition had to
+    /// commit its open transaction to make room and the commit aborted
+    /// (the source is rewound).
+    async fn reserve(&mut self, bytes: u64) -> Result<Option<Reservation>, Stopped> {
+        let budget = self.module.budget.clone();
+        if let Some(reserved) = budget.try_reserve(bytes) {
+            return Ok(Some(reserved));
+        }
+        // The open transaction's records hold budget that only its end
+        // gives back: end it rather than wait for it.
+        if self.txn.as_ref().is_some_and(|txn| txn.due().is_some())
+            && self.commit_txn().await? == Ended::Aborted
+        {
+            return Ok(None);
+        }
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Err(Stopped),
+            reserved = budget.reserve(bytes) => Ok(Some(reserved)),
+        }
+    }
+
     /// One step at the head of `queue`: takes the events of one call (or
-    /// one oversized event) off it and settles them, on one version.
+    /// one oversized event) off it and settles them, on `version`.
     async fn step(
         &mut self,
+        version: &VersionOf<P>,
         queue: &mut VecDeque<Event>,
-    ) -> Result<(VersionOf<P>, Vec<Event>, Settlement), Stopped> {
-        let version = self.module.guest.current();
+    ) -> Result<(Vec<Event>, Settlement), Stopped> {
         let rules = Rules::of(version.manifest(), version.is_batch());
         match self.progress.next(queue.iter(), queue.len(), &rules) {
             Next::Oversized => {
                 let chunk: Vec<Event> = queue.drain(..1).collect();
                 let plan = self.progress.oversized(&chunk[0], &rules);
-                Ok((version, chunk, plan))
+                Ok((chunk, plan))
             }
             Next::Call(take) => {
                 let chunk: Vec<Event> = queue.drain(..take).collect();
-                let (chunk, result) = self.call(&version, chunk).await?;
+                let (chunk, result) = self.call(version, chunk).await?;
                 if rules.batch && result.failure.is_some() && chunk.len() > 1 {
                     tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,
                         partition = self.tp.partition, events = chunk.len(),
                         "batch call failed; re-running its events one at a time");
                 }
                 let plan = self.progress.settle(&chunk, result, &rules);
-                Ok((version, chunk, plan))
+                Ok((chunk, plan))
             }
         }
     }
@@ -321,15 +356,19 @@ impl<P: Ports> Worker<P> {
     }
 
     /// Produces a settled run's records and hands it on: to the
-    /// acknowledging half, or into the open transaction.
+    /// acknowledging half, or into the open transaction. `reserved` (of the
+    /// output budget) shrinks to the records' size and stays with them
+    /// until they are acknowledged.
     async fn dispatch(
         &mut self,
         events: Vec<Event>,
         plan: &mut Settlement,
         letters: Arc<Letters>,
         in_flight: &mut InFlight,
+        mut reserved: Reservation,
     ) -> Result<(), Stopped> {
         let mut produce = std::mem::take(&mut plan.produce);
+        reserved.shrink_to(produce.iter().map(|p| record_size(&p.record) as u64).sum());
         let run = self.apply_state(&produce).await?;
         let in_flight = in_flight.split(plan.settled);
         match &mut self.txn {
@@ -341,7 +380,9 @@ impl<P: Ports> Worker<P> {
                     return Err(Stopped);
                 }
                 let sent = send_all(&txn.sink, produce).await;
-                txn.add(Flight::new(events, sent, plan, letters, in_flight));
+                let mut flight = Flight::new(events, sent, plan, letters, in_flight);
+                flight.reserved = Some(reserved);
+                txn.add(flight);
                 Ok(())
             }
             None => {
@@ -362,6 +403,7 @@ impl<P: Ports> Worker<P> {
                 let sent = send_all(&self.module.sink, produce).await;
                 let mut flight = Flight::new(events, sent, plan, letters, in_flight);
                 flight.state = (writes, run);
+                flight.reserved = Some(reserved);
                 self.flights.send(flight).await.map_err(|_| Stopped)
             }
         }
@@ -375,13 +417,15 @@ impl<P: Ports> Worker<P> {
         chunk: Vec<Event>,
     ) -> Result<(Vec<Event>, CallResult), Stopped> {
         let mut instance = self.live_instance(version).await?;
-        let Ok(_permit) = call_permits().acquire().await else {
-            return Err(Stopped);
+        let slot = tokio::select! {
+            biased;
+            () = self.stop.cancelled() => return Err(Stopped),
+            slot = self.module.share.acquire() => slot,
         };
         let stop = self.stop.clone();
         let state = self.state.get().cloned();
         let joined = tokio::task::spawn_blocking(move || {
-            let result = instance.call(&chunk, &stop, state.as_ref());
+            let result = instance.call(&chunk, &stop, state.as_ref(), slot);
             (instance, chunk, result)
         })
         .await;

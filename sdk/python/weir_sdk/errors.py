@@ -26,8 +26,8 @@ class EmitError(Reject):
     its message; catch it to decide otherwise.
 
     ``kind`` is one of ``topic-not-allowed`` (``detail``: the topic),
-    ``too-large`` (the limit in bytes), ``too-many`` (the maximum number of
-    records) or ``invalid-partition`` (the partition)."""
+    ``too-large`` (the limit in bytes), ``too-many`` (the records emitted so far, as
+    many as ``limits.max-emits`` or ``limits.max-emit-bytes`` allow) or ``invalid-partition`` (the partition)."""
 
     def __init__(self, kind: str, detail):
         self.kind = kind
@@ -35,7 +35,8 @@ class EmitError(Reject):
         messages = {
             "topic-not-allowed": f"topic `{detail}` is not in the module's output-topics",
             "too-large": f"record is larger than the limit of {detail} bytes",
-            "too-many": f"more than {detail} records emitted for one call",
+            "too-many": f"emit limit reached after {detail} records for one call "
+            "(limits.max-emits or limits.max-emit-bytes)",
             "invalid-partition": f"partition {detail} is negative",
         }
         super().__init__(messages.get(kind, f"{kind}: {detail}"))

@@ -112,7 +112,7 @@ fn a_component_importing_files_and_sockets_loads_but_reaches_neither() {
         (&b"file"[..], "No such file or directory"),
         (b"net", "Permission denied"),
     ] {
-        let result = invoker.call(&[event(value)], &CancellationToken::new(), None);
+        let result = invoker.call(&[event(value)], &CancellationToken::new(), None, None);
         assert!(result.failure.is_none(), "{:?}", result.failure);
         let [Disposition::Reject(reason)] = result.dispositions.as_slice() else {
             panic!("a reject expected: {:?}", result.dispositions)

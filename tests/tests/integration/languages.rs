@@ -246,6 +246,7 @@ fn helpers_reject_config_and_emit_errors_like_the_rust_sdk() {
                 std::slice::from_ref(&event),
                 &CancellationToken::new(),
                 None,
+                None,
             );
             assert!(
                 result.failure.is_none(),

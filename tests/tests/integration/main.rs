@@ -8,6 +8,7 @@ mod devtools;
 mod errors;
 mod exactly_once;
 mod failures;
+mod hostile;
 mod languages;
 mod metrics;
 mod offsets;

@@ -12,6 +12,8 @@
 //! | `forbidden` | emits to a topic it may not use; the error rejects the event |
 //! | `flood` | emits 1,000,000 records; the host's cap rejects the event |
 //! | `huge` | emits one 20 MB record; the size cap rejects the event |
+//! | `amplify` | emits 1,000 records of 900 KB; the first refusal rejects the event |
+//! | `amplify-lenient` | emits records of 900 KB until the host refuses one, then returns ok |
 //! | `flaky` | asks for a retry twice, then echoes |
 //! | `retry` | always asks for a retry |
 //! | `reject` | always rejects |
@@ -63,6 +65,19 @@ impl Consumer for Misbehave {
                 }
             }
             "huge" => ctx.emit(Record::to(output.as_str()).value(vec![7u8; 20 << 20]))?,
+            "amplify" => {
+                for _ in 0..1_000 {
+                    ctx.emit(Record::to(output.as_str()).value(vec![b'a'; 900_000]))?;
+                }
+            }
+            "amplify-lenient" => {
+                for _ in 0..1_000 {
+                    let record = Record::to(output.as_str()).value(vec![b'a'; 900_000]);
+                    if ctx.emit(record).is_err() {
+                        break;
+                    }
+                }
+            }
             "flaky" => {
                 let calls = SEEN.with(|seen| {
                     let mut seen = seen.borrow_mut();

@@ -1,0 +1,287 @@
+//! Sharing the cores between guest calls.
+//!
+//! Guest code runs on blocking threads, but at most one call per core runs
+//! at a time: each call holds one of the process's [`CallSlots`]. The
+//! sharing is round robin in slices of [`SLICE`]: when other calls wait for
+//! a slot, a call that has run for a slice gives its slot up and queues
+//! behind them (the queue is first come, first served). Each module may
+//! have at most one slot fewer than there are (one, on a single core)
+//! queued or running, so a module with many partitions, or one whose
+//! handler spins until its timeout, never occupies every core: the others,
+//! and the process's own threads, always have one, and every module with
+//! work gets a turn at least once per round of the queue.
+//!
+//! A call's time limit (`limits.timeout`) counts only the time it holds a
+//! slot ([`CallClock`]), so waiting for a turn never makes a call time out.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a call runs before it lets waiting calls go first: the engine's
+/// epoch tick, which is when wasmtime lets the host look in.
+pub const SLICE: Duration = crate::engine::EPOCH_TICK;
+
+/// The process's call slots, one per core.
+#[derive(Debug)]
+pub struct CallSlots {
+    permits: Arc<Semaphore>,
+    count: usize,
+    /// Calls waiting for a slot (a yielding call included).
+    waiting: AtomicUsize,
+}
+
+/// A module's share of the slots: how many of its calls may be queued or
+/// running at once.
+#[derive(Debug, Clone)]
+pub struct ModuleShare {
+    slots: Arc<CallSlots>,
+    gate: Arc<Semaphore>,
+    waits: Option<prometheus::Counter>,
+}
+
+/// One call's hold on a slot; released when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<CallSlots>,
+    permit: Option<OwnedSemaphorePermit>,
+    _gate: OwnedSemaphorePermit,
+    /// Time spent waiting for a slot, first turn and later ones.
+    waited: Duration,
+    /// Where that time is counted when the call ends.
+    waits: Option<prometheus::Counter>,
+}
+
+impl CallSlots {
+    /// `count` slots (at least one).
+    pub fn new(count: usize) -> Arc<Self> {
+        let count = count.max(1);
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(count)),
+            count,
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    /// One slot per core this process may use.
+    pub fn per_core() -> Arc<Self> {
+        Self::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+    }
+
+    /// The number of slots.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// A new module's share: up to [`per_module`](Self::per_module) of its
+    /// calls queued or running.
+    pub fn share(self: &Arc<Self>) -> ModuleShare {
+        ModuleShare {
+            slots: self.clone(),
+            gate: Arc::new(Semaphore::new(self.per_module())),
+            waits: None,
+        }
+    }
+
+    /// How many calls of one module may be queued or running at once: one
+    /// fewer than the slots, at least one.
+    pub fn per_module(&self) -> usize {
+        self.count.saturating_sub(1).max(1)
+    }
+
+    async fn permit(&self) -> OwnedSemaphorePermit {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.expect("the call slots' semaphore is never closed")
+    }
+}
+
+impl ModuleShare {
+    /// Waits for the module's turn, then for a free slot.
+    pub async fn acquire(&self) -> Slot {
+        let started = Instant::now();
+        let gate = self
+            .gate
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("a module's gate is never closed");
+        let permit = self.slots.permit().await;
+        Slot {
+            slots: self.slots.clone(),
+            permit: Some(permit),
+            _gate: gate,
+            waited: started.elapsed(),
+            waits: self.waits.clone(),
+        }
+    }
+
+    /// Counts the time its calls wait for a slot in `waits` (seconds).
+    pub fn counted(mut self, waits: prometheus::Counter) -> Self {
+        self.waits = Some(waits);
+        self
+    }
+
+    /// A share of its own with `count` slots (tests and tools).
+    pub fn standalone(count: usize) -> Self {
+        CallSlots::new(count).share()
+    }
+}
+
+impl Slot {
+    /// Whether other calls wait for a slot.
+    fn contended(&self) -> bool {
+        self.slots.waiting.load(Ordering::Acquire) > 0
+    }
+
+    /// Gives the slot to the calls waiting for one, if any, and blocks
+    /// until it is this call's turn again. Called on the guest's thread.
+    pub fn yield_to_waiting(&mut self) {
+        if !self.contended() {
+            return;
+        }
+        let started = Instant::now();
+        self.permit = None;
+        self.permit = Some(futures::executor::block_on(self.slots.permit()));
+        self.waited += started.elapsed();
+    }
+
+    /// Time this call has spent waiting for a slot so far.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(waits) = &self.waits {
+            waits.inc_by(self.waited.as_secs_f64());
+        }
+    }
+}
+
+/// The clock of one guest call: how long it has held its slot, against the
+/// module's time limit. Without a slot (tools that call a module directly)
+/// it is the wall clock.
+#[derive(Debug)]
+pub struct CallClock {
+    limit: Duration,
+    ran: Duration,
+    since: Instant,
+    slot: Option<Slot>,
+}
+
+impl Default for CallClock {
+    fn default() -> Self {
+        Self {
+            limit: Duration::MAX,
+            ran: Duration::ZERO,
+            since: Instant::now(),
+            slot: None,
+        }
+    }
+}
+
+impl CallClock {
+    /// Holds `slot` for the call that is about to start (or none).
+    pub fn hold(&mut self, slot: Option<Slot>) {
+        self.slot = slot;
+    }
+
+    /// Gives the slot back after the call.
+    pub fn release(&mut self) -> Option<Slot> {
+        self.slot.take()
+    }
+
+    /// Starts timing one handler call (an event, or a batch) against `limit`.
+    pub fn start(&mut self, limit: Duration) {
+        self.limit = limit;
+        self.ran = Duration::ZERO;
+        self.since = Instant::now();
+    }
+
+    /// At a slice boundary: adds the time run since the last one, yields
+    /// the slot to waiting calls, and tells whether the call is past its
+    /// limit.
+    pub fn tick(&mut self) -> bool {
+        let now = Instant::now();
+        self.ran += now - self.since;
+        if self.ran >= self.limit {
+            return true;
+        }
+        if let Some(slot) = &mut self.slot {
+            slot.yield_to_waiting();
+        }
+        self.since = Instant::now();
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_module_never_holds_every_slot() {
+        let slots = CallSlots::new(3);
+        let share = slots.share();
+        let a = share.acquire().await;
+        let _b = share.acquire().await;
+        let third = tokio::time::timeout(Duration::from_millis(50), share.acquire()).await;
+        assert!(third.is_err(), "a third call of one module waits");
+        // The last slot is left for the other modules.
+        let _c = tokio::time::timeout(Duration::from_millis(50), slots.share().acquire())
+            .await
+            .expect("a second module gets the slot the first cannot take");
+        // A third module waits for the slots only: it gets one as soon as
+        // one is free.
+        let other = slots.share();
+        let waiting = tokio::spawn(async move { other.acquire().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished());
+        drop(a);
+        let got = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert!(got.is_ok(), "the other module got the freed slot");
+    }
+
+    #[test]
+    fn a_spinning_call_lets_a_waiting_one_run_at_its_next_tick() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let slots = CallSlots::new(1);
+        let spinner = slots.share();
+        let polite = slots.share();
+        let slot = runtime.block_on(spinner.acquire());
+        let mut clock = CallClock::default();
+        clock.hold(Some(slot));
+        clock.start(Duration::from_secs(60));
+        // The polite module's call waits for the only slot.
+        let waiter = runtime.spawn(async move {
+            let slot = polite.acquire().await;
+            std::thread::sleep(Duration::from_millis(30));
+            drop(slot);
+        });
+        while slots.waiting.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        let t0 = Instant::now();
+        assert!(!clock.tick(), "far from its limit");
+        // The tick handed the slot over and came back once it was free.
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(30), "{waited:?}");
+        runtime.block_on(waiter).unwrap();
+        // Time spent waiting is not counted against the limit.
+        clock.start(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!clock.tick());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(clock.tick(), "past its limit");
+        assert!(clock.release().unwrap().waited() >= Duration::from_millis(30));
+    }
+}
