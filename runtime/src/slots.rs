@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -24,13 +25,39 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// epoch tick, which is when wasmtime lets the host look in.
 pub const SLICE: Duration = crate::engine::EPOCH_TICK;
 
+/// A first-come, first-served queue for a number of permits, which knows
+/// whether anyone waits.
+#[derive(Debug)]
+struct Queue {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+}
+
+impl Queue {
+    fn new(permits: usize) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(permits)),
+            waiting: AtomicUsize::new(0),
+        })
+    }
+
+    async fn enter(&self) -> OwnedSemaphorePermit {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.expect("a call queue's semaphore is never closed")
+    }
+
+    fn contended(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+}
+
 /// The process's call slots, one per core.
 #[derive(Debug)]
 pub struct CallSlots {
-    permits: Arc<Semaphore>,
+    queue: Arc<Queue>,
     count: usize,
-    /// Calls waiting for a slot (a yielding call included).
-    waiting: AtomicUsize,
 }
 
 /// A module's share of the slots: how many of its calls may be queued or
@@ -38,7 +65,7 @@ pub struct CallSlots {
 #[derive(Debug, Clone)]
 pub struct ModuleShare {
     slots: Arc<CallSlots>,
-    gate: Arc<Semaphore>,
+    gate: Arc<Queue>,
     waits: Option<prometheus::Counter>,
 }
 
@@ -46,8 +73,10 @@ pub struct ModuleShare {
 #[derive(Debug)]
 pub struct Slot {
     slots: Arc<CallSlots>,
+    gate: Arc<Queue>,
+    /// Dropped before `turn`: the module's turn outlives the slot.
     permit: Option<OwnedSemaphorePermit>,
-    _gate: OwnedSemaphorePermit,
+    turn: Option<OwnedSemaphorePermit>,
     /// Time spent waiting for a slot, first turn and later ones.
     waited: Duration,
     /// Where that time is counted when the call ends.
@@ -59,9 +88,8 @@ impl CallSlots {
     pub fn new(count: usize) -> Arc<Self> {
         let count = count.max(1);
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(count)),
+            queue: Queue::new(count),
             count,
-            waiting: AtomicUsize::new(0),
         })
     }
 
@@ -80,7 +108,7 @@ impl CallSlots {
     pub fn share(self: &Arc<Self>) -> ModuleShare {
         ModuleShare {
             slots: self.clone(),
-            gate: Arc::new(Semaphore::new(self.per_module())),
+            gate: Queue::new(self.per_module()),
             waits: None,
         }
     }
@@ -90,30 +118,19 @@ impl CallSlots {
     pub fn per_module(&self) -> usize {
         self.count.saturating_sub(1).max(1)
     }
-
-    async fn permit(&self) -> OwnedSemaphorePermit {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        let permit = self.permits.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit.expect("the call slots' semaphore is never closed")
-    }
 }
 
 impl ModuleShare {
     /// Waits for the module's turn, then for a free slot.
     pub async fn acquire(&self) -> Slot {
         let started = Instant::now();
-        let gate = self
-            .gate
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("a module's gate is never closed");
-        let permit = self.slots.permit().await;
+        let turn = self.gate.enter().await;
+        let permit = self.slots.queue.enter().await;
         Slot {
             slots: self.slots.clone(),
+            gate: self.gate.clone(),
             permit: Some(permit),
-            _gate: gate,
+            turn: Some(turn),
             waited: started.elapsed(),
             waits: self.waits.clone(),
         }
@@ -132,20 +149,19 @@ impl ModuleShare {
 }
 
 impl Slot {
-    /// Whether other calls wait for a slot.
-    fn contended(&self) -> bool {
-        self.slots.waiting.load(Ordering::Acquire) > 0
-    }
-
-    /// Gives the slot to the calls waiting for one, if any, and blocks
-    /// until it is this call's turn again. Called on the guest's thread.
+    /// Gives the slot, and the module's turn, to the calls waiting for
+    /// either (another module's, or another partition's of this module),
+    /// if any, and blocks until it is this call's turn again. Called on the
+    /// guest's thread.
     pub fn yield_to_waiting(&mut self) {
-        if !self.contended() {
+        if !self.slots.queue.contended() && !self.gate.contended() {
             return;
         }
         let started = Instant::now();
         self.permit = None;
-        self.permit = Some(futures::executor::block_on(self.slots.permit()));
+        self.turn = None;
+        self.turn = Some(futures::executor::block_on(self.gate.enter()));
+        self.permit = Some(futures::executor::block_on(self.slots.queue.enter()));
         self.waited += started.elapsed();
     }
 
@@ -267,7 +283,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(30));
             drop(slot);
         });
-        while slots.waiting.load(Ordering::Acquire) == 0 {
+        while !slots.queue.contended() {
             std::thread::yield_now();
         }
         let t0 = Instant::now();
@@ -283,5 +299,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(clock.tick(), "past its limit");
         assert!(clock.release().unwrap().waited() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn a_spinning_partition_lets_a_sibling_of_its_module_run() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Two slots: one module may hold only one of them.
+        let share = CallSlots::new(2).share();
+        let mut clock = CallClock::default();
+        clock.hold(Some(runtime.block_on(share.acquire())));
+        clock.start(Duration::from_secs(60));
+        let sibling = share.clone();
+        let waiter = runtime.spawn(async move {
+            let slot = sibling.acquire().await;
+            std::thread::sleep(Duration::from_millis(30));
+            drop(slot);
+        });
+        while !share.gate.contended() {
+            std::thread::yield_now();
+        }
+        let t0 = Instant::now();
+        assert!(!clock.tick());
+        assert!(t0.elapsed() >= Duration::from_millis(30), "the sibling ran");
+        runtime.block_on(waiter).unwrap();
     }
 }
