@@ -16,22 +16,49 @@ use std::fmt;
 
 use crate::manifest::{FailureAction, Manifest};
 
-/// One topic module `name` writes, with the manifest key that makes it
-/// write there.
-fn writes(name: &str, manifest: &Manifest) -> Vec<(String, &'static str)> {
-    let mut writes: Vec<(String, &'static str)> = manifest
+/// Why a module writes to a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// The topic is in `output-topics`.
+    Output,
+    /// Its dead-letter topic (`on-failure.action = "dead-letter"`).
+    DeadLetter,
+    /// Its state changelog (a `[state]` table).
+    Changelog,
+}
+
+impl Writer {
+    /// How an input topic that is also written this way is described.
+    fn problem(self, topic: &str) -> String {
+        match self {
+            Self::Output => format!("input topic `{topic}` is also in `output-topics`"),
+            Self::DeadLetter => format!(
+                "input topic `{topic}` is also the module's dead-letter topic \
+                 (`on-failure.dead-letter-topic`; an event that fails for good would come back)"
+            ),
+            Self::Changelog => format!(
+                "input topic `{topic}` is also the module's state changelog \
+                 (`state.changelog-topic`)"
+            ),
+        }
+    }
+}
+
+/// Every topic module `name` writes, and why.
+fn writes(name: &str, manifest: &Manifest) -> Vec<(String, Writer)> {
+    let mut writes: Vec<(String, Writer)> = manifest
         .output_topics
         .iter()
-        .map(|t| (t.clone(), "output-topics"))
+        .map(|t| (t.clone(), Writer::Output))
         .collect();
     if manifest.on_failure.action == FailureAction::DeadLetter {
         writes.push((
             manifest.on_failure.dead_letter_topic(name),
-            "on-failure.dead-letter-topic",
+            Writer::DeadLetter,
         ));
     }
     if let Some(state) = &manifest.state {
-        writes.push((state.changelog_topic(name), "state.changelog-topic"));
+        writes.push((state.changelog_topic(name), Writer::Changelog));
     }
     writes
 }
@@ -49,14 +76,7 @@ pub fn self_loop(name: &str, manifest: &Manifest) -> Option<String> {
     let problems: Vec<String> = writes(name, manifest)
         .into_iter()
         .filter(|(topic, _)| inputs.contains(topic.as_str()))
-        .map(|(topic, key)| match key {
-            "output-topics" => format!("input topic `{topic}` is also in `output-topics`"),
-            "on-failure.dead-letter-topic" => format!(
-                "input topic `{topic}` is also the module's dead-letter topic \
-                 (`on-failure.dead-letter-topic`; an event that fails for good would come back)"
-            ),
-            _ => format!("input topic `{topic}` is also the module's state changelog (`{key}`)"),
-        })
+        .map(|(topic, writer)| writer.problem(&topic))
         .collect();
     (!problems.is_empty()).then(|| {
         format!(
@@ -78,7 +98,7 @@ pub struct Cycle {
 }
 
 impl fmt::Display for Cycle {
-    /// `a → b → a via topics `x`, `y``.
+    /// E.g. a → b → a via topics `x`, `y`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for module in &self.modules {
             write!(f, "{module} → ")?;
