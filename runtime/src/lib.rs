@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: the `weir.toml` process configuration.
 //! - [`manifest`]: the per-module `<name>.toml` sidecar.
+//! - [`cycles`]: modules that consume what they write, alone or in a ring.
 //! - [`engine`]: wasmtime engine, compiling and validating components.
 //! - [`host`]: the imports a guest gets (log, config, emit; WASI with no
 //!   capabilities).
@@ -39,6 +40,7 @@
 
 pub mod client;
 pub mod config;
+pub mod cycles;
 pub mod devtools;
 pub mod embedded;
 pub mod engine;

@@ -226,6 +226,13 @@ pub struct Manifest {
     /// `topic-not-allowed`.
     #[serde(default)]
     pub output_topics: Vec<String>,
+    /// Lets the module consume what it writes: an input topic that is also
+    /// one of its output topics, its dead-letter topic or its state
+    /// changelog. Without it such a module is refused at load, and a ring
+    /// of modules through it (A → B → A) is reported as a warning; with it
+    /// the module must end the loop itself. See [`crate::cycles`].
+    #[serde(default)]
+    pub allow_cycles: bool,
     /// Consumer group; defaults to `weir-<module name>`.
     #[serde(default)]
     pub group_id: Option<String>,
@@ -495,6 +502,20 @@ impl Manifest {
             .try_into()
             .map_err(|e: toml::de::Error| invalid(format!("[limits]: {e}")))?;
         Ok(manifest)
+    }
+
+    /// Refuses the manifest of module `name` (at `path`, for the message)
+    /// when the module would consume what it writes and `allow-cycles` is
+    /// not set; see [`crate::cycles::self_loop`]. The error names each
+    /// looping topic and how to opt in.
+    pub fn check_cycles(&self, name: &str, path: &Path) -> Result<(), ManifestError> {
+        match crate::cycles::self_loop(name, self) {
+            None => Ok(()),
+            Some(message) => Err(ManifestError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            }),
+        }
     }
 
     /// The consumer group of module `name`.

@@ -60,12 +60,16 @@ impl ModuleSource {
 
     /// The manifest, parsed and validated, with `defaults` (the runtime
     /// config's `[limits]`) for the limits its own `[limits]` leaves out;
-    /// `Ok(None)` when there is no manifest file.
+    /// `Ok(None)` when there is no manifest file. A module that would
+    /// consume what it writes is refused unless its manifest sets
+    /// `allow-cycles` ([`Manifest::check_cycles`]).
     pub fn manifest(&self, defaults: &Limits) -> Result<Option<Manifest>, ManifestError> {
-        self.manifest_text
-            .as_deref()
-            .map(|text| Manifest::parse_with(text, &self.manifest_path, defaults))
-            .transpose()
+        let Some(text) = self.manifest_text.as_deref() else {
+            return Ok(None);
+        };
+        let manifest = Manifest::parse_with(text, &self.manifest_path, defaults)?;
+        manifest.check_cycles(&self.name, &self.manifest_path)?;
+        Ok(Some(manifest))
     }
 
     /// [`ModuleSource::manifest`], failing with [`ManifestError::Missing`]
@@ -248,6 +252,32 @@ mod tests {
         assert!(text.contains("unknown field `bogus`"), "{text}");
         // As a load error, the text is the same.
         assert_eq!(LoadError::from(err).to_string(), text);
+    }
+
+    #[test]
+    fn a_module_consuming_its_own_output_is_refused_unless_it_opts_in() {
+        let looping = "input-topics = [\"t\"]\noutput-topics = [\"t\"]\n";
+        let dir = folder(&[("loop.wasm", COMPONENT), ("loop.toml", looping.as_bytes())]);
+        let source = ModuleSource::read(&dir.path().join("loop.wasm"), None, 1 << 20).unwrap();
+        let err = source.require_manifest(&Limits::default()).unwrap_err();
+        let text = err.to_string();
+        let toml = dir.path().join("loop.toml");
+        assert!(
+            text.starts_with(&format!(
+                "invalid manifest `{}`: input topic `t` is also in `output-topics`",
+                toml.display()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("set `allow-cycles = true`"), "{text}");
+        std::fs::write(&toml, format!("allow-cycles = true\n{looping}")).unwrap();
+        let source = ModuleSource::read(&dir.path().join("loop.wasm"), None, 1 << 20).unwrap();
+        assert!(
+            source
+                .require_manifest(&Limits::default())
+                .unwrap()
+                .allow_cycles
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! - a **removed** module stops: calls in flight finish, their outputs are
 //!   acknowledged, offsets are committed, the consumer leaves its group;
 //! - a file that fails to load leaves the running version serving; the
-//!   failure is logged once per content and shown in the status.
+//!   failure is logged once per content and shown in the status;
+//! - after each pass, running modules that feed each other in a ring are
+//!   logged once and shown in their status ([`crate::cycles`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -221,6 +223,8 @@ struct Supervisor {
     limits: crate::manifest::Limits,
     /// Content that failed to load, so it is reported once, not per rescan.
     rejected: HashMap<String, Source>,
+    /// Rings of running modules feeding each other, reported once each.
+    chains: crate::cycles::ChainWatch,
 }
 
 impl Supervisor {
@@ -258,6 +262,7 @@ impl Supervisor {
             cancel,
             running: HashMap::new(),
             rejected: HashMap::new(),
+            chains: Default::default(),
         })
     }
 
@@ -362,6 +367,11 @@ impl Supervisor {
                 failures.push(err);
             }
         }
+        let serving: Vec<(String, Arc<LoadedModule>)> = (self.running.iter())
+            .map(|(name, r)| (name.clone(), r.slot.load_full()))
+            .collect();
+        let warnings = (self.chains).update(serving.iter().map(|(n, m)| (n.as_str(), &m.manifest)));
+        self.status.set_warnings(&warnings);
         Ok(failures)
     }
 

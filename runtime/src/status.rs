@@ -48,6 +48,10 @@ pub struct ModuleStatus {
     /// Partitions that cannot proceed, as `topic[partition]` → why (a
     /// dead-letter topic that cannot be written, `on-failure = stop`).
     pub stalled: BTreeMap<String, String>,
+    /// What the operator should know though the module runs, e.g. a ring
+    /// of modules feeding each other through topics ([`crate::cycles`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Stateful modules: the state store of each partition number this
     /// process holds, by partition number.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -94,6 +98,7 @@ impl StatusBoard {
                 loads: 0,
                 failures: 0,
                 stalled: BTreeMap::new(),
+                warnings: Vec::new(),
                 state_stores: BTreeMap::new(),
                 state: ModuleState::Failed {
                     reason: "not loaded yet".into(),
@@ -167,6 +172,14 @@ impl StatusBoard {
         }
     }
 
+    /// Replaces every module's warnings with its entry in `warnings` (none
+    /// when it has no entry).
+    pub fn set_warnings(&self, warnings: &BTreeMap<String, Vec<String>>) {
+        for (name, m) in lock(&self.modules).iter_mut() {
+            m.warnings = warnings.get(name).cloned().unwrap_or_default();
+        }
+    }
+
     /// Forgets a module whose file was removed.
     pub fn removed(&self, name: &str) {
         lock(&self.modules).remove(name);
@@ -203,6 +216,15 @@ mod tests {
         let json = serde_json::to_value(a).unwrap();
         assert_eq!(json["state"], "reload-failed");
         assert_eq!(json["reason"], "broken file");
+        assert!(json.get("warnings").is_none(), "omitted when empty");
+        board.set_warnings(&BTreeMap::from([("a".to_owned(), vec!["ring".to_owned()])]));
+        assert_eq!(board.snapshot()[0].warnings, ["ring"]);
+        assert_eq!(
+            serde_json::to_value(&board.snapshot()[0]).unwrap()["warnings"][0],
+            "ring"
+        );
+        board.set_warnings(&BTreeMap::new());
+        assert!(board.snapshot()[0].warnings.is_empty());
         board.removed("a");
         assert!(board.snapshot().is_empty());
     }

@@ -121,6 +121,7 @@ fn placeholder_manifest(limits: &crate::manifest::Limits) -> Manifest {
     Manifest {
         input_topics: Vec::new(),
         output_topics: Vec::new(),
+        allow_cycles: false,
         group_id: None,
         offset_reset: Default::default(),
         start_at: None,
