@@ -13,9 +13,14 @@
 //!
 //! A call's time limit (`limits.timeout`) counts only the time it holds a
 //! slot ([`CallClock`]), so waiting for a turn never makes a call time out.
+//!
+//! Guest code runs on threads of its own ([`spawn_guest`]) whose CPU
+//! priority is [`GUEST_NICE`] steps below the process's, so the threads
+//! that poll, produce and acknowledge (and the other processes on the
+//! machine) get the CPU first when a guest spins.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,43 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a call runs before it lets waiting calls go first: the engine's
 /// epoch tick, which is when wasmtime lets the host look in.
 pub const SLICE: Duration = crate::engine::EPOCH_TICK;
+
+/// How many nice steps below the process the guest threads run.
+pub const GUEST_NICE: i32 = 10;
+
+/// Runs `work` (guest code: a call, an instantiation) on a guest thread.
+pub fn spawn_guest<F, R>(work: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    static GUESTS: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    GUESTS
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("weir-guest")
+                .on_thread_start(lower_priority)
+                .build()
+                .expect("the guest threads' runtime starts")
+        })
+        .spawn_blocking(work)
+}
+
+/// Lowers the calling thread's CPU priority by [`GUEST_NICE`] (Linux
+/// priorities are per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let thread = Some(rustix::thread::gettid());
+        let lowered = getpriority_process(thread)
+            .and_then(|nice| setpriority_process(thread, (nice + GUEST_NICE).min(19)));
+        if let Err(err) = lowered {
+            tracing::debug!(error = %err, "cannot lower a guest thread's priority");
+        }
+    }
+}
 
 /// A first-come, first-served queue for a number of permits, which knows
 /// whether anyone waits.
@@ -326,5 +368,15 @@ mod tests {
         assert!(!clock.tick());
         assert!(t0.elapsed() >= Duration::from_millis(30), "the sibling ran");
         runtime.block_on(waiter).unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn guest_threads_run_below_the_process_priority() {
+        use rustix::process::getpriority_process;
+        let nice = || getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let here = nice();
+        let there = spawn_guest(nice).await.unwrap();
+        assert_eq!(there, (here + GUEST_NICE).min(19));
     }
 }

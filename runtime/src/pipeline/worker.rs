@@ -424,7 +424,7 @@ impl<P: Ports> Worker<P> {
         };
         let stop = self.stop.clone();
         let state = self.state.get().cloned();
-        let joined = tokio::task::spawn_blocking(move || {
+        let joined = crate::slots::spawn_guest(move || {
             let result = instance.call(&chunk, &stop, state.as_ref(), slot);
             (instance, chunk, result)
         })
@@ -459,7 +459,7 @@ impl<P: Ports> Worker<P> {
         let mut attempt = 1;
         loop {
             let (guest, v) = (self.module.guest.clone(), version.clone());
-            let made = tokio::task::spawn_blocking(move || guest.instantiate(v)).await;
+            let made = crate::slots::spawn_guest(move || guest.instantiate(v)).await;
             match made {
                 Ok(Ok(instance)) => return Ok(instance),
                 Ok(Err(err)) => tracing::error!(module = &*self.module.name,

@@ -152,7 +152,14 @@ async fn latencies(input: &str, output: &str, from: i64, n: usize) -> Vec<Durati
     tpl.add_partition_offset(output, 0, Offset::Offset(from))
         .unwrap();
     reader.assign(&tpl).unwrap();
+    let (connected, ready) = std::sync::mpsc::channel();
     let read = tokio::task::spawn_blocking(move || {
+        // Connected and fetching before the first send, so that the reader's
+        // start is not counted in the first latencies.
+        for _ in 0..4 {
+            assert!(reader.poll(Duration::from_millis(250)).is_none());
+        }
+        connected.send(()).unwrap();
         let mut got = Vec::with_capacity(n);
         let deadline = Instant::now() + Duration::from_secs(60);
         while got.len() < n && Instant::now() < deadline {
@@ -167,6 +174,9 @@ async fn latencies(input: &str, output: &str, from: i64, n: usize) -> Vec<Durati
         got
     });
     let producer = Producer::new();
+    tokio::task::spawn_blocking(move || ready.recv().unwrap())
+        .await
+        .unwrap();
     let mut deliveries = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     for i in 0..n {
