@@ -489,6 +489,20 @@ impl Rig {
         sink: FakeSink,
         stores: Option<Arc<crate::state::Stores>>,
     ) -> Self {
+        Self::build(version, sink, stores, 64 << 20)
+    }
+
+    /// [`Rig::new`] with an output budget of `budget` bytes.
+    pub(super) fn with_budget(version: Arc<FakeVersion>, sink: FakeSink, budget: u64) -> Self {
+        Self::build(version, sink, None, budget)
+    }
+
+    fn build(
+        version: Arc<FakeVersion>,
+        sink: FakeSink,
+        stores: Option<Arc<crate::state::Stores>>,
+        budget: u64,
+    ) -> Self {
         let metrics = Arc::new(Metrics::new());
         let status = Arc::new(StatusBoard::default());
         let module = Arc::new(Module {
@@ -503,7 +517,7 @@ impl Rig {
             runtime: tokio::runtime::Handle::current(),
             state: stores,
             share: crate::slots::ModuleShare::standalone(2),
-            budget: Arc::new(super::budget::Budget::new(64 << 20)),
+            budget: Arc::new(super::budget::Budget::new(budget)),
         });
         Self {
             module,

@@ -72,6 +72,67 @@ async fn outputs_keep_offset_order_and_the_watermark_follows_acknowledgements() 
 }
 
 #[tokio::test]
+async fn calls_wait_for_the_output_budget_while_records_are_unacknowledged() {
+    let gate = Arc::new(Notify::new());
+    let held = gate.clone();
+    let sink = FakeSink::answering(move |_, _| Answer::Hold(held.clone()));
+    // One event per call, each reserving 1 KiB: a 3 KiB budget lets three
+    // calls' records be on their way at once.
+    let limits = "[limits]\nmax-batch = 1\nmax-record-bytes = 100\nmax-emit-bytes = 1024\n";
+    let rig = Rig::with_budget(FakeVersion::new("v1", limits, echo), sink, 3 * 1024);
+    let (stop, task) = start(&rig, None);
+    rig.source.push(values(&["a", "b", "c", "d", "e"]));
+    rig.until("3 sent", |r| lock(&r.module.sink.sent).len() == 3)
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        lock(&rig.module.sink.sent).len(),
+        3,
+        "the fourth call waits for the budget"
+    );
+    assert!(rig.module.budget.try_reserve(1).is_none(), "budget spent");
+    // Each acknowledgement gives one call's bytes back.
+    while rig.watermark() != Some(5) {
+        gate.notify_one();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rig.module.sink.acked_to("out"), ["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        rig.module.budget.try_reserve(3 * 1024).map(|r| r.bytes()),
+        Some(3 * 1024),
+        "all given back"
+    );
+    finish(stop, task).await;
+}
+
+#[tokio::test]
+async fn an_exactly_once_partition_out_of_budget_commits_early_instead_of_waiting() {
+    // Its open transaction holds the budget until it commits, an hour
+    // away: waiting for it would never end.
+    let toml = "[limits]\nmax-batch = 1\nmax-record-bytes = 100\nmax-emit-bytes = 1024\n\
+                [delivery]\nguarantee = \"exactly-once\"\ntransaction-interval = \"1h\"\n";
+    let rig = Rig::with_budget(
+        FakeVersion::new("v1", toml, echo),
+        FakeSink::default(),
+        3 * 1024,
+    );
+    let txns = FakeTxns::default();
+    let (stop, task) = start(&rig, Some(txns.clone()));
+    rig.source.push(values(&["a", "b", "c", "d", "e"]));
+    rig.until("a to d committed", |_| lock(&txns.log).committed.len() >= 3)
+        .await;
+    finish(stop, task).await;
+    let log = lock(&txns.log);
+    let committed: Vec<String> = log.committed.iter().map(text).collect();
+    assert_eq!(committed, ["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        log.offsets.first(),
+        Some(&3),
+        "committed once 3 calls filled the budget"
+    );
+}
+
+#[tokio::test]
 async fn the_watermark_never_passes_an_event_whose_dead_letter_is_unacknowledged() {
     let gate = Arc::new(Notify::new());
     let held = gate.clone();
