@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use super::KafkaSettings;
 use super::sink::{KafkaSink, KafkaTxns};
 use super::source::PartitionSource;
+use super::stall::FetchHealth;
 use crate::pipeline::guest::WasmGuest;
 use crate::pipeline::offsets::{Offsets, Scope};
 use crate::pipeline::{Module, Ports, TopicPartition, worker};
@@ -216,7 +217,7 @@ impl GroupContext {
             return;
         };
         let source = PartitionSource::new(
-            self.module.name.clone(),
+            FetchHealth::new(&self.module, tp.clone()),
             tp.clone(),
             queue,
             consumer.clone(),

@@ -14,6 +14,7 @@ pub mod runner;
 pub mod security;
 pub mod sink;
 pub mod source;
+pub mod stall;
 pub mod stats;
 
 use std::collections::BTreeMap;
