@@ -4,6 +4,7 @@
 //! One test binary; one module per scenario.
 
 mod cli;
+mod codecs;
 mod devtools;
 mod errors;
 mod exactly_once;
