@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::convert::to_event;
 use super::group::GroupContext;
-use super::stall::FetchHealth;
+use super::stall::{FetchHealth, polling};
 use crate::bindings::weir::consumer::types::Event;
 use crate::pipeline::{Source, TopicPartition};
 
@@ -78,14 +78,15 @@ impl Source for PartitionSource {
     fn take(&mut self, max: usize) -> Vec<Event> {
         let mut batch = Vec::new();
         while batch.len() < max {
-            match self.queue.poll(Duration::ZERO) {
+            let (polled, text) = polling(|| self.queue.poll(Duration::ZERO));
+            match polled {
                 Some(Ok(message)) => {
                     self.health.progressed();
                     batch.push(to_event(&message));
                 }
                 Some(Err(err)) => {
                     let position = self.position();
-                    self.health.failed(&err, position);
+                    self.health.failed(&err, text.as_deref(), position);
                 }
                 None => break,
             }

@@ -14,6 +14,7 @@
 //! the partition (a fetch succeeded), or the partition is no longer
 //! assigned here.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -22,6 +23,44 @@ use super::group::KafkaPorts;
 use crate::metrics::{ModuleMetrics, StallReason};
 use crate::pipeline::{Module, TopicPartition};
 use crate::status::StatusBoard;
+
+thread_local! {
+    /// Set while this thread polls a partition's queue ([`polling`]): the
+    /// text of the last error event the poll met, once the consumer
+    /// context's `error` callback hands it over ([`partition_error`]).
+    static POLLING: RefCell<Option<Option<String>>> = const { RefCell::new(None) };
+}
+
+/// Runs `poll`, a poll of a partition's own queue, and returns what it
+/// returned with librdkafka's text of the error event it met, if any.
+///
+/// rust-rdkafka hands every error event to the client context's `error`
+/// callback (with librdkafka's text, e.g. "Decompression (codec 0x4) of
+/// message at 12 of 345 bytes failed: Local: Not implemented") before
+/// `poll` returns it as a bare error code. The callback runs inside
+/// `poll`, on this thread: for a partition's errors it leaves the text
+/// here instead of logging it, so that the partition reports it once per
+/// change rather than at every fetch.
+pub(super) fn polling<T>(poll: impl FnOnce() -> T) -> (T, Option<String>) {
+    POLLING.with(|p| *p.borrow_mut() = Some(None));
+    let polled = poll();
+    let text = POLLING.with(|p| p.borrow_mut().take().flatten());
+    (polled, text)
+}
+
+/// The consumer context's `error` callback met an error event: when this
+/// thread is polling a partition's queue ([`polling`]), keeps its `text`
+/// for the partition and returns true (the partition reports it);
+/// otherwise returns false.
+pub(super) fn partition_error(text: &str) -> bool {
+    POLLING.with(|p| match &mut *p.borrow_mut() {
+        Some(slot) => {
+            *slot = Some(text.to_owned());
+            true
+        }
+        None => false,
+    })
+}
 
 /// Whether one assigned partition can be fetched, as the errors and
 /// records in its queue tell.
@@ -76,20 +115,20 @@ impl FetchHealth {
         self.stalled.as_ref().map(|(_, why)| why.as_str())
     }
 
-    /// The consumer reported `err` for the partition instead of records;
-    /// `position` is where the partition stands, when known. The end of
-    /// the partition counts as progress; any other error stalls it. A
-    /// repeat of the current stall changes nothing.
-    pub fn failed(&mut self, err: &KafkaError, position: Option<i64>) {
+    /// The consumer reported `err` for the partition instead of records,
+    /// with librdkafka's `text` when known; `position` is where the
+    /// partition stands, when known. The end of the partition counts as
+    /// progress; any other error stalls it. A repeat of the current stall
+    /// changes nothing.
+    pub fn failed(&mut self, err: &KafkaError, text: Option<&str>, position: Option<i64>) {
         if matches!(err, KafkaError::PartitionEOF(_)) {
             self.progressed();
             return;
         }
-        let (reason, why) = classify(err);
-        let why = match position {
-            Some(offset) => format!("{why} (at offset {offset})"),
-            None => why,
-        };
+        let (reason, mut why) = classify(err, text);
+        if let Some(offset) = position {
+            why = format!("{why} (position {offset})");
+        }
         if self
             .stalled
             .as_ref()
@@ -138,35 +177,39 @@ impl Drop for FetchHealth {
     }
 }
 
-/// The reason label and the text of a per-partition consumer error.
-fn classify(err: &KafkaError) -> (StallReason, String) {
+/// The reason label of a per-partition consumer error and what it means
+/// for the partition, followed by librdkafka's `text` of it when known
+/// (it names the broker, codec and offset), else by the error itself.
+fn classify(err: &KafkaError, text: Option<&str>) -> (StallReason, String) {
     use RDKafkaErrorCode as C;
-    let Some(code) = err.rdkafka_error_code() else {
-        return (StallReason::Fetch, format!("cannot fetch: {err}"));
-    };
-    match code {
-        C::TopicAuthorizationFailed
-        | C::GroupAuthorizationFailed
-        | C::ClusterAuthorizationFailed => (
+    let (reason, meaning) = match err.rdkafka_error_code() {
+        Some(
+            C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed,
+        ) => (
             StallReason::Authorization,
-            format!("not authorized to read the topic: {code}"),
+            "not authorized to read the topic",
         ),
-        C::NotImplemented => (
+        Some(C::NotImplemented) => (
             StallReason::Decompression,
-            format!(
-                "cannot decompress a record batch: {code} (librdkafka lacks its compression codec)"
-            ),
+            "cannot decompress a record batch (librdkafka lacks its compression codec)",
         ),
-        C::BadCompression => (
+        Some(C::BadCompression) => (
             StallReason::Decompression,
-            format!("cannot decompress a record batch: {code}"),
+            "cannot decompress a record batch",
         ),
-        C::AutoOffsetReset | C::OffsetOutOfRange => (
-            StallReason::Offset,
-            format!("no valid offset to fetch from: {code}"),
-        ),
-        other => (StallReason::Fetch, format!("cannot fetch: {other}")),
-    }
+        Some(C::AutoOffsetReset | C::OffsetOutOfRange) => {
+            (StallReason::Offset, "no valid offset to fetch from")
+        }
+        _ => (StallReason::Fetch, "cannot fetch"),
+    };
+    let detail = match (text.filter(|t| !t.is_empty()), err.rdkafka_error_code()) {
+        (Some(text), _) => text.to_owned(),
+        (None, Some(code)) => code.to_string(),
+        (None, None) => err.to_string(),
+    };
+    (reason, format!("{meaning}: {detail}"))
 }
 
 #[cfg(test)]
@@ -203,22 +246,25 @@ mod tests {
 
         let mut h = health();
         for _ in 0..5 {
-            h.failed(&denied, Some(7));
+            h.failed(&denied, Some("Decompression (codec 0x4) failed"), Some(7));
         }
         assert_eq!(stalls(), Some(1.0), "once per stall, not per repeat");
         let why = stalled().expect("shown in /status");
-        assert!(why.contains("at offset 7"), "{why}");
+        assert!(
+            why.contains("Decompression (codec 0x4) failed") && why.contains("position 7"),
+            "{why}"
+        );
         assert!(metrics.readiness().unwrap_err()[0].contains("in[2]"));
-        h.failed(&KafkaError::PartitionEOF(2), None);
+        h.failed(&KafkaError::PartitionEOF(2), None, None);
         assert_eq!(stalled(), None, "the end of the partition is progress");
         assert!(metrics.readiness().is_ok(), "{:?}", metrics.readiness());
 
-        h.failed(&denied, Some(7));
+        h.failed(&denied, None, Some(7));
         assert_eq!(stalls(), Some(2.0), "a new stall counts again");
         h.progressed();
         assert_eq!(stalled(), None);
 
-        h.failed(&denied, None);
+        h.failed(&denied, None, None);
         drop(h);
         assert_eq!(stalled(), None, "a revoked partition's stall goes");
         assert!(metrics.readiness().is_ok(), "{:?}", metrics.readiness());
@@ -228,7 +274,7 @@ mod tests {
 
     #[test]
     fn errors_map_to_bounded_reasons() {
-        let reason = |code| classify(&KafkaError::MessageConsumption(code)).0;
+        let reason = |code| classify(&KafkaError::MessageConsumption(code), None).0;
         assert_eq!(
             reason(RDKafkaErrorCode::TopicAuthorizationFailed),
             StallReason::Authorization
@@ -245,9 +291,29 @@ mod tests {
             reason(RDKafkaErrorCode::MessageSizeTooLarge),
             StallReason::Fetch
         );
-        let (_, why) = classify(&KafkaError::MessageConsumption(
-            RDKafkaErrorCode::TopicAuthorizationFailed,
-        ));
+        let denied = KafkaError::MessageConsumption(RDKafkaErrorCode::TopicAuthorizationFailed);
+        let (_, why) = classify(&denied, None);
         assert!(why.contains("Topic authorization failed"), "{why}");
+        let (_, why) = classify(&denied, Some("Fetch from broker 1 failed: denied"));
+        assert_eq!(
+            why,
+            "not authorized to read the topic: Fetch from broker 1 failed: denied"
+        );
+    }
+
+    #[test]
+    fn error_texts_are_kept_only_while_a_partition_is_polled() {
+        assert!(!partition_error("not polling"));
+        let (value, text) = polling(|| {
+            assert!(partition_error("first"));
+            assert!(partition_error("Fetch from broker 1 failed"));
+            7
+        });
+        assert_eq!(
+            (value, text.as_deref()),
+            (7, Some("Fetch from broker 1 failed"))
+        );
+        assert_eq!(polling(|| ()).1, None);
+        assert!(!partition_error("after"));
     }
 }
