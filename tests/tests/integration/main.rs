@@ -14,4 +14,5 @@ mod metrics;
 mod offsets;
 mod pipeline;
 mod reload;
+mod stalls;
 mod state;
