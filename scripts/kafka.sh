@@ -32,6 +32,16 @@
 # password only together with `wipe`. The setting must be the same for start
 # and a later start after stop.
 #
+# ACLs (single node, with WEIR_KAFKA_SASL=1): WEIR_KAFKA_ACLS=1 also turns on
+# KRaft's StandardAuthorizer. The PLAINTEXT and controller listeners'
+# principal (User:ANONYMOUS: inter-broker traffic, test setup) is a super
+# user; a resource without ACLs stays open to everyone
+# (allow.everyone.if.no.acl.found), so the SASL user is restricted only
+# where a test adds ACLs, e.g.
+#   scripts/kafka.sh run org.apache.kafka.tools.AclCommand \
+#       --bootstrap-server 127.0.0.1:PORT --add --allow-principal User:weir \
+#       --operation Describe --topic T      # T: Describe only, no Read
+#
 # Cluster (three combined broker+controller nodes on loopback, static quorum,
 # default.replication.factor=3, min.insync.replicas=2):
 #   cluster-start   start (formatting once, one cluster id) all three nodes,
@@ -54,6 +64,7 @@
 #   WEIR_KAFKA_SASL           1: add the SASL_SSL listener (see above)
 #   WEIR_KAFKA_SASL_USER      user of PLAIN and SCRAM (default weir)
 #   WEIR_KAFKA_SASL_PASSWORD  its password (default weir-secret)
+#   WEIR_KAFKA_ACLS           1: ACL authorizer (with WEIR_KAFKA_SASL=1; see above)
 #   WEIR_KAFKA_CLUSTER_PORT   first port of the cluster (default 19100; uses 6)
 #   WEIR_KAFKA_CLUSTER_HOME   cluster state dir (default: $WEIR_KAFKA_HOME/cluster)
 #   WEIR_KAFKA_HEAP           broker heap (default 512m; cluster nodes 384m)
@@ -84,6 +95,7 @@ HEAP="${WEIR_KAFKA_HEAP:-512m}"
 SASL="${WEIR_KAFKA_SASL:-0}"
 SASL_USER="${WEIR_KAFKA_SASL_USER:-weir}"
 SASL_PASSWORD="${WEIR_KAFKA_SASL_PASSWORD:-weir-secret}"
+ACLS="${WEIR_KAFKA_ACLS:-0}"
 TLS="$STATE/tls"
 # Set (internally) for a cluster node: node id, quorum voters, cluster id and
 # replication settings. Unset: the single-node values.
@@ -263,6 +275,17 @@ ssl.keystore.location=$TLS/broker.p12
 ssl.keystore.password=$(<"$TLS/store.pass")
 ssl.key.password=$(<"$TLS/store.pass")
 ssl.client.auth=none
+EOF
+    fi
+    if [[ "$ACLS" == 1 ]]; then
+        [[ "$SASL" == 1 ]] || die "WEIR_KAFKA_ACLS=1 needs WEIR_KAFKA_SASL=1"
+        cat >>"$PROPS" <<EOF
+
+# ACLs (WEIR_KAFKA_ACLS=1): the PLAINTEXT/controller principal is a super
+# user; resources without ACLs stay open.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=true
 EOF
     fi
 }

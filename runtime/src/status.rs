@@ -46,12 +46,19 @@ pub struct ModuleStatus {
     #[serde(flatten)]
     pub state: ModuleState,
     /// Partitions that cannot proceed, as `topic[partition]` → why (a
-    /// dead-letter topic that cannot be written, `on-failure = stop`).
+    /// dead-letter topic that cannot be written, `on-failure = stop`, a
+    /// partition the consumer cannot fetch).
     pub stalled: BTreeMap<String, String>,
     /// What the operator should know though the module runs, e.g. a ring
     /// of modules feeding each other through topics ([`crate::cycles`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The consumer-side part of `stalled`: partitions whose records
+    /// cannot be fetched (authorization, decompression), kept apart so that
+    /// the pipeline's reports and these never clear each other; merged into
+    /// `stalled` by [`StatusBoard::snapshot`].
+    #[serde(skip)]
+    pub fetch_stalled: BTreeMap<String, String>,
     /// Stateful modules: the state store of each partition number this
     /// process holds, by partition number.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -99,6 +106,7 @@ impl StatusBoard {
                 failures: 0,
                 stalled: BTreeMap::new(),
                 warnings: Vec::new(),
+                fetch_stalled: BTreeMap::new(),
                 state_stores: BTreeMap::new(),
                 state: ModuleState::Failed {
                     reason: "not loaded yet".into(),
@@ -155,6 +163,24 @@ impl StatusBoard {
         }
     }
 
+    /// Records (or, with `None`, clears) why the consumer cannot fetch a
+    /// partition of `module` (shown under `stalled` with the pipeline's
+    /// reports; see [`ModuleStatus::fetch_stalled`]).
+    pub fn fetch_problem(&self, module: &str, partition: &str, why: Option<String>) {
+        let mut modules = lock(&self.modules);
+        let Some(m) = modules.get_mut(module) else {
+            return;
+        };
+        match why {
+            Some(why) => {
+                m.fetch_stalled.insert(partition.to_owned(), why);
+            }
+            None => {
+                m.fetch_stalled.remove(partition);
+            }
+        }
+    }
+
     /// Records (or, with `None`, forgets) partition `partition`'s state
     /// store of `module`.
     pub fn store(&self, module: &str, partition: i32, store: Option<StoreStatus>) {
@@ -185,9 +211,24 @@ impl StatusBoard {
         lock(&self.modules).remove(name);
     }
 
-    /// A copy of every entry, sorted by name.
+    /// A copy of every entry, sorted by name, with the consumer's
+    /// partition problems merged into `stalled` (a partition with both
+    /// shows both reasons, the consumer's first).
     pub fn snapshot(&self) -> Vec<ModuleStatus> {
-        lock(&self.modules).values().cloned().collect()
+        lock(&self.modules)
+            .values()
+            .map(|m| {
+                let mut m = m.clone();
+                for (partition, why) in &m.fetch_stalled {
+                    let merged = match m.stalled.get(partition) {
+                        Some(other) => format!("{why}; {other}"),
+                        None => why.clone(),
+                    };
+                    m.stalled.insert(partition.clone(), merged);
+                }
+                m
+            })
+            .collect()
     }
 }
 
@@ -227,5 +268,30 @@ mod tests {
         assert!(board.snapshot()[0].warnings.is_empty());
         board.removed("a");
         assert!(board.snapshot().is_empty());
+    }
+
+    #[test]
+    fn fetch_problems_show_under_stalled_and_clear_apart_from_the_pipelines() {
+        let board = StatusBoard::default();
+        board.loaded("a", "d1", SystemTime::now());
+        board.fetch_problem("a", "in[0]", Some("not authorized".into()));
+        board.problem("a", "in[1]", Some("dead-letter topic missing".into()));
+        board.fetch_problem("a", "in[1]", Some("not authorized".into()));
+        let stalled = |board: &StatusBoard| board.snapshot()[0].stalled.clone();
+        assert_eq!(stalled(&board)["in[0]"], "not authorized");
+        assert_eq!(
+            stalled(&board)["in[1]"],
+            "not authorized; dead-letter topic missing"
+        );
+        // The pipeline clearing its report leaves the consumer's.
+        board.problem("a", "in[0]", None);
+        assert_eq!(stalled(&board)["in[0]"], "not authorized");
+        board.fetch_problem("a", "in[1]", None);
+        assert_eq!(stalled(&board)["in[1]"], "dead-letter topic missing");
+        board.fetch_problem("a", "in[0]", None);
+        assert!(!stalled(&board).contains_key("in[0]"));
+        let json = serde_json::to_value(&board.snapshot()[0]).unwrap();
+        assert_eq!(json["stalled"]["in[1]"], "dead-letter topic missing");
+        assert!(json.get("fetch-stalled").is_none(), "{json}");
     }
 }

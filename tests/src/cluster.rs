@@ -106,6 +106,23 @@ pub struct SecureBroker {
 impl SecureBroker {
     /// Starts a fresh secure broker (previous data wiped, new password).
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`SecureBroker::start`] with the ACL authorizer on: the PLAINTEXT
+    /// listener (test setup) is a super user, the SASL user may do
+    /// anything on a resource without ACLs and only what they allow on one
+    /// with ACLs ([`crate::tools::topic_acl`]).
+    pub fn start_with_acls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The principal of the SASL user, for ACLs.
+    pub fn principal(&self) -> String {
+        format!("User:{}", self.user)
+    }
+
+    fn start_with(acls: bool) -> Self {
         let port = port_from_env("WEIR_TEST_SECURE_PORT", 19292);
         let home = state_dir("secure");
         // Letters and digits only (kafka.sh's rule), different every run.
@@ -117,6 +134,7 @@ impl SecureBroker {
             ("WEIR_KAFKA_SASL", "1".to_owned()),
             ("WEIR_KAFKA_SASL_USER", user.clone()),
             ("WEIR_KAFKA_SASL_PASSWORD", password.clone()),
+            ("WEIR_KAFKA_ACLS", if acls { "1" } else { "0" }.to_owned()),
         ];
         // The guard exists before the start, so a failed start is stopped too.
         let mut broker = Self {

@@ -22,6 +22,8 @@
 //! - HTTP ([`http`]): `/metrics`, `/readyz`, `/status` of a running weir.
 //! - [`cluster`]: brokers the broker-fault and security tests start
 //!   themselves.
+//! - [`tools`]: Kafka's own Java tools (console producer and consumer,
+//!   ACLs, log dirs, DumpLogSegments) through `scripts/kafka.sh run`.
 //! - Stateful modules ([`state`](mod@state)): restores in the log, stores in
 //!   `/status`, local checkpoints, changelog topics.
 
@@ -36,6 +38,7 @@ pub mod process;
 pub mod resources;
 pub mod rng;
 pub mod state;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;

@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use super::KafkaSettings;
 use super::sink::{KafkaSink, KafkaTxns};
 use super::source::PartitionSource;
+use super::stall::FetchHealth;
 use crate::pipeline::guest::WasmGuest;
 use crate::pipeline::offsets::{Offsets, Scope};
 use crate::pipeline::{Module, Ports, TopicPartition, worker};
@@ -112,9 +113,19 @@ impl ClientContext for GroupContext {
         super::stats::record(&self.module.metrics, &statistics);
     }
 
+    /// Every error event comes here first (rust-rdkafka), also those that
+    /// `poll` then returns. A partition's own errors are its worker's to
+    /// report, once per change (`super::stall`); the end of a partition is
+    /// not an error.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
-            self.module.metrics.brokers_down();
+        use rdkafka::types::RDKafkaErrorCode as C;
+        if super::stall::partition_error(reason) {
+            return;
+        }
+        match error.rdkafka_error_code() {
+            Some(C::PartitionEOF) => return,
+            Some(C::AllBrokersDown) => self.module.metrics.brokers_down(),
+            _ => {}
         }
         tracing::error!(target: "weir::kafka", module = &*self.module.name, error = %error, "{reason}");
     }
@@ -216,7 +227,7 @@ impl GroupContext {
             return;
         };
         let source = PartitionSource::new(
-            self.module.name.clone(),
+            FetchHealth::new(&self.module, tp.clone()),
             tp.clone(),
             queue,
             consumer.clone(),

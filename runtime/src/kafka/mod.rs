@@ -9,10 +9,12 @@
 pub mod changelog;
 pub mod convert;
 pub mod group;
+pub mod properties;
 pub mod runner;
 pub mod security;
 pub mod sink;
 pub mod source;
+pub mod stall;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -25,13 +27,15 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 
 use crate::secrets::{Scrubber, redacted};
+use properties::{Scope, scope};
 
 pub use runner::{RunnerSettings, spawn_runner};
 pub use security::SecurityError;
 
 /// librdkafka settings shared by every client weir creates: the bootstrap
-/// servers plus the user's `[kafka]` passthrough table. Its `Debug` output
-/// redacts secrets (see [`crate::secrets`]).
+/// servers plus the user's `[kafka]` passthrough table, of which each
+/// client gets the properties that apply to it ([`properties`]). Its
+/// `Debug` output redacts secrets (see [`crate::secrets`]).
 #[derive(Clone)]
 pub struct KafkaSettings {
     /// Bootstrap servers.
@@ -64,19 +68,23 @@ impl KafkaSettings {
         }
     }
 
-    fn base(&self) -> ClientConfig {
+    /// The bootstrap servers and the passthrough properties of `scopes`.
+    fn base(&self, scopes: &[Scope]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
         for (key, value) in &self.passthrough {
-            config.set(key, value);
+            if scopes.contains(&scope(key)) {
+                config.set(key, value);
+            }
         }
         config
     }
 
     /// Consumer configuration for one module's group. Offsets are stored and
-    /// committed by weir only (see `dispatch`).
+    /// committed by weir only (see `dispatch`). Producer-only `[kafka]`
+    /// properties (`compression.type`, `linger.ms`, ...) are left out.
     pub fn consumer_config(&self, group_id: &str, offset_reset: &str) -> ClientConfig {
-        let mut config = self.base();
+        let mut config = self.base(&[Scope::Any, Scope::Consumer]);
         config
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -94,14 +102,12 @@ impl KafkaSettings {
     /// Producer configuration: idempotent, so retries inside librdkafka never
     /// duplicate or reorder a record. The Java client's partitioner
     /// (murmur2) is the default so that keys land where Java producers put
-    /// them; `[kafka] partitioner` overrides it.
+    /// them; `[kafka] partitioner` overrides it. Consumer-only `[kafka]`
+    /// properties are left out.
     pub fn producer_config(&self) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &self.brokers)
-            .set("partitioner", "murmur2_random");
-        for (key, value) in &self.passthrough {
-            config.set(key, value);
+        let mut config = self.base(&[Scope::Any, Scope::Producer]);
+        if config.get("partitioner").is_none() {
+            config.set("partitioner", "murmur2_random");
         }
         config.set("enable.idempotence", "true");
         config
@@ -117,9 +123,10 @@ impl KafkaSettings {
         })
     }
 
-    /// An admin client.
+    /// An admin client, with the `[kafka]` properties that apply to every
+    /// client.
     pub fn admin(&self) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-        self.base().create().map_err(|e| {
+        self.base(&[Scope::Any]).create().map_err(|e| {
             anyhow::anyhow!(
                 "failed to create a kafka admin client: {}",
                 self.describe_error(&e)
@@ -179,8 +186,34 @@ mod tests {
             c.get("partition.assignment.strategy"),
             Some("cooperative-sticky")
         );
-        assert_eq!(c.get("linger.ms"), Some("7"));
+        assert_eq!(c.get("linger.ms"), None, "a producer property");
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn each_client_gets_only_the_properties_that_apply_to_it() {
+        let mut s = settings();
+        for (key, value) in [
+            ("compression.type", "zstd"),
+            ("session.timeout.ms", "6000"),
+            ("security.protocol", "plaintext"),
+        ] {
+            s.passthrough.insert(key.into(), value.into());
+        }
+        let consumer = s.consumer_config("g", "earliest");
+        let producer = s.producer_config();
+        assert_eq!(consumer.get("compression.type"), None);
+        assert_eq!(consumer.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(producer.get("compression.type"), Some("zstd"));
+        assert_eq!(producer.get("linger.ms"), Some("7"));
+        assert_eq!(producer.get("session.timeout.ms"), None);
+        for config in [&consumer, &producer] {
+            assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        }
+        // Each kind of client is created without complaint.
+        let _consumer: rdkafka::consumer::BaseConsumer = consumer.create().expect("consumer");
+        let _producer: FutureProducer = producer.create().expect("producer");
+        s.admin().expect("admin");
     }
 
     #[test]
@@ -217,7 +250,17 @@ mod tests {
             .create_native_config()
             .and_then(|c| c.get("builtin.features"))
             .expect("builtin.features");
-        for feature in ["ssl", "sasl_plain", "sasl_scram"] {
+        // TLS and SASL for secured clusters; every compression codec Kafka
+        // producers use, so that any topic can be read and written.
+        for feature in [
+            "ssl",
+            "sasl_plain",
+            "sasl_scram",
+            "gzip",
+            "snappy",
+            "lz4",
+            "zstd",
+        ] {
             assert!(
                 features.split(',').any(|f| f == feature),
                 "librdkafka {version} lacks `{feature}`: {features}"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -132,6 +132,10 @@ pub fn spawn_runner(
     if config.get("statistics.interval.ms").is_none() {
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     }
+    // The end of a partition, reported in its queue, is the sign that a
+    // partition stalled by a fetch error is fetched again (see
+    // `super::stall`): an authorization error is reported only once.
+    config.set("enable.partition.eof", "true");
     if changelog.is_some()
         && inputs.len() > 1
         && !settings
@@ -327,6 +331,9 @@ fn poll_loop(
                 use rdkafka::Message as _;
                 context.stray(message.topic(), message.partition(), message.offset());
             }
+            // Only a partition without a queue of its own reports its end
+            // here; nothing to do.
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(err)) => {
                 // During an outage librdkafka reports the same error on every
                 // poll: log it when it changes, or every 30 s.

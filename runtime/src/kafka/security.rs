@@ -119,7 +119,10 @@ impl KafkaSettings {
                 }
             }
         };
-        let client: BaseProducer<ProbeContext> = match self.base().create_with_context(context) {
+        let client: BaseProducer<ProbeContext> = match self
+            .base(&[super::properties::Scope::Any])
+            .create_with_context(context)
+        {
             Ok(client) => client,
             // weir's own producer reports configuration errors.
             Err(_) => return Ok(false),

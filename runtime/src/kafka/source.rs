@@ -11,14 +11,16 @@ use tokio::sync::Notify;
 
 use super::convert::to_event;
 use super::group::GroupContext;
+use super::stall::{FetchHealth, polling};
 use crate::bindings::weir::consumer::types::Event;
 use crate::pipeline::{Source, TopicPartition};
 
 /// A partition's queue, split off the consumer's when the partition was
 /// assigned (so every message of the partition lands in it), its wake-up,
-/// and the consumer to seek with.
+/// whether it can be fetched (the errors librdkafka puts in the queue
+/// instead of records), and the consumer to seek with.
 pub struct PartitionSource {
-    module: Arc<str>,
+    health: FetchHealth,
     tp: TopicPartition,
     queue: PartitionQueue<GroupContext>,
     ready: Arc<Notify>,
@@ -34,9 +36,10 @@ impl std::fmt::Debug for PartitionSource {
 }
 
 impl PartitionSource {
-    /// The source of `tp`, reading `queue`.
+    /// The source of `tp`, reading `queue`; its stalls are reported as
+    /// `health` says.
     pub(crate) fn new(
-        module: Arc<str>,
+        health: FetchHealth,
         tp: TopicPartition,
         mut queue: PartitionQueue<GroupContext>,
         consumer: Arc<BaseConsumer<GroupContext>>,
@@ -47,7 +50,7 @@ impl PartitionSource {
         // wake-up that finds the worker busy is kept for its next wait.
         queue.set_nonempty_callback(move || wake.notify_one());
         Self {
-            module,
+            health,
             tp,
             queue,
             ready,
@@ -56,15 +59,34 @@ impl PartitionSource {
     }
 }
 
+impl PartitionSource {
+    /// The partition's position (the next offset to hand out), if the
+    /// consumer has one.
+    fn position(&self) -> Option<i64> {
+        let positions = self.consumer.position().ok()?;
+        match positions
+            .find_partition(&self.tp.topic, self.tp.partition)?
+            .offset()
+        {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        }
+    }
+}
+
 impl Source for PartitionSource {
     fn take(&mut self, max: usize) -> Vec<Event> {
         let mut batch = Vec::new();
         while batch.len() < max {
-            match self.queue.poll(Duration::ZERO) {
-                Some(Ok(message)) => batch.push(to_event(&message)),
+            let (polled, text) = polling(|| self.queue.poll(Duration::ZERO));
+            match polled {
+                Some(Ok(message)) => {
+                    self.health.progressed();
+                    batch.push(to_event(&message));
+                }
                 Some(Err(err)) => {
-                    tracing::warn!(module = &*self.module, topic = %self.tp.topic,
-                        partition = self.tp.partition, error = %err, "kafka consumer error");
+                    let position = self.position();
+                    self.health.failed(&err, text.as_deref(), position);
                 }
                 None => break,
             }

@@ -1,5 +1,6 @@
 //! The small enums behind bounded label values: how a call settled an event
-//! ([`Outcome`]) and why the host denied an emit ([`DenyReason`]).
+//! ([`Outcome`]), why the host denied an emit ([`DenyReason`]) and why the
+//! consumer cannot fetch a partition ([`StallReason`]).
 
 /// How a call settled an event, the `outcome` label of
 /// `weir_events_processed_total`.
@@ -106,6 +107,48 @@ impl DenyReason {
     }
 }
 
+/// Why the consumer cannot fetch a partition, the `reason` label of
+/// `weir_partition_stalls_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StallReason {
+    /// The broker refuses to let weir's principal read the topic.
+    Authorization,
+    /// A record batch cannot be decompressed (a codec librdkafka lacks, or
+    /// a corrupt batch).
+    Decompression,
+    /// The partition has no valid position to start from (`offset-reset`
+    /// says to fail, or the offset is out of range).
+    Offset,
+    /// Any other error the consumer reported for the partition.
+    Fetch,
+}
+
+impl StallReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [StallReason; 4] = [
+        StallReason::Authorization,
+        StallReason::Decompression,
+        StallReason::Offset,
+        StallReason::Fetch,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StallReason::Authorization => "authorization",
+            StallReason::Decompression => "decompression",
+            StallReason::Offset => "offset",
+            StallReason::Fetch => "fetch",
+        }
+    }
+
+    /// The position of this reason in [`StallReason::ALL`], and so in every
+    /// array kept per reason.
+    pub(super) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +175,9 @@ mod tests {
         }
         for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
             assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
+        for (i, reason) in StallReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i, "{reason:?}");
         }
     }
 

@@ -30,7 +30,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use labels::{DenyReason, Outcome, Outcomes};
+pub use labels::{DenyReason, Outcome, Outcomes, StallReason};
 pub use limiter::LogLimiter;
 pub use module::{InFlight, ModuleMetrics};
 pub use sharing::BudgetMetrics;
@@ -80,6 +80,8 @@ struct KafkaFamilies {
     rebalances: IntCounterVec,
     produce_errors: IntCounterVec,
     assigned_partitions: IntGaugeVec,
+    partition_stalls: IntCounterVec,
+    stalled_partitions: IntGaugeVec,
 }
 
 /// The families about the modules themselves: versions, reloads, memory,
@@ -237,6 +239,21 @@ impl KafkaFamilies {
                 "Partitions currently assigned to the module's consumer.",
                 M,
             ),
+            partition_stalls: counter(
+                r,
+                "weir_partition_stalls_total",
+                "Times an assigned partition stopped making progress because the consumer \
+                 reported an error for it, by reason (authorization, decompression, offset, \
+                 fetch); counted once per stall, however often librdkafka repeats the error.",
+                &["module", "reason"],
+            ),
+            stalled_partitions: gauge(
+                r,
+                "weir_stalled_partitions",
+                "Assigned partitions the consumer cannot fetch right now (the last thing \
+                 it reported for them was an error); /status names them and why.",
+                M,
+            ),
         }
     }
 }
@@ -354,8 +371,9 @@ impl Metrics {
     /// `Ok` when weir is ready to serve; otherwise every reason it is not.
     /// Ready means: running, at least one module consumer, and every module
     /// consumer has joined its group (it got an assignment, possibly empty
-    /// when other weir processes own every partition) and its last signal from
-    /// the brokers was that they are reachable.
+    /// when other weir processes own every partition), its last signal from
+    /// the brokers was that they are reachable, and none of its partitions
+    /// is stalled by a consumer-side error.
     pub fn readiness(&self) -> Result<(), Vec<String>> {
         self.readiness.check()
     }

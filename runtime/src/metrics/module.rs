@@ -9,7 +9,10 @@ use prometheus::core::Collector;
 use prometheus::{Histogram, IntCounter, IntGauge, IntGaugeVec};
 
 use super::readiness::ConsumerState;
-use super::{DenyReason, GUEST_LOG_BURST, GUEST_LOG_RATE, LogLimiter, Metrics, Outcome, Outcomes};
+use super::{
+    DenyReason, GUEST_LOG_BURST, GUEST_LOG_RATE, LogLimiter, Metrics, Outcome, Outcomes,
+    StallReason,
+};
 
 /// One module's metrics, with its label values bound.
 pub struct ModuleMetrics {
@@ -23,6 +26,8 @@ pub struct ModuleMetrics {
     produce_errors: IntCounter,
     dead_lettered: IntCounter,
     assigned: IntGauge,
+    stalls: [IntCounter; StallReason::ALL.len()],
+    stalled: IntGauge,
     log_limiter: LogLimiter,
     readiness: Arc<ConsumerState>,
 }
@@ -56,6 +61,13 @@ impl ModuleMetrics {
             produce_errors: metrics.kafka.produce_errors.with_label_values(&[module]),
             dead_lettered: events.dead_lettered.with_label_values(&[module]),
             assigned: bound(&metrics.kafka.assigned_partitions),
+            stalls: StallReason::ALL.map(|r| {
+                metrics
+                    .kafka
+                    .partition_stalls
+                    .with_label_values(&[module, r.as_str()])
+            }),
+            stalled: bound(&metrics.kafka.stalled_partitions),
             log_limiter: LogLimiter::new(module, dropped, GUEST_LOG_RATE, GUEST_LOG_BURST),
             readiness: metrics.readiness.consumer_started(module),
             metrics: metrics.clone(),
@@ -74,6 +86,7 @@ impl ModuleMetrics {
             .readiness
             .consumer_stopped(&self.name, &self.readiness);
         self.assigned.set(0);
+        self.stalled.set(0);
         self.forget_partitions(None);
     }
 
@@ -169,6 +182,25 @@ impl ModuleMetrics {
             self.readiness.set_joined(false);
         }
         self.forget_partitions(Some(&partitions));
+    }
+
+    /// The consumer reported an error for an assigned partition instead of
+    /// its records: counted in `weir_partition_stalls_total` under
+    /// `reason`, and until [`ModuleMetrics::partition_resumed`] the
+    /// partition is in `weir_stalled_partitions` and readiness says `why`.
+    /// Call once per stall, not per repeated error.
+    pub fn partition_stalled(&self, topic: &str, partition: i32, reason: StallReason, why: &str) {
+        self.stalls[reason.index()].inc();
+        let tp = format!("{topic}[{partition}]");
+        let n = self.readiness.set_stalled(&tp, Some(why));
+        self.stalled.set(n as i64);
+    }
+
+    /// A stalled partition made progress again, or is no longer assigned.
+    pub fn partition_resumed(&self, topic: &str, partition: i32) {
+        let tp = format!("{topic}[{partition}]");
+        let n = self.readiness.set_stalled(&tp, None);
+        self.stalled.set(n as i64);
     }
 
     /// A rebalance failed.

@@ -1,8 +1,8 @@
 //! Readiness: whether weir is ready to serve, from whether the process is
-//! running and, per module consumer, whether it joined its group and can
-//! reach the brokers.
+//! running and, per module consumer, whether it joined its group, can
+//! reach the brokers and can fetch every partition it was assigned.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +13,8 @@ use crate::sync::lock;
 pub(super) struct ConsumerState {
     joined: AtomicBool,
     broker_up: AtomicBool,
+    /// Partitions (`topic[partition]`) the consumer cannot fetch, and why.
+    stalled: Mutex<BTreeMap<String, String>>,
 }
 
 impl ConsumerState {
@@ -26,6 +28,21 @@ impl ConsumerState {
     /// they are reachable.
     pub(super) fn set_broker_up(&self, up: bool) {
         self.broker_up.store(up, Ordering::Relaxed);
+    }
+
+    /// Records (or, with `None`, clears) why `partition` cannot be fetched;
+    /// returns how many partitions are stalled now.
+    pub(super) fn set_stalled(&self, partition: &str, why: Option<&str>) -> usize {
+        let mut stalled = lock(&self.stalled);
+        match why {
+            Some(why) => {
+                stalled.insert(partition.to_owned(), why.to_owned());
+            }
+            None => {
+                stalled.remove(partition);
+            }
+        }
+        stalled.len()
     }
 }
 
@@ -81,6 +98,11 @@ impl Readiness {
             if !state.broker_up.load(Ordering::Relaxed) {
                 problems.push(format!("module `{name}`: brokers not reachable"));
             }
+            for (partition, why) in lock(&state.stalled).iter() {
+                problems.push(format!(
+                    "module `{name}`: partition {partition} cannot be consumed: {why}"
+                ));
+            }
         }
         if problems.is_empty() {
             Ok(())
@@ -92,7 +114,7 @@ impl Readiness {
 
 #[cfg(test)]
 mod tests {
-    use crate::metrics::Metrics;
+    use crate::metrics::{Metrics, StallReason};
     use std::sync::Arc;
 
     #[test]
@@ -112,6 +134,33 @@ mod tests {
             "{:?}",
             metrics.readiness()
         );
+    }
+
+    #[test]
+    fn a_stalled_partition_makes_weir_not_ready_until_it_resumes() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.set_running(true);
+        let m = metrics.module("a");
+        m.assigned(2);
+        m.partition_stalled("in", 1, StallReason::Authorization, "not authorized");
+        let problems = metrics.readiness().unwrap_err();
+        assert_eq!(
+            problems,
+            ["module `a`: partition in[1] cannot be consumed: not authorized"]
+        );
+        let gauge = || metrics.sample("weir_stalled_partitions", &[("module", "a")]);
+        assert_eq!(gauge(), Some(1.0));
+        let stalls = || {
+            metrics.sample(
+                "weir_partition_stalls_total",
+                &[("module", "a"), ("reason", "authorization")],
+            )
+        };
+        assert_eq!(stalls(), Some(1.0));
+        m.partition_resumed("in", 1);
+        assert!(metrics.readiness().is_ok(), "{:?}", metrics.readiness());
+        assert_eq!(gauge(), Some(0.0));
+        assert_eq!(stalls(), Some(1.0), "a counter");
     }
 
     #[test]

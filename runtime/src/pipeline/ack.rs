@@ -306,9 +306,7 @@ impl<P: Ports> Acker<P> {
         }
         if attempt > 1 {
             self.stalled.store(false, Ordering::Release);
-            if purpose == Purpose::DeadLetters {
-                self.module.problem(&self.tp, None);
-            }
+            self.module.problem(&self.tp, None);
         }
         Ok(refused)
     }
@@ -333,6 +331,10 @@ impl<P: Ports> Acker<P> {
             tracing::error!(module, topic = %tp.topic, partition = tp.partition, error = %err,
                 records, attempt, backoff = ?backoff,
                 "producing outputs failed; offsets stay uncommitted, retrying");
+            self.module.problem(
+                tp,
+                Some(format!("cannot write outputs to `{topic}`: {err}")),
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 //! One test binary; one module per scenario.
 
 mod cli;
+mod codecs;
 mod cycles;
 mod devtools;
 mod errors;
@@ -15,4 +16,5 @@ mod metrics;
 mod offsets;
 mod pipeline;
 mod reload;
+mod stalls;
 mod state;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use weir_tests::{
     Manifest, ModulesDir, Send, Topics, Weir, broker, committed, committed_total, consume,
-    init_logging, produce, unique, wait_committed_total,
+    eventually, init_logging, module_status, produce, test_config, unique, wait_committed_total,
 };
 
 /// json-enrich reading `input` in `group` and writing `output`.
@@ -51,7 +51,10 @@ async fn offsets_commit_only_after_outputs_are_acknowledged() {
         manifest(&input, &witness_out, &witness_group),
     );
     // Fail undeliverable records after 2 s instead of librdkafka's 300 s.
-    let weir = Weir::start(modules.path(), &[("message.timeout.ms", "2000")]);
+    let (weir, status) = Weir::start_config(test_config(
+        modules.path(),
+        &[("message.timeout.ms", "2000")],
+    ));
 
     produce(&input, &Send::numbered(0..12)).await;
 
@@ -60,7 +63,25 @@ async fn offsets_commit_only_after_outputs_are_acknowledged() {
     assert_eq!(seen.len(), 12);
     wait_committed_total(&witness_group, &input, 12, Duration::from_secs(20)).await;
     // ...while the blocked module, whose outputs are never acknowledged,
-    // commits nothing, across several failed deliveries.
+    // shows its partitions stalled with the reason...
+    let stalled = eventually(
+        Duration::from_secs(30),
+        "blocked partitions stalled",
+        || {
+            module_status(&status, "blocked")
+                .map(|m| m.stalled)
+                .filter(|s| !s.is_empty())
+        },
+    )
+    .await;
+    println!("missing output topic: /status stalled = {stalled:?}");
+    for why in stalled.values() {
+        assert!(
+            why.contains(&format!("cannot write outputs to `{blocked_out}`")),
+            "{why}"
+        );
+    }
+    // ...and commits nothing, across several failed deliveries.
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
         assert_eq!(
@@ -88,6 +109,8 @@ async fn offsets_commit_only_after_outputs_are_acknowledged() {
         "every event's output arrives"
     );
     wait_committed_total(&blocked_group, &input, 12, Duration::from_secs(30)).await;
+    let cleared = module_status(&status, "blocked").map(|m| m.stalled);
+    assert_eq!(cleared, Some(Default::default()), "the stalls clear");
     weir.stop().await.expect("clean shutdown");
 }
 
