@@ -196,6 +196,7 @@ impl WasmEngine {
     /// [`WasmEngine::new`] with guest calls limited to `max_wasm_stack`
     /// bytes of wasm stack (deeper recursion traps).
     pub fn with_max_wasm_stack(max_wasm_stack: usize) -> anyhow::Result<Self> {
+        crate::slots::compile_below_handling();
         let engine = match Engine::new(&engine_config(true, max_wasm_stack)) {
             Ok(engine) => engine,
             Err(err) => {

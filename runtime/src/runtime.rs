@@ -438,11 +438,11 @@ impl Supervisor {
     }
 
     /// Validates the manifest (the runtime's `[limits]` as defaults; a
-    /// missing one is an error) and compiles the component, off the async
-    /// executor.
+    /// missing one is an error) and compiles the component on a guest
+    /// thread, below the calls' priority (`crate::slots`).
     async fn load(&self, files: ModuleSource) -> Result<LoadedModule, LoadError> {
         let (engine, limits, path) = (self.engine.clone(), self.limits.clone(), files.path.clone());
-        tokio::task::spawn_blocking(move || files.load(&engine, &limits))
+        crate::slots::spawn_guest(move || files.load(&engine, &limits))
             .await
             .map_err(|e| LoadError::Compile {
                 path,

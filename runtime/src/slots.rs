@@ -17,7 +17,10 @@
 //! Guest code runs on threads of its own ([`spawn_guest`]) whose CPU
 //! priority is [`GUEST_NICE`] steps below the process's, so the threads
 //! that poll, produce and acknowledge (and the other processes on the
-//! machine) get the CPU first when a guest spins.
+//! machine) get the CPU first when a guest spins. Compiling a component
+//! (a load or a reload) runs at that priority too
+//! ([`compile_below_handling`]), so a reload does not take the cores from
+//! the calls of the version still serving.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -50,6 +53,22 @@ where
                 .expect("the guest threads' runtime starts")
         })
         .spawn_blocking(work)
+}
+
+/// Makes the threads wasmtime compiles on (rayon's global pool) run at the
+/// guest threads' priority. Call before the first compilation; once is
+/// enough (later calls do nothing).
+pub fn compile_below_handling() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let built = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("weir-compile-{i}"))
+            .start_handler(|_| lower_priority())
+            .build_global();
+        if let Err(err) = built {
+            tracing::debug!(error = %err, "compile threads already started");
+        }
+    });
 }
 
 /// Lowers the calling thread's CPU priority by [`GUEST_NICE`] (Linux
