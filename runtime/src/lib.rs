@@ -42,6 +42,8 @@ pub mod config;
 pub mod devtools;
 pub mod embedded;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod invoke;

@@ -64,13 +64,13 @@ enum Headers {
 
 /// An event read from the input, with its line number (from 1).
 #[derive(Debug, Clone)]
-pub(super) struct Recorded {
-    pub(super) line: usize,
-    pub(super) event: Event,
+pub(crate) struct Recorded {
+    pub(crate) line: usize,
+    pub(crate) event: Event,
 }
 
 /// Parses the JSON-lines `text`; `inputs` are the module's input topics.
-pub(super) fn parse(text: &str, source: &str, inputs: &[String]) -> anyhow::Result<Vec<Recorded>> {
+pub(crate) fn parse(text: &str, source: &str, inputs: &[String]) -> anyhow::Result<Vec<Recorded>> {
     let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
     let mut events = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -190,7 +190,7 @@ pub(super) fn put_bytes(
 /// An emitted record as JSON: `topic`, `key`, `value` (or `key_b64`,
 /// `value_b64`), `headers` (an object; a list of pairs when a name repeats;
 /// non-UTF-8 values as `{"b64": ...}`) and `partition` when set.
-pub(super) fn record_json(record: &Outgoing) -> Value {
+pub(crate) fn record_json(record: &Outgoing) -> Value {
     let mut object = serde_json::Map::new();
     object.insert("topic".into(), record.topic.clone().into());
     put_bytes(&mut object, "key", record.key.as_deref());

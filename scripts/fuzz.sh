@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs weir's cargo-fuzz targets (fuzz/, see docs/FUZZING.md) on the nightly
+# toolchain, installing nightly (through rustup) and cargo-fuzz if missing.
+#
+# Usage:
+#   scripts/fuzz.sh                       lists the targets
+#   scripts/fuzz.sh <target> [SECONDS]    fuzzes one target (default 600 s),
+#                                         adding new inputs to fuzz/corpus/<target>
+#   scripts/fuzz.sh <target> FILE...      runs the target once on each FILE
+#                                         (reproduces a crash from fuzz/artifacts/)
+#   scripts/fuzz.sh cmin <target>         minimizes fuzz/corpus/<target> in place
+#   scripts/fuzz.sh all [SECONDS]         fuzzes every target in turn
+#
+# Builds without a sanitizer (`-s none`): weir is safe Rust, and ASan's
+# shadow memory does not mix well with wasmtime's large virtual reservations;
+# panics, overflow checks and debug assertions are what catch bugs here.
+# host_imports needs the fuzz-host guest: scripts/build-guests.sh builds it.
+# FUZZ_ARGS adds libFuzzer flags, e.g. FUZZ_ARGS=-max_len=65536.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO/fuzz"
+TARGETS=(config manifest replay_events component_load host_imports)
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+needs_guest() {
+    if [[ "$1" == host_imports && ! -f "$REPO/target/test-guests/fuzz-host.wasm" ]]; then
+        WEIR_SKIP_POLYGLOT=1 "$REPO/scripts/build-guests.sh" >/dev/null
+    fi
+}
+
+# fuzz TARGET SECONDS: one run, libFuzzer's final stats included.
+fuzz() {
+    needs_guest "$1"
+    mkdir -p "corpus/$1"
+    # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
+    cargo +nightly fuzz run -s none "$1" "corpus/$1" -- \
+        -max_total_time="$2" -timeout=30 -print_final_stats=1 ${FUZZ_ARGS:-}
+}
+
+case "${1:-}" in
+    "")
+        printf '%s\n' "${TARGETS[@]}"
+        ;;
+    all)
+        for t in "${TARGETS[@]}"; do fuzz "$t" "${2:-600}"; done
+        ;;
+    cmin)
+        target="${2:?usage: scripts/fuzz.sh cmin <target>}"
+        needs_guest "$target"
+        cargo +nightly fuzz cmin -s none "$target" "corpus/$target"
+        ;;
+    *)
+        target="$1"
+        shift
+        if [[ $# -eq 0 || "$1" =~ ^[0-9]+$ ]]; then
+            fuzz "$target" "${1:-600}"
+        else
+            needs_guest "$target"
+            files=()
+            for f in "$@"; do files+=("$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"); done
+            cargo +nightly fuzz run -s none "$target" "${files[@]}"
+        fi
+        ;;
+esac
