@@ -35,12 +35,20 @@ needs_guest() {
     fi
 }
 
+# dict TARGET: the libFuzzer dictionary flag of TARGET, if it has one.
+dict() {
+    case "$1" in
+        config | manifest) echo -dict=dicts/toml.dict ;;
+        replay_events) echo -dict=dicts/jsonl.dict ;;
+    esac
+}
+
 # fuzz TARGET SECONDS: one run, libFuzzer's final stats included.
 fuzz() {
     needs_guest "$1"
     mkdir -p "corpus/$1"
-    # shellcheck disable=SC2086 # FUZZ_ARGS is a list of flags
-    cargo +nightly fuzz run -s none "$1" "corpus/$1" -- \
+    # shellcheck disable=SC2046,SC2086 # both expand to lists of flags
+    cargo +nightly fuzz run -s none "$1" "corpus/$1" -- $(dict "$1") \
         -max_total_time="$2" -timeout=30 -print_final_stats=1 ${FUZZ_ARGS:-}
 }
 

@@ -123,7 +123,9 @@ fn to_event(
              of a partition must increase"
         );
     }
-    *next = offset + 1;
+    *next = offset
+        .checked_add(1)
+        .with_context(|| format!("offset {offset} is too large: no event can follow it"))?;
     let headers = match line.headers {
         None => Vec::new(),
         Some(Headers::Map(map)) => map.into_iter().collect(),
@@ -272,6 +274,12 @@ mod tests {
             format!("{err:#}").starts_with("f.jsonl:2: offset 5 does not follow"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_largest_offset_is_refused_not_overflowed() {
+        let err = one(r#"{"offset": 9223372036854775807}"#).unwrap_err();
+        assert!(format!("{err:#}").contains("too large"), "{err:#}");
     }
 
     #[test]
