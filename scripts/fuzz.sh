@@ -8,12 +8,13 @@
 #                                         adding new inputs to fuzz/corpus/<target>
 #   scripts/fuzz.sh <target> FILE...      runs the target once on each FILE
 #                                         (reproduces a crash from fuzz/artifacts/)
-#   scripts/fuzz.sh cmin <target>         minimizes fuzz/corpus/<target> in place
+#   scripts/fuzz.sh cmin <target>         minimizes fuzz/corpus/<target> in place (by
+#                                         edge coverage; seed-* and regression-* stay)
 #   scripts/fuzz.sh all [SECONDS]         fuzzes every target in turn
 #
-# Builds without a sanitizer (`-s none`): weir is safe Rust, and ASan's
-# shadow memory does not mix well with wasmtime's large virtual reservations;
-# panics, overflow checks and debug assertions are what catch bugs here.
+# Builds without a sanitizer (`-s none`, quicker to build and run): weir is
+# safe Rust, so panics, overflow checks and debug assertions (on in cargo
+# fuzz builds) are what catch bugs here.
 # host_imports needs the fuzz-host guest: scripts/build-guests.sh builds it.
 # FUZZ_ARGS adds libFuzzer flags, e.g. FUZZ_ARGS=-max_len=65536.
 set -euo pipefail
@@ -62,7 +63,13 @@ case "${1:-}" in
     cmin)
         target="${2:?usage: scripts/fuzz.sh cmin <target>}"
         needs_guest "$target"
-        cargo +nightly fuzz cmin -s none "$target" "corpus/$target"
+        # Named inputs (seed-*, regression-*) are kept whatever they cover.
+        keep="$(mktemp -d)"
+        find "corpus/$target" -name 'seed-*' -o -name 'regression-*' | xargs -r cp -t "$keep"
+        # Edges only (no hit counters): a small corpus to check in.
+        cargo +nightly fuzz cmin -s none "$target" "corpus/$target" -- -use_counters=0
+        cp -n "$keep"/* "corpus/$target/" 2>/dev/null || true
+        rm -r "$keep"
         ;;
     *)
         target="$1"
