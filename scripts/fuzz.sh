@@ -20,6 +20,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CALLER="$PWD"
 cd "$REPO/fuzz"
 TARGETS=(config manifest replay_events component_load host_imports)
 
@@ -79,7 +80,9 @@ case "${1:-}" in
         else
             needs_guest "$target"
             files=()
-            for f in "$@"; do files+=("$(cd "$(dirname "$f")" && pwd)/$(basename "$f")"); done
+            for f in "$@"; do
+                files+=("$(cd "$CALLER" && cd "$(dirname "$f")" && pwd)/$(basename "$f")")
+            done
             cargo +nightly fuzz run -s none "$target" "${files[@]}"
         fi
         ;;
