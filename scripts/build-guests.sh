@@ -90,7 +90,7 @@ if [[ -z "${1:-}" ]]; then
     (cd "$fixtures" && cargo build --release --target "$target")
     fixture_out="$repo/target/test-guests"
     mkdir -p "$fixture_out"
-    for wasm in "$fixtures/target/$target/release/"{echo_v1,echo_v2,wrong-world,misbehave,uses_files,identity,identity_batch,state_probe}.wasm; do
+    for wasm in "$fixtures/target/$target/release/"{echo_v1,echo_v2,wrong-world,misbehave,uses_files,identity,identity_batch,state_probe,fuzz_host}.wasm; do
         if ! is_component "$wasm"; then
             echo "error: test fixture $wasm is not a component" >&2
             status=1

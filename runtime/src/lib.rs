@@ -44,6 +44,8 @@ pub mod cycles;
 pub mod devtools;
 pub mod embedded;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod http;
 pub mod invoke;

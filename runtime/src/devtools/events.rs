@@ -64,13 +64,13 @@ enum Headers {
 
 /// An event read from the input, with its line number (from 1).
 #[derive(Debug, Clone)]
-pub(super) struct Recorded {
-    pub(super) line: usize,
-    pub(super) event: Event,
+pub(crate) struct Recorded {
+    pub(crate) line: usize,
+    pub(crate) event: Event,
 }
 
 /// Parses the JSON-lines `text`; `inputs` are the module's input topics.
-pub(super) fn parse(text: &str, source: &str, inputs: &[String]) -> anyhow::Result<Vec<Recorded>> {
+pub(crate) fn parse(text: &str, source: &str, inputs: &[String]) -> anyhow::Result<Vec<Recorded>> {
     let mut next_offset: HashMap<(String, i32), i64> = HashMap::new();
     let mut events = Vec::new();
     for (index, raw) in text.lines().enumerate() {
@@ -123,7 +123,9 @@ fn to_event(
              of a partition must increase"
         );
     }
-    *next = offset + 1;
+    *next = offset
+        .checked_add(1)
+        .with_context(|| format!("offset {offset} is too large: no event can follow it"))?;
     let headers = match line.headers {
         None => Vec::new(),
         Some(Headers::Map(map)) => map.into_iter().collect(),
@@ -190,7 +192,7 @@ pub(super) fn put_bytes(
 /// An emitted record as JSON: `topic`, `key`, `value` (or `key_b64`,
 /// `value_b64`), `headers` (an object; a list of pairs when a name repeats;
 /// non-UTF-8 values as `{"b64": ...}`) and `partition` when set.
-pub(super) fn record_json(record: &Outgoing) -> Value {
+pub(crate) fn record_json(record: &Outgoing) -> Value {
     let mut object = serde_json::Map::new();
     object.insert("topic".into(), record.topic.clone().into());
     put_bytes(&mut object, "key", record.key.as_deref());
@@ -272,6 +274,12 @@ mod tests {
             format!("{err:#}").starts_with("f.jsonl:2: offset 5 does not follow"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn the_largest_offset_is_refused_not_overflowed() {
+        let err = one(r#"{"offset": 9223372036854775807}"#).unwrap_err();
+        assert!(format!("{err:#}").contains("too large"), "{err:#}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 pub mod build;
 pub mod check;
-mod events;
+pub(crate) mod events;
 pub mod new;
 pub mod replay;
 mod session;

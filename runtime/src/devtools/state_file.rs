@@ -59,13 +59,18 @@ fn bytes(text: Option<String>, b64: Option<String>, name: &str) -> anyhow::Resul
 pub fn read(path: &Path) -> anyhow::Result<Vec<Entry>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read state file `{}`", path.display()))?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses the text of a state file; `source` names it in errors.
+pub fn parse(text: &str, source: &str) -> anyhow::Result<Vec<Entry>> {
     let mut entries = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let at = || format!("`{}` line {}", path.display(), n + 1);
+        let at = || format!("`{source}` line {}", n + 1);
         let parsed: Line = serde_json::from_str(line).with_context(at)?;
         let key = bytes(parsed.key, parsed.key_b64, "key").with_context(at)?;
         let value = bytes(parsed.value, parsed.value_b64, "value").with_context(at)?;
