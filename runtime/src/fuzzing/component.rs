@@ -12,6 +12,7 @@ use crate::bindings::weir::consumer::types::{Disposition, Event};
 use crate::engine::{LoadError, LoadedModule, WasmEngine};
 use crate::invoke::{CallResult, Invoker};
 use crate::manifest::Manifest;
+use crate::pipeline::failure::record_size;
 use crate::state::call::SWEEP_PER_CALL;
 use crate::state::{LocalStore, PartitionStore, StateHandle, changelog};
 
@@ -166,7 +167,7 @@ fn exercise(module: Arc<LoadedModule>, events: &[Event], rounds: usize, fuzz_hos
         if !invoker.is_live() && invoker.reset(engine()).is_err() {
             return;
         }
-        let result = invoker.call(events, &never, Some(&handle));
+        let result = invoker.call(events, &never, Some(&handle), None);
         check(&module, &handle.topic, events, &result, invoker.is_live());
         if fuzz_host {
             for d in &result.dispositions {
@@ -196,13 +197,22 @@ fn check(module: &LoadedModule, log: &str, events: &[Event], result: &CallResult
     } else {
         assert_eq!(result.emitted.len(), handled);
         let retried = matches!(result.dispositions.last(), Some(Disposition::Retry(_)));
-        let complete = result.failure.is_none() && !retried;
+        // A call also ends between events once they emitted more than
+        // `max-emit-bytes` (see `Invoker::call`).
+        let emitted: usize = result.emitted.iter().flatten().map(record_size).sum();
+        let spent = emitted > limits.max_emit_bytes as usize;
+        let complete = result.failure.is_none() && !retried && !spent;
         assert!(handled <= events.len() && (!complete || handled == events.len()));
     }
     for (i, emitted) in result.emitted.iter().enumerate() {
         let ok = module.pre.is_batch() || matches!(result.dispositions[i], Disposition::Ok);
         let (writes, outputs): (Vec<_>, Vec<_>) = emitted.iter().partition(|r| r.topic == log);
         assert!(outputs.len() <= limits.max_emits as usize);
+        let bytes: usize = outputs.iter().map(|r| record_size(r)).sum();
+        assert!(
+            bytes <= limits.max_emit_bytes as usize,
+            "{bytes} bytes emitted"
+        );
         for r in outputs {
             assert!(
                 module.manifest.output_topics.contains(&r.topic),
@@ -210,7 +220,7 @@ fn check(module: &LoadedModule, log: &str, events: &[Event], result: &CallResult
                 r.topic
             );
             assert!(r.partition.is_none_or(|p| p >= 0));
-            let size = crate::pipeline::failure::record_size(r);
+            let size = record_size(r);
             assert!(
                 size <= limits.max_record_bytes as usize,
                 "{size}-byte record"
