@@ -240,6 +240,30 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
+/// A TOML error said by its position and message only: the parser's own
+/// text quotes the offending line, which may hold a secret (a `[kafka]`
+/// password).
+fn parse_problem(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let column = before.len() - start + 1;
+            // The key (the text before `=`), never the value.
+            let key = text[start..]
+                .lines()
+                .next()
+                .and_then(|l| l.split_once('='))
+                .map(|(key, _)| format!(" (`{}`)", key.trim()))
+                .unwrap_or_default();
+            format!("line {line}, column {column}{key}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
 fn source_suffix(path: &Option<PathBuf>) -> String {
     path.as_ref()
         .map(|p| format!(" in `{}`", p.display()))
@@ -251,7 +275,7 @@ impl RunConfig {
     pub fn from_toml(text: &str, path: Option<&Path>) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|err| ConfigError {
             source_path: path.map(Path::to_path_buf),
-            problems: vec![err.to_string().trim_end().to_owned()],
+            problems: vec![parse_problem(text, &err)],
         })
     }
 
@@ -326,6 +350,16 @@ mod tests {
     /// `text` parsed as a `weir.toml` with no file name.
     fn parsed(text: &str) -> RunConfig {
         RunConfig::from_toml(text, None).unwrap()
+    }
+
+    #[test]
+    fn parse_errors_say_where_without_quoting_the_line() {
+        let text = "brokers = \"k:9092\"\n[kafka]\n\"sasl.password\" = \"hunter2\"\n\
+                    \"sasl.password\" = \"hunter2\"\n";
+        let err = RunConfig::from_toml(text, None).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line 4, column 1"), "{err}");
+        assert!(err.contains("duplicate key"), "{err}");
     }
 
     #[test]
