@@ -19,6 +19,13 @@
 // state per input partition is `state` (get/set/setWithTtl/delete/scan/
 // scanPrefix/getJson/setJson); its writes are discarded with the emitted
 // records when the handler throws, and a refused write throws StateError.
+//
+// Batch mode (world `batch-consumer`, built with `componentize-js -n
+// batch-consumer`): `export const batchHandler = exportBatchConsumer(...)`
+// with the same handler makes one component call per batch of events (up to
+// `limits.max-batch`) instead of one per event, and answers one disposition
+// per event. A retry then retries the whole batch, and records emitted for
+// an event that is rejected are still produced (see exportBatchConsumer).
 
 import { log as hostLog } from 'weir:consumer/log@0.2.0';
 import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.2.0';
@@ -534,24 +541,106 @@ function toEvent(e) {
   return event;
 }
 
-/** The `handler` export for a consumer: a function `(ctx, event) => void`
- * or an object with an `onEvent(ctx, event)` method. Write
+// The WIT disposition for one result: undefined is `ok`; a Retry retries,
+// a Reject rejects with its message, and anything else thrown rejects with
+// `"<Name>: <message>"` after its stack is logged at WARN.
+const OK = Object.freeze({ tag: 'ok' });
+function disposition(error) {
+  if (error === undefined) return OK;
+  if (error instanceof Retry) return { tag: 'retry', val: error.message };
+  if (error instanceof Reject) return { tag: 'reject', val: error.message };
+  log.warn(String(error?.stack ?? error));
+  return { tag: 'reject', val: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+}
+
+// An error thrown by a handler as the value it stands for: `undefined`
+// (thrown as such) would read as `ok`, so it becomes an Error.
+const thrown = (e) => (e === undefined ? new Error('undefined was thrown') : e);
+
+// The consumer's `onEvent(ctx, event)`: the function itself, or the method.
+function onEventOf(consumer) {
+  if (typeof consumer === 'function') return consumer;
+  if (consumer && typeof consumer.onEvent === 'function') return consumer.onEvent.bind(consumer);
+  throw new TypeError('a consumer is a function (ctx, event) => void or an object with onEvent(ctx, event)');
+}
+
+/** The default batch behaviour, as the Rust SDK's `Consumer::on_batch`:
+ * `onEvent(ctx, event)` for each event with the same `ctx`, one result per
+ * event (`undefined` for ok, else what was thrown), stopping at the first
+ * retry: a retry makes the host discard everything emitted during the call
+ * and redeliver the whole batch, so the events after it are answered with a
+ * retry instead of being handled for nothing. */
+export function eachEvent(onEvent, ctx, events) {
+  const results = [];
+  for (const event of events) {
+    try {
+      onEvent(ctx, event);
+      results.push(undefined);
+    } catch (e) {
+      results.push(thrown(e));
+      if (e instanceof Retry) {
+        const reason = `batch will be retried: offset ${event.offset} asked for a retry`;
+        while (results.length < events.length) results.push(new Retry(reason));
+        break;
+      }
+    }
+  }
+  return results;
+}
+
+/** The `handler` export for a consumer (world `consumer`, one call per
+ * event): a function `(ctx, event) => void` or an object with an
+ * `onEvent(ctx, event)` method. Write
  * `export const handler = exportConsumer(myConsumer);` in the app module.
  * An error other than Retry/Reject rejects the event with
  * `"<Name>: <message>"` and logs its stack at WARN; it never traps. */
 export function exportConsumer(consumer) {
-  const onEvent = typeof consumer === 'function' ? consumer : consumer.onEvent.bind(consumer);
+  const onEvent = onEventOf(consumer);
   return {
     handle(event) {
       try {
         onEvent(new Context(), toEvent(event));
       } catch (e) {
-        if (e instanceof Retry) return { tag: 'retry', val: e.message };
-        if (e instanceof Reject) return { tag: 'reject', val: e.message };
-        log.warn(String(e?.stack ?? e));
-        return { tag: 'reject', val: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
+        return disposition(thrown(e));
       }
-      return { tag: 'ok' };
+      return OK;
+    },
+  };
+}
+
+/** The `batchHandler` export for a consumer (world `batch-consumer`, one
+ * call per batch of up to `limits.max-batch` events of one partition):
+ * the same function or object as for `exportConsumer`. Write
+ * `export const batchHandler = exportBatchConsumer(myConsumer);` and build
+ * with `componentize-js -n batch-consumer`.
+ *
+ * Each call runs the object's `onBatch(ctx, events)` when it has one (it
+ * returns one result per event: `undefined` for ok, or the Retry, Reject or
+ * other error that decides the event), otherwise `onEvent` for each event
+ * as `eachEvent` does, with one Context for the batch. An error thrown for
+ * one event becomes that event's disposition without failing the others;
+ * an error escaping `onBatch` decides every event of the batch the same way
+ * (never a trap). Records emitted for an event that is then rejected are
+ * still produced (the host cannot tell which event emitted them): emit last,
+ * once the event is known to be good. A retry discards everything the batch
+ * emitted. */
+export function exportBatchConsumer(consumer) {
+  const onBatch =
+    typeof consumer?.onBatch === 'function'
+      ? consumer.onBatch.bind(consumer)
+      : ((onEvent) => (ctx, events) => eachEvent(onEvent, ctx, events))(onEventOf(consumer));
+  return {
+    handleBatch(events) {
+      let results;
+      try {
+        results = onBatch(new Context(), events.map(toEvent));
+      } catch (e) {
+        const verdict = disposition(thrown(e));
+        return events.map(() => verdict);
+      }
+      // A result of another length fails the whole batch in the host, which
+      // says so; it is passed on as it is.
+      return results.map(disposition);
     },
   };
 }
