@@ -137,7 +137,12 @@ function lastHeader(headers, name) {
 // shortest digits that read back to the same value, scientific below 1e-5
 // and from 1e16 up, e.g. 0.00001, 2.5, 1.5e-7, 1e+16.
 function formatFloat(x) {
-  const [mantissa, exp] = Math.abs(x).toExponential().split('e');
+  const abs = Math.abs(x);
+  // JavaScript writes the same shortest digits, positionally from 1e-7 up
+  // to below 1e21: where both are positional (and the number is not
+  // integral, which serde_json writes with `.0`), the texts are the same.
+  if (abs >= 1e-5 && abs < 1e16 && !Number.isInteger(x)) return String(x);
+  const [mantissa, exp] = abs.toExponential().split('e');
   const digits = mantissa.replace('.', '');
   const point = Number(exp) + 1; // position of the decimal point
   const sign = x < 0 || Object.is(x, -0) ? '-' : '';
@@ -153,39 +158,49 @@ function formatFloat(x) {
   return sign + out;
 }
 
-// `what` names the value in the Reject thrown for what JSON cannot hold.
-function writeJson(value, out, what) {
-  if (value === null || value === undefined) out.push('null');
-  else if (typeof value === 'boolean') out.push(value ? 'true' : 'false');
-  else if (typeof value === 'bigint') out.push(value.toString());
-  else if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new Reject(`cannot serialise the ${what}: ${value} is not valid JSON`);
-    out.push(Number.isSafeInteger(value) ? String(value) : formatFloat(value));
-  } else if (typeof value === 'string') out.push(JSON.stringify(value));
-  else if (Array.isArray(value)) {
-    out.push('[');
-    value.forEach((item, i) => {
-      if (i) out.push(',');
-      writeJson(item, out, what);
-    });
-    out.push(']');
-  } else if (typeof value === 'object') {
-    out.push('{');
-    Object.keys(value)
-      .sort((a, b) => compareUtf8(a, b))
-      .forEach((key, i) => {
-        if (i) out.push(',');
-        out.push(JSON.stringify(key), ':');
-        writeJson(value[key], out, what);
-      });
-    out.push('}');
-  } else throw new Reject(`cannot serialise the ${what}: ${typeof value} is not JSON`);
+// `value` as JSON text; `what` names the value in the Reject thrown for
+// what JSON cannot hold. Plain loops and string concatenation: the guest's
+// SpiderMonkey has no JIT, and closures per item cost.
+function writeJson(value, what) {
+  if (value === null || value === undefined) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'bigint':
+      return value.toString();
+    case 'number':
+      if (!Number.isFinite(value)) throw new Reject(`cannot serialise the ${what}: ${value} is not valid JSON`);
+      return Number.isSafeInteger(value) ? String(value) : formatFloat(value);
+    case 'string':
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      throw new Reject(`cannot serialise the ${what}: ${typeof value} is not JSON`);
+  }
+  let out;
+  if (Array.isArray(value)) {
+    out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i) out += ',';
+      out += writeJson(value[i], what);
+    }
+    return out + ']';
+  }
+  const keys = Object.keys(value);
+  // The default sort is UTF-16 code-unit order, the same as UTF-8 byte
+  // order unless a surrogate is involved (see compareUtf8).
+  keys.sort(SURROGATE.test(keys.join('')) ? compareUtf8 : undefined);
+  out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    if (i) out += ',';
+    out += JSON.stringify(keys[i]) + ':' + writeJson(value[keys[i]], what);
+  }
+  return out + '}';
 }
 
 function stringifyJson(value, what) {
-  const out = [];
-  writeJson(value, out, what);
-  return out.join('');
+  return writeJson(value, what);
 }
 
 // Byte order of the UTF-8 encodings, as Rust sorts `String` keys. UTF-16

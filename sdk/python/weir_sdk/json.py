@@ -12,6 +12,7 @@ serde_json does. Known difference: serde_json refuses nesting deeper than
 import json as _json
 import math
 from decimal import Decimal
+from json.encoder import encode_basestring as _string  # C speed-up, as dumps(s, ensure_ascii=False)
 from typing import Any
 
 _I64_MIN = -(1 << 63)
@@ -38,13 +39,17 @@ def _constant(name: str):
     raise JsonError(f"`{name}` is not valid JSON")
 
 
+# One decoder for every call (``json.loads`` with hooks builds a new one).
+_decoder = _json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
+
+
 def loads(data) -> Any:
     """Parses ``data`` (bytes in UTF-8, or str) as JSON."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8")
-    return _json.loads(
-        data, parse_int=_int, parse_float=_float, parse_constant=_constant
-    )
+    elif not isinstance(data, str):
+        raise TypeError(f"expected bytes or str, not {type(data).__name__}")
+    return _decoder.decode(data)
 
 
 def format_float(value: float) -> str:
@@ -53,6 +58,11 @@ def format_float(value: float) -> str:
     not finite (JSON has no NaN or infinity)."""
     if not math.isfinite(value):
         raise JsonError(f"{value} cannot be written as JSON")
+    text = repr(value)
+    if "e" not in text:
+        # Python writes the shortest round-trip digits too, positionally
+        # from 1e-4 up to below 1e16: the same text as serde_json there.
+        return text
     sign, digits, exponent = Decimal(repr(value)).as_tuple()
     digits = list(digits)
     while len(digits) > 1 and digits[-1] == 0:
@@ -88,7 +98,7 @@ def _write(value: Any, out: list) -> None:
     elif isinstance(value, float):
         out.append(format_float(value))
     elif isinstance(value, str):
-        out.append(_json.dumps(value, ensure_ascii=False))
+        out.append(_string(value))
     elif isinstance(value, dict):
         out.append("{")
         for i, key in enumerate(sorted(value)):
@@ -96,7 +106,7 @@ def _write(value: Any, out: list) -> None:
                 raise JsonError(f"object key {key!r} is not a string")
             if i:
                 out.append(",")
-            out.append(_json.dumps(key, ensure_ascii=False))
+            out.append(_string(key))
             out.append(":")
             _write(value[key], out)
         out.append("}")
