@@ -364,11 +364,26 @@ export class Record {
 
 // ------------------------------------------------------- config, log, emit --
 
+// Values read during the current handler call: a batch calls the same
+// handler for many events, and each host call crosses out of the component.
+// Emptied when a call starts (the exports do it), so a new version of the
+// manifest is always read afresh.
+const configCache = new Map();
+
+function configGet(key) {
+  let value = configCache.get(key);
+  if (value === undefined && !configCache.has(key)) {
+    value = hostGet(key) ?? undefined;
+    configCache.set(key, value);
+  }
+  return value;
+}
+
 /** Read-only access to the manifest's `[config]` table. */
 export const config = {
   /** The value for `key`, or undefined. */
   get(key) {
-    return hostGet(key) ?? undefined;
+    return configGet(key);
   },
   /** Every [key, value] pair, sorted by key. */
   all() {
@@ -376,12 +391,12 @@ export const config = {
   },
   /** The value for `key`, or `fallback` when it is not set. */
   getOr(key, fallback) {
-    return hostGet(key) ?? fallback;
+    return configGet(key) ?? fallback;
   },
   /** The value for `key`; a missing key rejects the event, naming it. */
   require(key) {
-    const value = hostGet(key);
-    if (value === undefined || value === null) throw new Reject(`config key \`${key}\` is not set`);
+    const value = configGet(key);
+    if (value === undefined) throw new Reject(`config key \`${key}\` is not set`);
     return value;
   },
 };
@@ -613,6 +628,7 @@ export function exportConsumer(consumer) {
   const onEvent = onEventOf(consumer);
   return {
     handle(event) {
+      configCache.clear();
       try {
         onEvent(new Context(), toEvent(event));
       } catch (e) {
@@ -646,6 +662,7 @@ export function exportBatchConsumer(consumer) {
       : ((onEvent) => (ctx, events) => eachEvent(onEvent, ctx, events))(onEventOf(consumer));
   return {
     handleBatch(events) {
+      configCache.clear();
       let results;
       try {
         results = onBatch(new Context(), events.map(toEvent));

@@ -6,7 +6,7 @@ between a consumer class and the component's export, ``weir:consumer/handler``
 import traceback
 from typing import List, Optional
 
-from . import log
+from . import config, log
 from ._host import Err, emitter, exports, types
 from .errors import EmitError, Error, Reject, Retry
 from .event import Event, Record
@@ -133,6 +133,7 @@ def export(consumer_class):
     class Handler(_HandlerBase):
         def handle(self, event):
             nonlocal consumer
+            config._begin_call()
             try:
                 if consumer is None:
                     consumer = consumer_class()
@@ -165,6 +166,7 @@ def export_batch(consumer_class):
     class BatchHandler(_BatchHandlerBase):
         def handle_batch(self, events):
             nonlocal consumer
+            config._begin_call()
             try:
                 if consumer is None:
                     consumer = consumer_class()
