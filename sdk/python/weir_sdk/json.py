@@ -121,8 +121,47 @@ def _write(value: Any, out: list) -> None:
         raise JsonError(f"{type(value).__name__} cannot be written as JSON")
 
 
+# json's C encoder writes the same text as serde_json for strings, integers
+# and most floats: dumps uses it for an object or array of such scalars
+# (the common case, a flat record), and the writer above for anything else.
+_c_encoder = _json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+).encode
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _flat(value: Any) -> bool:
+    """An object with string keys, or an array, whose items are scalars of
+    exactly the built-in types (no subclasses, no nesting)."""
+    kind = type(value)
+    if kind is dict:
+        scalars = _SCALARS
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in scalars:
+                return False
+        return True
+    if kind is list:
+        scalars = _SCALARS
+        for item in value:
+            if type(item) not in scalars:
+                return False
+        return True
+    return False
+
+
 def dumps(value: Any) -> str:
     """``value`` as compact JSON text, written like serde_json."""
+    if _flat(value):
+        try:
+            text = _c_encoder(value)
+        except ValueError:  # NaN or infinity: the writer says which
+            text = None
+        # Python writes 1e-05 and 1.5e-07 where serde_json writes 0.00001
+        # and 1.5e-7 (negative exponents under 10); every other float repr
+        # is serde_json's text. "e-0" may also be inside a string: then the
+        # writer merely redoes the work.
+        if text is not None and "e-0" not in text:
+            return text
     out: list = []
     _write(value, out)
     return "".join(out)
