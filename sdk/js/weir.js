@@ -127,7 +127,7 @@ function utf8(bytes, what) {
 
 function lastHeader(headers, name) {
   let found;
-  for (const [key, value] of headers) if (key === name) found = value;
+  for (let i = 0; i < headers.length; i++) if (headers[i][0] === name) found = headers[i][1];
   return found;
 }
 
@@ -531,6 +531,15 @@ export const state = {
   },
 };
 
+// [name, bytes] pairs as WIT headers. Indexed loops rather than
+// destructuring: the guest's SpiderMonkey has no JIT, and array
+// destructuring goes through the iterator protocol.
+function witHeaders(headers) {
+  const out = new Array(headers.length);
+  for (let i = 0; i < headers.length; i++) out[i] = { key: headers[i][0], value: headers[i][1] };
+  return out;
+}
+
 /** What a handler can do besides returning: emit records. One per call. */
 export class Context {
   constructor() {
@@ -547,7 +556,7 @@ export class Context {
         topic: r.topic,
         key: r.key,
         value: r.value,
-        headers: r.headers.map(([key, value]) => ({ key, value })),
+        headers: witHeaders(r.headers),
         partition: r.partition,
       });
     } catch (e) {
@@ -567,7 +576,9 @@ function toEvent(e) {
   event.timestampMs = e.timestampMs;
   event.key = e.key;
   event.value = e.value;
-  event.headers = e.headers.map((h) => [h.key, h.value]);
+  const headers = new Array(e.headers.length);
+  for (let i = 0; i < headers.length; i++) headers[i] = [e.headers[i].key, e.headers[i].value];
+  event.headers = headers;
   return event;
 }
 
@@ -602,7 +613,8 @@ function onEventOf(consumer) {
  * retry instead of being handled for nothing. */
 export function eachEvent(onEvent, ctx, events) {
   const results = [];
-  for (const event of events) {
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i];
     try {
       onEvent(ctx, event);
       results.push(undefined);

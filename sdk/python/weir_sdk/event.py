@@ -91,7 +91,14 @@ class Event:
 
     def forward_to(self, topic: str) -> "Record":
         """A record for ``topic`` with this event's key, value and headers."""
-        return Record(topic, key=self.key, value=self.value, headers=list(self.headers))
+        # The event's fields are already bytes: no conversion (Record.__init__).
+        record = Record.__new__(Record)
+        record.topic = topic
+        record._key = self.key
+        record._value = self.value
+        record.headers = list(self.headers)
+        record._partition = None
+        return record
 
     def __repr__(self) -> str:
         return (
