@@ -176,10 +176,13 @@ class Record:
         return self
 
     def _to_wit(self):
+        # Positional arguments, in the WIT's field order (topic, key, value,
+        # headers, partition; a header is key, value): cheaper calls.
+        header = _types.Header
         return _types.Outgoing(
-            topic=self.topic,
-            key=self._key,
-            value=self._value,
-            headers=[_types.Header(key=k, value=v) for k, v in self.headers],
-            partition=self._partition,
+            self.topic,
+            self._key,
+            self._value,
+            [header(k, v) for k, v in self.headers],
+            self._partition,
         )
