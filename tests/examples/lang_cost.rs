@@ -9,8 +9,11 @@
 //!
 //! ```sh
 //! scripts/build-guests.sh
-//! cargo run --release -p weir-tests --example lang_cost [ROUNDS]   # default 20
+//! cargo run --release -p weir-tests --example lang_cost [ROUNDS [MODULE...]]
 //! ```
+//!
+//! ROUNDS defaults to 20; MODULEs (names of components in `target/modules`,
+//! each emitting one record per event) replace the default list.
 //!
 //! A measurement, not a test: it prints figures and fails only if a call
 //! fails, emits the wrong number of records, or a batch build emits other
@@ -64,6 +67,12 @@ fn main() -> anyhow::Result<()> {
         Some(n) => n.parse().context("ROUNDS must be a number")?,
         None => 20,
     };
+    let names: Vec<String> = std::env::args().skip(2).collect();
+    let modules: Vec<&str> = if names.is_empty() {
+        MODULES.to_vec()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
     let dir = weir_tests::repo_root().join("target/modules");
     let events: Vec<Event> = (0..256)
         .map(|i| Event {
@@ -86,7 +95,7 @@ fn main() -> anyhow::Result<()> {
     );
     // Per module: the records of the warm-up round and the median per event.
     let mut measured: Vec<(&str, Vec<Output>, f64)> = Vec::new();
-    for name in MODULES {
+    for name in modules {
         let wasm = dir.join(format!("{name}.wasm"));
         let size = std::fs::metadata(&wasm)
             .with_context(|| format!("{}: run scripts/build-guests.sh first", wasm.display()))?
