@@ -666,7 +666,8 @@ export function exportConsumer(consumer) {
  * (never a trap). Records emitted for an event that is then rejected are
  * still produced (the host cannot tell which event emitted them): emit last,
  * once the event is known to be good. A retry discards everything the batch
- * emitted. */
+ * emitted. State writes follow the same rule: kept for a rejected event,
+ * discarded only when the batch is retried. */
 export function exportBatchConsumer(consumer) {
   const onBatch =
     typeof consumer?.onBatch === 'function'

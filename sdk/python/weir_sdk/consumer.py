@@ -40,7 +40,9 @@ class Consumer:
         Records emitted during a batch cannot be attributed to one event:
         the host produces all of them unless the batch is retried, also
         those emitted for an event that is then rejected. Emit last, once
-        the event is known to be good (as ``python-json-enrich`` does)."""
+        the event is known to be good (as ``python-json-enrich`` does).
+        State writes (:mod:`weir_sdk.state`) follow the same rule: kept for
+        a rejected event, discarded only when the batch is retried."""
         results: List[Optional[BaseException]] = []
         for event in events:
             try:
