@@ -8,6 +8,11 @@
 # An example is Python when its directory holds app.py (built with
 # componentize-py, helper sdk/python/weir_sdk), JavaScript when it holds
 # app.js (built with ComponentizeJS, helper sdk/js/weir.js copied next to it).
+# It is built for world `consumer` when the app defines the per-event export
+# (`Handler` in Python, `export const handler` in JavaScript) and for world
+# `batch-consumer` when it defines the batch one (`BatchHandler`,
+# `export const batchHandler`); an app defining both gives two components,
+# <name>.wasm and <name>-batch.wasm, with the same manifest.
 #
 # The tools are pinned and installed on first use, inside the repository:
 #   componentize-py  sdk/python/requirements-build.txt -> <repo>/.venv
@@ -106,49 +111,79 @@ shopt -s nullglob
 python_examples=("$sources"/*/app.py)
 js_examples=("$sources"/*/app.js)
 
+# exports APP WORLD: whether the app module defines the export of WORLD,
+# by the name componentize-py / ComponentizeJS look it up under.
+exports() {
+    local app="$1" world="$2"
+    case "$app:$world" in
+        *.py:consumer) grep -Eq '^(Handler[[:space:]]*=|class Handler\b)' "$app" ;;
+        *.py:batch-consumer) grep -Eq '^(BatchHandler[[:space:]]*=|class BatchHandler\b)' "$app" ;;
+        *.js:consumer) grep -Eq '^export (const|let|var|function) handler\b' "$app" ;;
+        *.js:batch-consumer) grep -Eq '^export (const|let|var|function) batchHandler\b' "$app" ;;
+        *) return 1 ;;
+    esac
+}
+
+# build_python DIR NAME WORLD: $work/NAME.wasm from DIR/app.py, unless current.
+build_python() {
+    local dir="$1" name="$2" world="$3" wasm="$work/$2.wasm" sum
+    sum="$(fingerprint "$dir"/*.py "$repo"/sdk/python/weir_sdk/*.py "$wit"/*.wit "$py_req" <(echo "$world"))"
+    [[ -f "$wasm" && "$(cat "$wasm.sum" 2>/dev/null)" == "$sum" ]] && return 0
+    echo "building $name (componentize-py, world $world)" >&2
+    (cd "$dir" && "$venv/bin/componentize-py" -d "$wit" -w "$world" componentize \
+        -p "$dir" -p "$repo/sdk/python" app -o "$wasm.tmp" >/dev/null) ||
+        { echo "error: $name: componentize-py failed (see above)" >&2; return 1; }
+    mv -f "$wasm.tmp" "$wasm"
+    # By rename: a target/ copied with hard links must not write through.
+    echo "$sum" >"$wasm.sum.tmp" && mv -f "$wasm.sum.tmp" "$wasm.sum"
+}
+
+# build_js DIR NAME WORLD: $work/NAME.wasm from DIR/app.js, unless current.
+build_js() {
+    local dir="$1" name="$2" world="$3" wasm="$work/$2.wasm" sum stage
+    sum="$(fingerprint "$dir"/*.js "$js_sdk/weir.js" "$wit"/*.wit "$js_sdk/package-lock.json" <(echo "$world"))"
+    [[ -f "$wasm" && "$(cat "$wasm.sum" 2>/dev/null)" == "$sum" ]] && return 0
+    echo "building $name (ComponentizeJS, world $world)" >&2
+    # ComponentizeJS resolves imports inside the source's directory only:
+    # stage the example with the helper beside it.
+    stage="$work/$name.src"
+    rm -rf "$stage" && mkdir -p "$stage"
+    cp "$dir"/*.js "$js_sdk/weir.js" "$stage/"
+    "$js_sdk/node_modules/.bin/componentize-js" "$stage/app.js" --wit "$wit" -n "$world" \
+        -d http fetch-event -o "$wasm.tmp" >/dev/null ||
+        { echo "error: $name: componentize-js failed (see above)" >&2; return 1; }
+    mv -f "$wasm.tmp" "$wasm"
+    # By rename: a target/ copied with hard links must not write through.
+    echo "$sum" >"$wasm.sum.tmp" && mv -f "$wasm.sum.tmp" "$wasm.sum"
+}
+
 status=0
-printf '%-20s %10s  %s\n' module bytes path
-for app in "${python_examples[@]}"; do
-    ensure_componentize_py
+printf '%-26s %10s  %s\n' module bytes path
+for app in "${python_examples[@]}" "${js_examples[@]}"; do
+    case "$app" in
+        *.py) ensure_componentize_py; lang=python ;;
+        *) ensure_componentize_js; lang=js ;;
+    esac
     dir="$(dirname "$app")"
     name="$(basename "$dir")"
     [[ -f "$dir/manifest.toml" ]] || { echo "error: $name: $dir/manifest.toml is missing" >&2; status=1; continue; }
-    wasm="$work/$name.wasm"
-    sum="$(fingerprint "$dir"/*.py "$repo"/sdk/python/weir_sdk/*.py "$wit"/*.wit "$py_req")"
-    if [[ ! -f "$wasm" || "$(cat "$wasm.sum" 2>/dev/null)" != "$sum" ]]; then
-        echo "building $name (componentize-py)" >&2
-        (cd "$dir" && "$venv/bin/componentize-py" -d "$wit" -w consumer componentize \
-            -p "$dir" -p "$repo/sdk/python" app -o "$wasm.tmp" >/dev/null) ||
-            { echo "error: $name: componentize-py failed (see above)" >&2; status=1; continue; }
-        mv -f "$wasm.tmp" "$wasm"
-        echo "$sum" >"$wasm.sum"
+    built=0
+    for world in consumer batch-consumer; do
+        exports "$app" "$world" || continue
+        module="$name"
+        # The batch build of an app that has both exports is the -batch twin.
+        if [[ "$world" == batch-consumer ]] && exports "$app" consumer; then
+            module="$name-batch"
+        fi
+        built=1
+        "build_$lang" "$dir" "$module" "$world" || { status=1; continue; }
+        install_file "$dir/manifest.toml" "$out/$module.toml"
+        install_file "$work/$module.wasm" "$out/$module.wasm"
+        printf '%-26s %10d  %s\n' "$module" "$(stat -c %s "$out/$module.wasm")" "$out/$module.wasm"
+    done
+    if [[ "$built" == 0 ]]; then
+        echo "error: $name: $app defines no export (Handler or BatchHandler in Python, export const handler or batchHandler in JavaScript)" >&2
+        status=1
     fi
-    install_file "$dir/manifest.toml" "$out/$name.toml"
-    install_file "$wasm" "$out/$name.wasm"
-    printf '%-20s %10d  %s\n' "$name" "$(stat -c %s "$out/$name.wasm")" "$out/$name.wasm"
-done
-for app in "${js_examples[@]}"; do
-    ensure_componentize_js
-    dir="$(dirname "$app")"
-    name="$(basename "$dir")"
-    [[ -f "$dir/manifest.toml" ]] || { echo "error: $name: $dir/manifest.toml is missing" >&2; status=1; continue; }
-    wasm="$work/$name.wasm"
-    sum="$(fingerprint "$dir"/*.js "$js_sdk/weir.js" "$wit"/*.wit "$js_sdk/package-lock.json")"
-    if [[ ! -f "$wasm" || "$(cat "$wasm.sum" 2>/dev/null)" != "$sum" ]]; then
-        echo "building $name (ComponentizeJS)" >&2
-        # ComponentizeJS resolves imports inside the source's directory only:
-        # stage the example with the helper beside it.
-        stage="$work/$name.src"
-        rm -rf "$stage" && mkdir -p "$stage"
-        cp "$dir"/*.js "$js_sdk/weir.js" "$stage/"
-        "$js_sdk/node_modules/.bin/componentize-js" "$stage/app.js" --wit "$wit" -n consumer \
-            -d http fetch-event -o "$wasm.tmp" >/dev/null ||
-            { echo "error: $name: componentize-js failed (see above)" >&2; status=1; continue; }
-        mv -f "$wasm.tmp" "$wasm"
-        echo "$sum" >"$wasm.sum"
-    fi
-    install_file "$dir/manifest.toml" "$out/$name.toml"
-    install_file "$wasm" "$out/$name.wasm"
-    printf '%-20s %10d  %s\n' "$name" "$(stat -c %s "$out/$name.wasm")" "$out/$name.wasm"
 done
 exit "$status"

@@ -11,8 +11,15 @@
 // Outputs are JSON-equal to the Rust example's: JavaScript numbers do not
 // keep the integer/float distinction, so where Rust writes `10.0` this
 // writes `10` (and integers beyond 2^53 lose precision).
+//
+// The app exports both `handler` (world `consumer`, one call per event) and
+// `batchHandler` (world `batch-consumer`, one call per batch, the same
+// function run for each event). scripts/build-polyglot.sh builds one
+// component for each: `js-json-enrich` and `js-json-enrich-batch`. An event
+// is rejected before anything is emitted for it, so both give the same
+// outputs.
 
-import { exportConsumer, Reject, config } from './weir.js'; // sdk/js/weir.js, copied in by the build
+import { exportBatchConsumer, exportConsumer, Reject, config } from './weir.js'; // sdk/js/weir.js, copied in by the build
 
 const OUTPUT = 'orders-enriched';
 
@@ -28,7 +35,7 @@ function total(order) {
   return Number.isFinite(product) ? product : undefined;
 }
 
-export const handler = exportConsumer((ctx, event) => {
+function enrich(ctx, event) {
   const record = event.forwardTo(config.getOr('output', OUTPUT)).header('weir-enriched-by', 'json-enrich');
   if (!event.isTombstone()) {
     const order = event.valueJson();
@@ -39,4 +46,7 @@ export const handler = exportConsumer((ctx, event) => {
     record.json(order);
   }
   ctx.emit(record);
-});
+}
+
+export const handler = exportConsumer(enrich);
+export const batchHandler = exportBatchConsumer(enrich);

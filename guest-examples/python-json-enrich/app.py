@@ -8,7 +8,14 @@ both numbers, "total": their product (an integer when both are integers and
 it fits in 64 bits, a float otherwise). A tombstone is forwarded as a
 tombstone; any other value that is not a JSON object is rejected. Config
 `output` overrides the output topic. Outputs are byte-for-byte those of the
-Rust example (weir_sdk.json writes JSON the way serde_json does)."""
+Rust example (weir_sdk.json writes JSON the way serde_json does).
+
+The app defines both exports: `Handler` (world `consumer`, one call per
+event) and `BatchHandler` (world `batch-consumer`, one call per batch, the
+same `on_event` run for each event). scripts/build-polyglot.sh builds one
+component for each: `python-json-enrich` and `python-json-enrich-batch`.
+An event is rejected before anything is emitted for it, so both give the
+same outputs."""
 
 import math
 
@@ -58,3 +65,4 @@ class JsonEnrich(weir_sdk.Consumer):
 
 
 Handler = weir_sdk.export(JsonEnrich)
+BatchHandler = weir_sdk.export_batch(JsonEnrich)

@@ -19,6 +19,13 @@
 // state per input partition is `state` (get/set/setWithTtl/delete/scan/
 // scanPrefix/getJson/setJson); its writes are discarded with the emitted
 // records when the handler throws, and a refused write throws StateError.
+//
+// Batch mode (world `batch-consumer`, built with `componentize-js -n
+// batch-consumer`): `export const batchHandler = exportBatchConsumer(...)`
+// with the same handler makes one component call per batch of events (up to
+// `limits.max-batch`) instead of one per event, and answers one disposition
+// per event. A retry then retries the whole batch, and records emitted for
+// an event that is rejected are still produced (see exportBatchConsumer).
 
 import { log as hostLog } from 'weir:consumer/log@0.2.0';
 import { get as hostGet, getAll as hostGetAll } from 'weir:consumer/config@0.2.0';
@@ -120,7 +127,7 @@ function utf8(bytes, what) {
 
 function lastHeader(headers, name) {
   let found;
-  for (const [key, value] of headers) if (key === name) found = value;
+  for (let i = 0; i < headers.length; i++) if (headers[i][0] === name) found = headers[i][1];
   return found;
 }
 
@@ -130,7 +137,12 @@ function lastHeader(headers, name) {
 // shortest digits that read back to the same value, scientific below 1e-5
 // and from 1e16 up, e.g. 0.00001, 2.5, 1.5e-7, 1e+16.
 function formatFloat(x) {
-  const [mantissa, exp] = Math.abs(x).toExponential().split('e');
+  const abs = Math.abs(x);
+  // JavaScript writes the same shortest digits, positionally from 1e-7 up
+  // to below 1e21: where both are positional (and the number is not
+  // integral, which serde_json writes with `.0`), the texts are the same.
+  if (abs >= 1e-5 && abs < 1e16 && !Number.isInteger(x)) return String(x);
+  const [mantissa, exp] = abs.toExponential().split('e');
   const digits = mantissa.replace('.', '');
   const point = Number(exp) + 1; // position of the decimal point
   const sign = x < 0 || Object.is(x, -0) ? '-' : '';
@@ -146,39 +158,49 @@ function formatFloat(x) {
   return sign + out;
 }
 
-// `what` names the value in the Reject thrown for what JSON cannot hold.
-function writeJson(value, out, what) {
-  if (value === null || value === undefined) out.push('null');
-  else if (typeof value === 'boolean') out.push(value ? 'true' : 'false');
-  else if (typeof value === 'bigint') out.push(value.toString());
-  else if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new Reject(`cannot serialise the ${what}: ${value} is not valid JSON`);
-    out.push(Number.isSafeInteger(value) ? String(value) : formatFloat(value));
-  } else if (typeof value === 'string') out.push(JSON.stringify(value));
-  else if (Array.isArray(value)) {
-    out.push('[');
-    value.forEach((item, i) => {
-      if (i) out.push(',');
-      writeJson(item, out, what);
-    });
-    out.push(']');
-  } else if (typeof value === 'object') {
-    out.push('{');
-    Object.keys(value)
-      .sort((a, b) => compareUtf8(a, b))
-      .forEach((key, i) => {
-        if (i) out.push(',');
-        out.push(JSON.stringify(key), ':');
-        writeJson(value[key], out, what);
-      });
-    out.push('}');
-  } else throw new Reject(`cannot serialise the ${what}: ${typeof value} is not JSON`);
+// `value` as JSON text; `what` names the value in the Reject thrown for
+// what JSON cannot hold. Plain loops and string concatenation: the guest's
+// SpiderMonkey has no JIT, and closures per item cost.
+function writeJson(value, what) {
+  if (value === null || value === undefined) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'bigint':
+      return value.toString();
+    case 'number':
+      if (!Number.isFinite(value)) throw new Reject(`cannot serialise the ${what}: ${value} is not valid JSON`);
+      return Number.isSafeInteger(value) ? String(value) : formatFloat(value);
+    case 'string':
+      return JSON.stringify(value);
+    case 'object':
+      break;
+    default:
+      throw new Reject(`cannot serialise the ${what}: ${typeof value} is not JSON`);
+  }
+  let out;
+  if (Array.isArray(value)) {
+    out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i) out += ',';
+      out += writeJson(value[i], what);
+    }
+    return out + ']';
+  }
+  const keys = Object.keys(value);
+  // The default sort is UTF-16 code-unit order, the same as UTF-8 byte
+  // order unless a surrogate is involved (see compareUtf8).
+  keys.sort(SURROGATE.test(keys.join('')) ? compareUtf8 : undefined);
+  out = '{';
+  for (let i = 0; i < keys.length; i++) {
+    if (i) out += ',';
+    out += JSON.stringify(keys[i]) + ':' + writeJson(value[keys[i]], what);
+  }
+  return out + '}';
 }
 
 function stringifyJson(value, what) {
-  const out = [];
-  writeJson(value, out, what);
-  return out.join('');
+  return writeJson(value, what);
 }
 
 // Byte order of the UTF-8 encodings, as Rust sorts `String` keys. UTF-16
@@ -342,11 +364,26 @@ export class Record {
 
 // ------------------------------------------------------- config, log, emit --
 
+// Values read during the current handler call: a batch calls the same
+// handler for many events, and each host call crosses out of the component.
+// Emptied when a call starts (the exports do it), so a new version of the
+// manifest is always read afresh.
+const configCache = new Map();
+
+function configGet(key) {
+  let value = configCache.get(key);
+  if (value === undefined && !configCache.has(key)) {
+    value = hostGet(key) ?? undefined;
+    configCache.set(key, value);
+  }
+  return value;
+}
+
 /** Read-only access to the manifest's `[config]` table. */
 export const config = {
   /** The value for `key`, or undefined. */
   get(key) {
-    return hostGet(key) ?? undefined;
+    return configGet(key);
   },
   /** Every [key, value] pair, sorted by key. */
   all() {
@@ -354,12 +391,12 @@ export const config = {
   },
   /** The value for `key`, or `fallback` when it is not set. */
   getOr(key, fallback) {
-    return hostGet(key) ?? fallback;
+    return configGet(key) ?? fallback;
   },
   /** The value for `key`; a missing key rejects the event, naming it. */
   require(key) {
-    const value = hostGet(key);
-    if (value === undefined || value === null) throw new Reject(`config key \`${key}\` is not set`);
+    const value = configGet(key);
+    if (value === undefined) throw new Reject(`config key \`${key}\` is not set`);
     return value;
   },
 };
@@ -494,6 +531,15 @@ export const state = {
   },
 };
 
+// [name, bytes] pairs as WIT headers. Indexed loops rather than
+// destructuring: the guest's SpiderMonkey has no JIT, and array
+// destructuring goes through the iterator protocol.
+function witHeaders(headers) {
+  const out = new Array(headers.length);
+  for (let i = 0; i < headers.length; i++) out[i] = { key: headers[i][0], value: headers[i][1] };
+  return out;
+}
+
 /** What a handler can do besides returning: emit records. One per call. */
 export class Context {
   constructor() {
@@ -510,7 +556,7 @@ export class Context {
         topic: r.topic,
         key: r.key,
         value: r.value,
-        headers: r.headers.map(([key, value]) => ({ key, value })),
+        headers: witHeaders(r.headers),
         partition: r.partition,
       });
     } catch (e) {
@@ -530,28 +576,116 @@ function toEvent(e) {
   event.timestampMs = e.timestampMs;
   event.key = e.key;
   event.value = e.value;
-  event.headers = e.headers.map((h) => [h.key, h.value]);
+  const headers = new Array(e.headers.length);
+  for (let i = 0; i < headers.length; i++) headers[i] = [e.headers[i].key, e.headers[i].value];
+  event.headers = headers;
   return event;
 }
 
-/** The `handler` export for a consumer: a function `(ctx, event) => void`
- * or an object with an `onEvent(ctx, event)` method. Write
+// The WIT disposition for one result: undefined is `ok`; a Retry retries,
+// a Reject rejects with its message, and anything else thrown rejects with
+// `"<Name>: <message>"` after its stack is logged at WARN.
+const OK = Object.freeze({ tag: 'ok' });
+function disposition(error) {
+  if (error === undefined) return OK;
+  if (error instanceof Retry) return { tag: 'retry', val: error.message };
+  if (error instanceof Reject) return { tag: 'reject', val: error.message };
+  log.warn(String(error?.stack ?? error));
+  return { tag: 'reject', val: error instanceof Error ? `${error.name}: ${error.message}` : String(error) };
+}
+
+// An error thrown by a handler as the value it stands for: `undefined`
+// (thrown as such) would read as `ok`, so it becomes an Error.
+const thrown = (e) => (e === undefined ? new Error('undefined was thrown') : e);
+
+// The consumer's `onEvent(ctx, event)`: the function itself, or the method.
+function onEventOf(consumer) {
+  if (typeof consumer === 'function') return consumer;
+  if (consumer && typeof consumer.onEvent === 'function') return consumer.onEvent.bind(consumer);
+  throw new TypeError('a consumer is a function (ctx, event) => void or an object with onEvent(ctx, event)');
+}
+
+/** The default batch behaviour, as the Rust SDK's `Consumer::on_batch`:
+ * `onEvent(ctx, event)` for each event with the same `ctx`, one result per
+ * event (`undefined` for ok, else what was thrown), stopping at the first
+ * retry: a retry makes the host discard everything emitted during the call
+ * and redeliver the whole batch, so the events after it are answered with a
+ * retry instead of being handled for nothing. */
+export function eachEvent(onEvent, ctx, events) {
+  const results = [];
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i];
+    try {
+      onEvent(ctx, event);
+      results.push(undefined);
+    } catch (e) {
+      results.push(thrown(e));
+      if (e instanceof Retry) {
+        const reason = `batch will be retried: offset ${event.offset} asked for a retry`;
+        while (results.length < events.length) results.push(new Retry(reason));
+        break;
+      }
+    }
+  }
+  return results;
+}
+
+/** The `handler` export for a consumer (world `consumer`, one call per
+ * event): a function `(ctx, event) => void` or an object with an
+ * `onEvent(ctx, event)` method. Write
  * `export const handler = exportConsumer(myConsumer);` in the app module.
  * An error other than Retry/Reject rejects the event with
  * `"<Name>: <message>"` and logs its stack at WARN; it never traps. */
 export function exportConsumer(consumer) {
-  const onEvent = typeof consumer === 'function' ? consumer : consumer.onEvent.bind(consumer);
+  const onEvent = onEventOf(consumer);
   return {
     handle(event) {
+      configCache.clear();
       try {
         onEvent(new Context(), toEvent(event));
       } catch (e) {
-        if (e instanceof Retry) return { tag: 'retry', val: e.message };
-        if (e instanceof Reject) return { tag: 'reject', val: e.message };
-        log.warn(String(e?.stack ?? e));
-        return { tag: 'reject', val: e instanceof Error ? `${e.name}: ${e.message}` : String(e) };
+        return disposition(thrown(e));
       }
-      return { tag: 'ok' };
+      return OK;
+    },
+  };
+}
+
+/** The `batchHandler` export for a consumer (world `batch-consumer`, one
+ * call per batch of up to `limits.max-batch` events of one partition):
+ * the same function or object as for `exportConsumer`. Write
+ * `export const batchHandler = exportBatchConsumer(myConsumer);` and build
+ * with `componentize-js -n batch-consumer`.
+ *
+ * Each call runs the object's `onBatch(ctx, events)` when it has one (it
+ * returns one result per event: `undefined` for ok, or the Retry, Reject or
+ * other error that decides the event), otherwise `onEvent` for each event
+ * as `eachEvent` does, with one Context for the batch. An error thrown for
+ * one event becomes that event's disposition without failing the others;
+ * an error escaping `onBatch` decides every event of the batch the same way
+ * (never a trap). Records emitted for an event that is then rejected are
+ * still produced (the host cannot tell which event emitted them): emit last,
+ * once the event is known to be good. A retry discards everything the batch
+ * emitted. State writes follow the same rule: kept for a rejected event,
+ * discarded only when the batch is retried. */
+export function exportBatchConsumer(consumer) {
+  const onBatch =
+    typeof consumer?.onBatch === 'function'
+      ? consumer.onBatch.bind(consumer)
+      : ((onEvent) => (ctx, events) => eachEvent(onEvent, ctx, events))(onEventOf(consumer));
+  return {
+    handleBatch(events) {
+      configCache.clear();
+      let results;
+      try {
+        results = onBatch(new Context(), events.map(toEvent));
+      } catch (e) {
+        const verdict = disposition(thrown(e));
+        return events.map(() => verdict);
+      }
+      // A result of another length fails the whole batch in the host, which
+      // says so; it is passed on as it is.
+      return results.map(disposition);
     },
   };
 }

@@ -10,6 +10,8 @@ import { exportConsumer, Reject, config, log } from './weir.js';
 const OUTPUT = '{{name}}-out';
 
 // ComponentizeJS exports the `handler` binding as weir:consumer/handler.
+// Batch mode (one call per batch): `export const batchHandler =
+// exportBatchConsumer(...)` instead, built with `npm run build:batch`.
 export const handler = exportConsumer((ctx, event) => {
   // A value that does not parse rejects the event with the parser's message.
   const obj = event.valueJson();

@@ -24,4 +24,6 @@ class Module(weir_sdk.Consumer):
 
 
 # componentize-py exports the class named `Handler` of the app module.
+# Batch mode (one call per batch): `BatchHandler = weir_sdk.export_batch(Module)`
+# instead, built with `-w batch-consumer` (see README.md).
 Handler = weir_sdk.export(Module)

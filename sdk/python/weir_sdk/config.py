@@ -9,9 +9,24 @@ from ._host import config as _host
 from .errors import Reject
 
 
+# Values read during the current handler call: a batch calls the same
+# handler for many events, and each host call crosses out of the component.
+# Emptied when a call starts (the SDK's exports do it), so a new version of
+# the manifest is always read afresh.
+_cache: dict = {}
+
+
+def _begin_call() -> None:
+    _cache.clear()
+
+
 def get(key: str) -> Optional[str]:
     """The value for ``key``, or ``None`` if the manifest does not set it."""
-    return _host.get(key)
+    try:
+        return _cache[key]
+    except KeyError:
+        value = _cache[key] = _host.get(key)
+        return value
 
 
 def all() -> List[Tuple[str, str]]:  # noqa: A001 - mirrors the Rust SDK's name

@@ -91,7 +91,14 @@ class Event:
 
     def forward_to(self, topic: str) -> "Record":
         """A record for ``topic`` with this event's key, value and headers."""
-        return Record(topic, key=self.key, value=self.value, headers=list(self.headers))
+        # The event's fields are already bytes: no conversion (Record.__init__).
+        record = Record.__new__(Record)
+        record.topic = topic
+        record._key = self.key
+        record._value = self.value
+        record.headers = list(self.headers)
+        record._partition = None
+        return record
 
     def __repr__(self) -> str:
         return (
@@ -169,10 +176,13 @@ class Record:
         return self
 
     def _to_wit(self):
+        # Positional arguments, in the WIT's field order (topic, key, value,
+        # headers, partition; a header is key, value): cheaper calls.
+        header = _types.Header
         return _types.Outgoing(
-            topic=self.topic,
-            key=self._key,
-            value=self._value,
-            headers=[_types.Header(key=k, value=v) for k, v in self.headers],
-            partition=self._partition,
+            self.topic,
+            self._key,
+            self._value,
+            [header(k, v) for k, v in self.headers],
+            self._partition,
         )

@@ -12,6 +12,7 @@ serde_json does. Known difference: serde_json refuses nesting deeper than
 import json as _json
 import math
 from decimal import Decimal
+from json.encoder import encode_basestring as _string  # C speed-up, as dumps(s, ensure_ascii=False)
 from typing import Any
 
 _I64_MIN = -(1 << 63)
@@ -38,13 +39,17 @@ def _constant(name: str):
     raise JsonError(f"`{name}` is not valid JSON")
 
 
+# One decoder for every call (``json.loads`` with hooks builds a new one).
+_decoder = _json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
+
+
 def loads(data) -> Any:
     """Parses ``data`` (bytes in UTF-8, or str) as JSON."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         data = bytes(data).decode("utf-8")
-    return _json.loads(
-        data, parse_int=_int, parse_float=_float, parse_constant=_constant
-    )
+    elif not isinstance(data, str):
+        raise TypeError(f"expected bytes or str, not {type(data).__name__}")
+    return _decoder.decode(data)
 
 
 def format_float(value: float) -> str:
@@ -53,6 +58,11 @@ def format_float(value: float) -> str:
     not finite (JSON has no NaN or infinity)."""
     if not math.isfinite(value):
         raise JsonError(f"{value} cannot be written as JSON")
+    text = repr(value)
+    if "e" not in text:
+        # Python writes the shortest round-trip digits too, positionally
+        # from 1e-4 up to below 1e16: the same text as serde_json there.
+        return text
     sign, digits, exponent = Decimal(repr(value)).as_tuple()
     digits = list(digits)
     while len(digits) > 1 and digits[-1] == 0:
@@ -88,7 +98,7 @@ def _write(value: Any, out: list) -> None:
     elif isinstance(value, float):
         out.append(format_float(value))
     elif isinstance(value, str):
-        out.append(_json.dumps(value, ensure_ascii=False))
+        out.append(_string(value))
     elif isinstance(value, dict):
         out.append("{")
         for i, key in enumerate(sorted(value)):
@@ -96,7 +106,7 @@ def _write(value: Any, out: list) -> None:
                 raise JsonError(f"object key {key!r} is not a string")
             if i:
                 out.append(",")
-            out.append(_json.dumps(key, ensure_ascii=False))
+            out.append(_string(key))
             out.append(":")
             _write(value[key], out)
         out.append("}")
@@ -111,8 +121,47 @@ def _write(value: Any, out: list) -> None:
         raise JsonError(f"{type(value).__name__} cannot be written as JSON")
 
 
+# json's C encoder writes the same text as serde_json for strings, integers
+# and most floats: dumps uses it for an object or array of such scalars
+# (the common case, a flat record), and the writer above for anything else.
+_c_encoder = _json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")
+).encode
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _flat(value: Any) -> bool:
+    """An object with string keys, or an array, whose items are scalars of
+    exactly the built-in types (no subclasses, no nesting)."""
+    kind = type(value)
+    if kind is dict:
+        scalars = _SCALARS
+        for key, item in value.items():
+            if type(key) is not str or type(item) not in scalars:
+                return False
+        return True
+    if kind is list:
+        scalars = _SCALARS
+        for item in value:
+            if type(item) not in scalars:
+                return False
+        return True
+    return False
+
+
 def dumps(value: Any) -> str:
     """``value`` as compact JSON text, written like serde_json."""
+    if _flat(value):
+        try:
+            text = _c_encoder(value)
+        except ValueError:  # NaN or infinity: the writer says which
+            text = None
+        # Python writes 1e-05 and 1.5e-07 where serde_json writes 0.00001
+        # and 1.5e-7 (negative exponents under 10); every other float repr
+        # is serde_json's text. "e-0" may also be inside a string: then the
+        # writer merely redoes the work.
+        if text is not None and "e-0" not in text:
+            return text
     out: list = []
     _write(value, out)
     return "".join(out)

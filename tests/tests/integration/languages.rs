@@ -3,6 +3,9 @@
 //! back from the broker: outputs, tombstones and rejections (through the
 //! dead-letter topic).
 //!
+//! The batch builds of the twins (`-batch`, world `batch-consumer`) give
+//! the per-event builds' outputs and rejections.
+//!
 //! Python: byte-identical values (its helper writes JSON as serde_json
 //! does). JavaScript: JSON-equal values with numbers compared as `f64`
 //! (JavaScript numbers drop the integer/float distinction: Rust writes
@@ -169,6 +172,118 @@ async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
                 message.starts_with(reason),
                 "{lang} {case}: reason {message:?} should start with {reason:?}"
             );
+        }
+    }
+}
+
+/// The batch builds (`handle-batch`, many events per call) of the Python
+/// and JavaScript twins emit exactly what the per-event builds emit, and
+/// reject the same events with the same reasons, on enough events that the
+/// batches hold good events around rejected ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_builds_of_the_twins_match_the_per_event_ones_on_the_broker() {
+    const MODULES: [&str; 4] = [
+        "python-json-enrich",
+        "python-json-enrich-batch",
+        "js-json-enrich",
+        "js-json-enrich-batch",
+    ];
+    init_logging();
+    let input = unique("lang-batch-orders");
+    broker().create_topic(&input).await;
+    let modules = ModulesDir::new();
+    let mut topics = BTreeMap::new();
+    for module in MODULES {
+        let t = Topics::named(module);
+        broker().create_topic(&t.output).await;
+        t.create_dlq().await;
+        let manifest = Manifest::pipe(&input, &t.output, &t.group)
+            .dead_letters(&t.dlq)
+            .config("region", "eu-west");
+        modules.add(module, module, manifest);
+        topics.insert(module, t);
+    }
+    // The cases, then 120 orders with every 7th one not an object: all in
+    // the topic before weir starts, so calls take up to max-batch events.
+    let mut records: Vec<Send> = cases()
+        .into_iter()
+        .map(|(case, value)| Send {
+            key: Some(case.into()),
+            value: value.map(Into::into),
+            ..Send::default()
+        })
+        .collect();
+    let mut rejected = REJECTED.len();
+    for i in 0..120 {
+        let value = if i % 7 == 3 {
+            rejected += 1;
+            format!("[{i}]")
+        } else {
+            format!(r#"{{"id":{i},"price":{}.25,"quantity":{}}}"#, i % 10, i % 4)
+        };
+        records.push(Send {
+            key: Some(format!("order-{i:03}").into_bytes()),
+            value: Some(value.into_bytes()),
+            ..Send::default()
+        });
+    }
+    let emitted = records.len() - rejected;
+    produce(&input, &records).await;
+    let weir = Weir::start(modules.path(), &[]);
+    let mut outputs = BTreeMap::new();
+    let mut dead = BTreeMap::new();
+    for (module, t) in &topics {
+        // A bound for compiling the components on a busy machine.
+        let out = consume(
+            &t.output,
+            emitted,
+            Duration::from_secs(300),
+            Duration::from_secs(2),
+        )
+        .await;
+        let dlq = consume(
+            &t.dlq,
+            rejected,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .await;
+        outputs.insert(*module, by_key(module, out));
+        dead.insert(*module, by_key(module, dlq));
+    }
+    weir.stop().await.unwrap();
+
+    for single in ["python-json-enrich", "js-json-enrich"] {
+        let batch = format!("{single}-batch");
+        let (want, got) = (&outputs[single], &outputs[batch.as_str()]);
+        assert_eq!(want.len(), emitted, "{single}: outputs");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{batch}: the same events produce outputs"
+        );
+        for (key, w) in want {
+            let g = &got[key];
+            assert_eq!(g.headers, w.headers, "{batch} {key}: headers");
+            assert_eq!(g.value, w.value, "{batch} {key}: value, byte for byte");
+        }
+        // Not vacuous: an order's output is the enriched object.
+        assert!(
+            want["order-005"].text().contains(r#""region":"eu-west""#),
+            "{single}: {}",
+            want["order-005"].text()
+        );
+        let (want, got) = (&dead[single], &dead[batch.as_str()]);
+        assert_eq!(want.len(), rejected, "{single}: dead letters");
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{batch}: the same events rejected"
+        );
+        for (key, w) in want {
+            let reason = |r: &Received| r.header("weir.error.message");
+            assert_eq!(reason(&got[key]), reason(w), "{batch} {key}: reason");
+            assert_eq!(got[key].value, w.value, "{batch} {key}: original value");
         }
     }
 }
