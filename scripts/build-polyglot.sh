@@ -12,7 +12,9 @@
 # (`Handler` in Python, `export const handler` in JavaScript) and for world
 # `batch-consumer` when it defines the batch one (`BatchHandler`,
 # `export const batchHandler`); an app defining both gives two components,
-# <name>.wasm and <name>-batch.wasm, with the same manifest.
+# <name>.wasm and <name>-batch.wasm, with the same manifest; the -batch twin
+# goes to OUT_DIR-batch (e.g. target/modules-batch), out of the folder weir
+# dev loads.
 #
 # The tools are pinned and installed on first use, inside the repository:
 #   componentize-py  sdk/python/requirements-build.txt -> <repo>/.venv
@@ -177,9 +179,17 @@ for app in "${python_examples[@]}" "${js_examples[@]}"; do
         fi
         built=1
         "build_$lang" "$dir" "$module" "$world" || { status=1; continue; }
-        install_file "$dir/manifest.toml" "$out/$module.toml"
-        install_file "$work/$module.wasm" "$out/$module.wasm"
-        printf '%-26s %10d  %s\n' "$module" "$(stat -c %s "$out/$module.wasm")" "$out/$module.wasm"
+        # A -batch twin goes to <out>-batch: a folder weir loads (the demo's)
+        # must not run both twins, which write the same topics.
+        dest="$out"
+        if [[ "$module" != "$name" ]]; then
+            dest="$out-batch"
+            mkdir -p "$dest"
+            rm -f "$out/$module.wasm" "$out/$module.toml"
+        fi
+        install_file "$dir/manifest.toml" "$dest/$module.toml"
+        install_file "$work/$module.wasm" "$dest/$module.wasm"
+        printf '%-26s %10d  %s\n' "$module" "$(stat -c %s "$dest/$module.wasm")" "$dest/$module.wasm"
     done
     if [[ "$built" == 0 ]]; then
         echo "error: $name: $app defines no export (Handler or BatchHandler in Python, export const handler or batchHandler in JavaScript)" >&2

@@ -13,6 +13,7 @@
 //! ```
 //!
 //! ROUNDS defaults to 20; MODULEs (names of components in `target/modules`,
+//! `-batch` ones in `target/modules-batch`,
 //! each emitting one record per event) replace the default list.
 //!
 //! A measurement, not a test: it prints figures and fails only if a call
@@ -96,7 +97,12 @@ fn main() -> anyhow::Result<()> {
     // Per module: the records of the warm-up round and the median per event.
     let mut measured: Vec<(&str, Vec<Output>, f64)> = Vec::new();
     for name in modules {
-        let wasm = dir.join(format!("{name}.wasm"));
+        let wasm = if name.ends_with("-batch") {
+            dir.with_file_name("modules-batch")
+                .join(format!("{name}.wasm"))
+        } else {
+            dir.join(format!("{name}.wasm"))
+        };
         let size = std::fs::metadata(&wasm)
             .with_context(|| format!("{}: run scripts/build-guests.sh first", wasm.display()))?
             .len();

@@ -7,11 +7,16 @@ use sha2::{Digest, Sha256};
 
 use crate::repo_root;
 
-/// A component built by `scripts/build-guests.sh`, e.g. `json-enrich`.
+/// A component built by `scripts/build-guests.sh`, e.g. `json-enrich`. The
+/// batch builds of the Python and JavaScript twins (`<name>-batch`) are in
+/// the folder beside it with `-batch` appended (`target/modules-batch`).
 pub fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WEIR_TEST_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/modules"));
+    let mut dir = std::env::var_os("WEIR_TEST_MODULES")
+        .unwrap_or_else(|| repo_root().join("target/modules").into_os_string());
+    if name.ends_with("-batch") {
+        dir.push("-batch");
+    }
+    let dir = PathBuf::from(dir);
     let path = dir.join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
