@@ -347,6 +347,10 @@ impl Supervisor {
 
         let mut failures = Vec::new();
         for path in files {
+            if self.cancel.is_cancelled() {
+                // Shutting down: the rest would only be compiled to stop.
+                break;
+            }
             let name = module_name(&path);
             if let Err(err) = self.apply(&name, &path).await {
                 let was_running = self
