@@ -133,7 +133,10 @@ impl Invoker {
         // Start code has the module's time limit too, on the wall clock.
         self.store.set_epoch_deadline(1);
         let timeout = self.module.manifest.limits.timeout;
-        self.store.data_mut().clock.start(timeout);
+        self.store
+            .data_mut()
+            .clock
+            .start(timeout, std::time::Instant::now());
         let name = &self.module.name;
         let failed =
             |e: wasmtime::Error| anyhow::anyhow!("failed to instantiate module `{name}`: {e:#}");
@@ -294,10 +297,11 @@ impl GuestCall<'_> {
         event: Option<&Event>,
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> wasmtime::Result<T> {
-        if let Some(event) = event {
-            begin(self.store, self.timeout, event);
-        }
+        // One clock read: the call's time limit and its duration metric.
         let started = std::time::Instant::now();
+        if let Some(event) = event {
+            begin(self.store, self.timeout, event, started);
+        }
         let outcome = call(self.store);
         if let Some(m) = self.metrics {
             m.call_duration(started.elapsed());
@@ -323,10 +327,15 @@ impl GuestCall<'_> {
 
 /// Starts the call's clock and resets per-call state before calling the
 /// guest.
-fn begin(store: &mut Store<HostState>, timeout: std::time::Duration, event: &Event) {
+fn begin(
+    store: &mut Store<HostState>,
+    timeout: std::time::Duration,
+    event: &Event,
+    now: std::time::Instant,
+) {
     store.set_epoch_deadline(1);
     let state = store.data_mut();
-    state.clock.start(timeout);
+    state.clock.start(timeout, now);
     state.emitted.clear();
     state.emitted_bytes = 0;
     // The topic rarely changes between calls: reuse its allocation.

@@ -273,11 +273,12 @@ impl CallClock {
         self.slot.take()
     }
 
-    /// Starts timing one handler call (an event, or a batch) against `limit`.
-    pub fn start(&mut self, limit: Duration) {
+    /// Starts timing one handler call (an event, or a batch) against
+    /// `limit`, from `now`.
+    pub fn start(&mut self, limit: Duration, now: Instant) {
         self.limit = limit;
         self.ran = Duration::ZERO;
-        self.since = Instant::now();
+        self.since = now;
     }
 
     /// At a slice boundary: adds the time run since the last one, yields
@@ -337,7 +338,7 @@ mod tests {
         let slot = runtime.block_on(spinner.acquire());
         let mut clock = CallClock::default();
         clock.hold(Some(slot));
-        clock.start(Duration::from_secs(60));
+        clock.start(Duration::from_secs(60), Instant::now());
         // The polite module's call waits for the only slot.
         let waiter = runtime.spawn(async move {
             let slot = polite.acquire().await;
@@ -354,7 +355,7 @@ mod tests {
         assert!(waited >= Duration::from_millis(30), "{waited:?}");
         runtime.block_on(waiter).unwrap();
         // Time spent waiting is not counted against the limit.
-        clock.start(Duration::from_millis(20));
+        clock.start(Duration::from_millis(20), Instant::now());
         std::thread::sleep(Duration::from_millis(5));
         assert!(!clock.tick());
         std::thread::sleep(Duration::from_millis(20));
@@ -373,7 +374,7 @@ mod tests {
         let share = CallSlots::new(2).share();
         let mut clock = CallClock::default();
         clock.hold(Some(runtime.block_on(share.acquire())));
-        clock.start(Duration::from_secs(60));
+        clock.start(Duration::from_secs(60), Instant::now());
         let sibling = share.clone();
         let waiter = runtime.spawn(async move {
             let slot = sibling.acquire().await;

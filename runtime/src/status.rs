@@ -149,17 +149,8 @@ impl StatusBoard {
     /// Records (or, with `None`, clears) why a partition of `module` cannot
     /// proceed.
     pub fn problem(&self, module: &str, partition: &str, why: Option<String>) {
-        let mut modules = lock(&self.modules);
-        let Some(m) = modules.get_mut(module) else {
-            return;
-        };
-        match why {
-            Some(why) => {
-                m.stalled.insert(partition.to_owned(), why);
-            }
-            None => {
-                m.stalled.remove(partition);
-            }
+        if let Some(m) = lock(&self.modules).get_mut(module) {
+            set_or_clear(&mut m.stalled, partition, why);
         }
     }
 
@@ -167,17 +158,8 @@ impl StatusBoard {
     /// partition of `module` (shown under `stalled` with the pipeline's
     /// reports; see [`ModuleStatus::fetch_stalled`]).
     pub fn fetch_problem(&self, module: &str, partition: &str, why: Option<String>) {
-        let mut modules = lock(&self.modules);
-        let Some(m) = modules.get_mut(module) else {
-            return;
-        };
-        match why {
-            Some(why) => {
-                m.fetch_stalled.insert(partition.to_owned(), why);
-            }
-            None => {
-                m.fetch_stalled.remove(partition);
-            }
+        if let Some(m) = lock(&self.modules).get_mut(module) {
+            set_or_clear(&mut m.fetch_stalled, partition, why);
         }
     }
 
@@ -229,6 +211,18 @@ impl StatusBoard {
                 m
             })
             .collect()
+    }
+}
+
+/// Sets `partition`'s entry of `stalled` to `why`, or removes it.
+fn set_or_clear(stalled: &mut BTreeMap<String, String>, partition: &str, why: Option<String>) {
+    match why {
+        Some(why) => {
+            stalled.insert(partition.to_owned(), why);
+        }
+        None => {
+            stalled.remove(partition);
+        }
     }
 }
 

@@ -311,14 +311,14 @@ impl HostState {
         {
             return Err(EmitError::InvalidPartition(p));
         }
-        if crate::pipeline::failure::record_size(&record) > limits.max_record_bytes as usize {
+        let size = crate::pipeline::failure::record_size(&record);
+        if size > limits.max_record_bytes as usize {
             return Err(EmitError::TooLarge(limits.max_record_bytes));
         }
         if self.emitted.len() >= limits.max_emits as usize {
             return Err(EmitError::TooMany(limits.max_emits));
         }
-        let size = crate::pipeline::failure::record_size(&record) as u64;
-        self.charge(size)
+        self.charge(size as u64)
             .map_err(|()| EmitError::TooMany(self.emitted.len() as u32))?;
         self.emitted.push(record);
         Ok(())

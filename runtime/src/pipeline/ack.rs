@@ -240,12 +240,7 @@ impl<P: Ports> Acker<P> {
                 Err(err) => {
                     // The writes stay pending (read by this partition) and
                     // in the changelog; a restore brings them back.
-                    tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
-                        partition = self.tp.partition, error = %err,
-                        "cannot write the state store; stopping the partition");
-                    self.module
-                        .problem(&self.tp, Some(format!("state store: {err}")));
-                    return Err(Stopped);
+                    return Err(self.module.state_failed(&self.tp, &err));
                 }
             }
         }

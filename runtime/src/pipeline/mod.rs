@@ -251,6 +251,15 @@ impl<P: Ports> Module<P> {
         }
     }
 
+    /// The partition's state store failed: logs it, reports it in
+    /// `/status`, and stops the partition.
+    pub fn state_failed(&self, tp: &TopicPartition, err: &impl std::fmt::Display) -> Stopped {
+        tracing::error!(module = &*self.name, topic = %tp.topic, partition = tp.partition,
+            error = %err, "cannot write the state store; stopping the partition");
+        self.problem(tp, Some(format!("state store: {err}")));
+        Stopped
+    }
+
     /// Reports (or, with `None`, clears) why a partition cannot proceed.
     pub fn problem(&self, tp: &TopicPartition, why: Option<String>) {
         self.status.problem(&self.name, &tp.to_string(), why);

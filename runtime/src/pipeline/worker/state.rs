@@ -65,12 +65,7 @@ impl<P: Ports> Worker<P> {
         if let Err(err) = off_thread(move || store.apply(&writer, writes, run)).await {
             // Nothing of the run is produced or committed: the partition's
             // next owner (or this process after a restart) handles it again.
-            tracing::error!(module = &*self.module.name, topic = %self.tp.topic,
-                partition = self.tp.partition, error = %err,
-                "cannot write the state store; stopping the partition");
-            self.module
-                .problem(&self.tp, Some(format!("state store: {err}")));
-            return Err(Stopped);
+            return Err(self.module.state_failed(&self.tp, &err));
         }
         Ok(self.runs)
     }
