@@ -37,6 +37,11 @@ pub struct DrainResult {
     pub mb_s: f64,
     /// CPU microseconds per event.
     pub cpu_us_per_event: f64,
+    /// Rust allocations (and reallocations) per event in the child: weir,
+    /// rdkafka's Rust side, the harness's own end-offset polling; not
+    /// librdkafka's C allocations.
+    #[serde(default)]
+    pub allocs_per_event: f64,
 }
 
 /// Every drain of one size, by variant.
@@ -115,10 +120,11 @@ fn rotation(variants: &[String], rep: usize) -> Vec<String> {
 /// Prints one drain, after `shown` (size, repetition, variant).
 fn print_run(shown: &str, r: &DrainResult) {
     println!(
-        "{shown} {:>9.0} ev/s {:>7.1} MB/s {:>6.2} µs CPU/ev ({} ev in {:.2} s, load {})",
+        "{shown} {:>9.0} ev/s {:>7.1} MB/s {:>6.2} µs CPU/ev {:>5.2} allocs/ev ({} ev in {:.2} s, load {})",
         r.rate,
         r.mb_s,
         r.cpu_us_per_event,
+        r.allocs_per_event,
         r.events,
         r.secs,
         loadavg()
@@ -129,9 +135,12 @@ fn print_run(shown: &str, r: &DrainResult) {
 fn print_medians(size: usize, n: u64, reps: usize, results: &Results) -> Option<f64> {
     println!("\nmedians, {size} B values, {n} events, {reps} reps:");
     println!(
-        "  {:<7} {:>10} {:>8} {:>10} {:>12}",
-        "variant", "events/s", "MB/s", "CPU µs/ev", "vs native"
+        "  {:<7} {:>10} {:>8} {:>10} {:>10} {:>12} {:>14}",
+        "variant", "events/s", "MB/s", "CPU µs/ev", "allocs/ev", "vs native", "CPU − native"
     );
+    let native_cpu = results
+        .get("native")
+        .map(|r| median(r.iter().map(|x| x.cpu_us_per_event)));
     let native = results
         .get("native")
         .map(|r| median(r.iter().map(|x| x.rate)));
@@ -139,8 +148,12 @@ fn print_medians(size: usize, n: u64, reps: usize, results: &Results) -> Option<
         let rate = median(rs.iter().map(|x| x.rate));
         let mb = median(rs.iter().map(|x| x.mb_s));
         let cpu = median(rs.iter().map(|x| x.cpu_us_per_event));
+        let allocs = median(rs.iter().map(|x| x.allocs_per_event));
         let ratio = native.map_or(String::from("-"), |n| format!("{:.1} %", 100.0 * rate / n));
-        println!("  {variant:<7} {rate:>10.0} {mb:>8.1} {cpu:>10.2} {ratio:>12}");
+        let extra = native_cpu.map_or(String::from("-"), |n| format!("{:+.2} µs", cpu - n));
+        println!(
+            "  {variant:<7} {rate:>10.0} {mb:>8.1} {cpu:>10.2} {allocs:>10.2} {ratio:>12} {extra:>14}"
+        );
     }
     native
 }
@@ -162,16 +175,16 @@ fn cpu_secs() -> f64 {
 pub fn measure(bootstrap: &str, c: &ChildArgs) -> anyhow::Result<DrainResult> {
     let w = watcher(bootstrap)?;
     let started = Instant::now();
-    let mut first: Option<(Instant, f64, i64)> = None;
+    let mut first: Option<(Instant, f64, u64, i64)> = None;
     let (mut last_count, mut last_progress) = (0, Instant::now());
     loop {
         let count = end_offsets(&w, &c.output, c.partitions)?;
         let now = Instant::now();
         if count > 0 && first.is_none() {
-            first = Some((now, cpu_secs(), count));
+            first = Some((now, cpu_secs(), crate::alloc::allocations(), count));
         }
         if count >= c.events as i64 {
-            return Ok(result(c, first.unwrap_or((started, 0.0, 0)), now, count));
+            return Ok(result(c, first.unwrap_or((started, 0.0, 0, 0)), now, count));
         }
         if count != last_count {
             (last_count, last_progress) = (count, now);
@@ -186,15 +199,16 @@ pub fn measure(bootstrap: &str, c: &ChildArgs) -> anyhow::Result<DrainResult> {
     }
 }
 
-/// The drain result from the first sample `(t0, cpu0, c0)` (time, CPU
-/// seconds, outputs) to `count` outputs at `now`.
+/// The drain result from the first sample `(t0, cpu0, a0, c0)` (time, CPU
+/// seconds, allocations, outputs) to `count` outputs at `now`.
 fn result(
     c: &ChildArgs,
-    (t0, cpu0, c0): (Instant, f64, i64),
+    (t0, cpu0, a0, c0): (Instant, f64, u64, i64),
     now: Instant,
     count: i64,
 ) -> DrainResult {
     let cpu = cpu_secs();
+    let allocs = crate::alloc::allocations();
     if (count - c0) * 2 < c.events as i64 {
         eprintln!(
             "weir-bench: {}: {c0} of {} outputs were already there at the first sample; \
@@ -213,5 +227,6 @@ fn result(
         rate,
         mb_s: rate * c.size as f64 / 1e6,
         cpu_us_per_event: (cpu - cpu0) * 1e6 / events as f64,
+        allocs_per_event: (allocs - a0) as f64 / events as f64,
     }
 }

@@ -25,6 +25,7 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod alloc;
 mod broker;
 mod child;
 mod cli;
@@ -44,6 +45,10 @@ use clap::Parser;
 
 use crate::cli::{Args, Internal, Opts};
 use crate::run::Run;
+
+/// Counts allocations, for the drain's allocations per event.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();

@@ -10,6 +10,13 @@ use tokio_util::sync::CancellationToken;
 use weir::config::{ConfigError, RunConfig};
 use weir::embedded::EmbeddedKafka;
 
+/// mimalloc instead of glibc's malloc: the hot path allocates and frees
+/// small buffers on several threads (events, emitted records), where glibc
+/// spent ~9 % of the handling threads' time consolidating and unlinking
+/// chunks (docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Kafka event processing with WebAssembly consumer components.
 #[derive(Debug, Parser)]
 #[command(version, about)]
