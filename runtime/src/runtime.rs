@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
+
+use crate::kafka::acks::Producer;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -214,7 +216,7 @@ struct Supervisor {
     dir: PathBuf,
     max_bytes: u64,
     engine: Arc<WasmEngine>,
-    producer: FutureProducer,
+    producer: Producer,
     settings: RunnerSettings,
     status: Arc<StatusBoard>,
     cancel: CancellationToken,

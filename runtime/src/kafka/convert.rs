@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 
+use super::acks::{Producer, Ticket};
 use crate::bindings::weir::consumer::types::{Event, Header, Outgoing};
 use crate::pipeline::{DeliveryError, Fault};
 
@@ -80,47 +81,50 @@ fn is_permanent(err: &KafkaError) -> bool {
     )
 }
 
-/// Enqueues one record (waiting while librdkafka's queue is full) and
-/// returns its delivery. Records enqueued one after another keep their
-/// order per partition. `timestamp_ms` is the timestamp to give it (the
-/// input event's), or `None` for the producer's clock.
+/// Enqueues one record (waiting while librdkafka's queue is full); its
+/// delivery report answers `ticket`, and so does a refusal at enqueue.
+/// Records enqueued one after another keep their order per partition.
+/// `timestamp_ms` is the timestamp to give it (the input event's), or
+/// `None` for the producer's clock.
 pub async fn send(
-    producer: &FutureProducer,
+    producer: &Producer,
     record: &Outgoing,
     timestamp_ms: Option<i64>,
-) -> Result<DeliveryFuture, KafkaError> {
+    ticket: Ticket,
+) {
+    let mut base = BaseRecord::<[u8], [u8], Ticket>::with_opaque_to(&record.topic, ticket);
+    if let Some(key) = &record.key {
+        base = base.key(key.as_slice());
+    }
+    if let Some(value) = &record.value {
+        base = base.payload(value.as_slice());
+    }
+    if let Some(partition) = record.partition {
+        base = base.partition(partition);
+    }
+    if let Some(ts) = timestamp_ms {
+        base = base.timestamp(ts);
+    }
+    if !record.headers.is_empty() {
+        let headers = record.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(record.headers.len()),
+            |hs, h| {
+                hs.insert(KafkaHeader {
+                    key: &h.key,
+                    value: Some(h.value.as_slice()),
+                })
+            },
+        );
+        base = base.headers(headers);
+    }
     loop {
-        let mut future = FutureRecord::<[u8], [u8]>::to(&record.topic);
-        if let Some(key) = &record.key {
-            future = future.key(key.as_slice());
-        }
-        if let Some(value) = &record.value {
-            future = future.payload(value.as_slice());
-        }
-        if let Some(partition) = record.partition {
-            future = future.partition(partition);
-        }
-        if let Some(ts) = timestamp_ms {
-            future = future.timestamp(ts);
-        }
-        if !record.headers.is_empty() {
-            let headers = record.headers.iter().fold(
-                OwnedHeaders::new_with_capacity(record.headers.len()),
-                |hs, h| {
-                    hs.insert(KafkaHeader {
-                        key: &h.key,
-                        value: Some(h.value.as_slice()),
-                    })
-                },
-            );
-            future = future.headers(headers);
-        }
-        match producer.send_result(future) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+        match producer.send(base) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                base = back;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err((err, _)) => return Err(err),
+            Err((err, back)) => return back.delivery_opaque.answer(Err(delivery_error(&err))),
         }
     }
 }

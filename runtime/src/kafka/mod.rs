@@ -6,6 +6,7 @@
 //! conversion ([`convert`]) and the credential check ([`security`]).
 //! librdkafka types stay in this module.
 
+pub mod acks;
 pub mod changelog;
 pub mod convert;
 pub mod group;
@@ -24,7 +25,6 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::FutureProducer;
 
 use crate::secrets::{Scrubber, redacted};
 use properties::{Scope, scope};
@@ -114,8 +114,8 @@ impl KafkaSettings {
     }
 
     /// The idempotent producer shared by every module.
-    pub fn producer(&self) -> anyhow::Result<FutureProducer> {
-        self.producer_config().create().map_err(|e| {
+    pub fn producer(&self) -> anyhow::Result<acks::Producer> {
+        sink::create_producer(&self.producer_config()).map_err(|e| {
             anyhow::anyhow!(
                 "failed to create the kafka producer: {}",
                 self.describe_error(&e)
@@ -212,7 +212,7 @@ mod tests {
         }
         // Each kind of client is created without complaint.
         let _consumer: rdkafka::consumer::BaseConsumer = consumer.create().expect("consumer");
-        let _producer: FutureProducer = producer.create().expect("producer");
+        let _producer = sink::create_producer(&producer).expect("producer");
         s.admin().expect("admin");
     }
 

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::acks::Producer;
 use arc_swap::ArcSwap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +68,7 @@ const START_AT_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn spawn_runner(
     slot: Arc<ArcSwap<LoadedModule>>,
     engine: Arc<WasmEngine>,
-    producer: FutureProducer,
+    producer: Producer,
     settings: RunnerSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {

@@ -2,21 +2,20 @@
 //! producer as a [`Sink`], and an exactly-once partition's transactional
 //! producer ([`KafkaTxns`]).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
+use rdkafka::producer::{Producer as _, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSettings;
+use super::acks::{Acks, Producer, Run, RunAnswers};
 use super::convert::{delivery_error, send};
 use super::group::GroupContext;
-use crate::bindings::weir::consumer::types::Outgoing;
+use crate::pipeline::policy::Pending;
 use crate::pipeline::{DeliveryError, Sink, TopicPartition, Transactions};
 
 /// Budget of the blocking transaction calls.
@@ -24,7 +23,7 @@ const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A librdkafka producer as the pipeline's sink.
 #[derive(Clone)]
-pub struct KafkaSink(pub FutureProducer);
+pub struct KafkaSink(pub Producer);
 
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,47 +31,24 @@ impl std::fmt::Debug for KafkaSink {
     }
 }
 
-/// The broker's answer on one record: resolves once it is acknowledged or
-/// refused. An enqueue error resolves at once.
-pub enum KafkaDelivery {
-    /// Enqueued; waiting for the broker.
-    Sent(DeliveryFuture),
-    /// Refused at enqueue (taken by the first poll).
-    Refused(Option<DeliveryError>),
-}
-
-impl std::fmt::Debug for KafkaDelivery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("KafkaDelivery").finish_non_exhaustive()
-    }
-}
-
-impl Future for KafkaDelivery {
-    type Output = Result<i64, DeliveryError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut *self {
-            Self::Sent(future) => Pin::new(future).poll(cx).map(|answer| match answer {
-                Ok(Ok(delivery)) => Ok(delivery.offset),
-                Ok(Err((err, _))) => Err(delivery_error(&err)),
-                Err(_canceled) => Err(delivery_error(&KafkaError::Canceled)),
-            }),
-            Self::Refused(err) => Poll::Ready(Err(err
-                .take()
-                .unwrap_or_else(|| DeliveryError::transient("delivery polled after completion")))),
-        }
-    }
-}
-
 impl Sink for KafkaSink {
-    type Delivery = KafkaDelivery;
+    type Answers = RunAnswers;
 
-    async fn send(&self, record: &Outgoing, timestamp_ms: Option<i64>) -> KafkaDelivery {
-        match send(&self.0, record, timestamp_ms).await {
-            Ok(future) => KafkaDelivery::Sent(future),
-            Err(err) => KafkaDelivery::Refused(Some(delivery_error(&err))),
+    async fn send_all(&self, records: &[Pending]) -> RunAnswers {
+        let run = Run::new(records.len());
+        for (index, p) in records.iter().enumerate() {
+            send(&self.0, &p.record, p.timestamp_ms, run.ticket(index)).await;
         }
+        RunAnswers(run)
     }
+}
+
+/// Creates a producer from `config`, with the context that answers
+/// [`Run`]s.
+pub fn create_producer(config: &rdkafka::ClientConfig) -> Result<Producer, KafkaError> {
+    Ok(Arc::new(ThreadedProducer::from_config_and_context(
+        config, Acks,
+    )?))
 }
 
 /// An exactly-once partition's transactions: a producer whose
@@ -85,7 +61,7 @@ pub struct KafkaTxns {
     id: String,
     tp: TopicPartition,
     consumer: Arc<BaseConsumer<GroupContext>>,
-    producer: Option<FutureProducer>,
+    producer: Option<Producer>,
 }
 
 impl std::fmt::Debug for KafkaTxns {
@@ -115,7 +91,7 @@ impl KafkaTxns {
         }
     }
 
-    fn producer(&self) -> Result<FutureProducer, DeliveryError> {
+    fn producer(&self) -> Result<Producer, DeliveryError> {
         self.producer.clone().ok_or_else(|| DeliveryError {
             fault: crate::pipeline::Fault::Fatal,
             reason: format!(
@@ -128,7 +104,7 @@ impl KafkaTxns {
     /// Runs a blocking transaction call off the async threads.
     async fn blocking(
         &self,
-        call: impl FnOnce(FutureProducer) -> Result<(), KafkaError> + Send + 'static,
+        call: impl FnOnce(Producer) -> Result<(), KafkaError> + Send + 'static,
     ) -> Result<(), DeliveryError> {
         let producer = self.producer()?;
         match tokio::task::spawn_blocking(move || call(producer)).await {
@@ -147,8 +123,7 @@ impl Transactions for KafkaTxns {
         let id = self.id.clone();
         let mut config = self.settings.producer_config();
         config.set("transactional.id", &id);
-        let producer: FutureProducer = config
-            .create()
+        let producer = create_producer(&config)
             .map_err(|e| anyhow::anyhow!("cannot create the transactional producer `{id}`: {e}"))?;
         let ready = producer.clone();
         tokio::task::spawn_blocking(move || ready.init_transactions(TXN_TIMEOUT))

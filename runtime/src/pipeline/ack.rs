@@ -23,16 +23,23 @@ use crate::manifest::FailureAction;
 use crate::metrics::{InFlight, ModuleMetrics, Outcomes};
 use crate::state::{StateHandle, off_thread};
 
-/// A record handed to the sink, with its delivery.
-pub type Sent<D> = (Pending, D);
+/// A run of records handed to the sink, with the sink's answers on them.
+#[derive(Debug)]
+pub struct Sent<A> {
+    /// The records, in the order sent.
+    pub records: Vec<Pending>,
+    /// The answers, in the same order.
+    pub answers: A,
+}
 
 /// A settled run of events whose outputs are on their way to the broker.
 #[derive(Debug)]
 pub struct Flight<D> {
     /// The settled events, in offset order; never empty.
     pub events: Vec<Event>,
-    /// The records they emitted, already enqueued to the sink.
-    pub sent: Vec<Sent<D>>,
+    /// The records they emitted, already enqueued to the sink (taken when
+    /// the flight lands).
+    pub sent: Option<Sent<D>>,
     /// Events that failed for good.
     pub rejects: Vec<Failure>,
     /// Where and how their dead letters go, from the version that settled
@@ -55,14 +62,14 @@ impl<D> Flight<D> {
     /// are on their way; takes the plan's rejects and outcomes.
     pub fn new(
         events: Vec<Event>,
-        sent: Vec<Sent<D>>,
+        sent: Sent<D>,
         plan: &mut Settlement,
         letters: Arc<Letters>,
         in_flight: InFlight,
     ) -> Self {
         Self {
             events,
-            sent,
+            sent: Some(sent),
             rejects: std::mem::take(&mut plan.rejects),
             letters,
             outcomes: std::mem::take(&mut plan.outcomes),
@@ -135,13 +142,9 @@ impl Letters {
 }
 
 /// Enqueues `records` to `sink` in order.
-pub async fn send_all<S: Sink>(sink: &S, records: Vec<Pending>) -> Vec<Sent<S::Delivery>> {
-    let mut sent = Vec::with_capacity(records.len());
-    for p in records {
-        let delivery = sink.send(&p.record, p.timestamp_ms).await;
-        sent.push((p, delivery));
-    }
-    sent
+pub async fn send_all<S: Sink>(sink: &S, records: Vec<Pending>) -> Sent<S::Answers> {
+    let answers = sink.send_all(&records).await;
+    Sent { records, answers }
 }
 
 /// What a delivery is for: the policy differs for permanent refusals.
@@ -181,7 +184,7 @@ impl<P: Ports> std::fmt::Debug for Acker<P> {
 impl<P: Ports> Acker<P> {
     /// Lands every flight until the calling half hangs up or a stop
     /// interrupts a retry.
-    pub async fn run(mut self, mut flights: mpsc::Receiver<Flight<<P::Sink as Sink>::Delivery>>) {
+    pub async fn run(mut self, mut flights: mpsc::Receiver<Flight<<P::Sink as Sink>::Answers>>) {
         while let Some(flight) = flights.recv().await {
             if self.land(flight).await.is_err() {
                 break;
@@ -191,9 +194,9 @@ impl<P: Ports> Acker<P> {
 
     async fn land(
         &mut self,
-        mut flight: Flight<<P::Sink as Sink>::Delivery>,
+        mut flight: Flight<<P::Sink as Sink>::Answers>,
     ) -> Result<(), Stopped> {
-        let sent = std::mem::take(&mut flight.sent);
+        let sent = flight.sent.take();
         let mut changelog = None;
         let refused = self.deliver(sent, Purpose::Outputs, &mut changelog).await?;
         flight.rejects.extend(refused);
@@ -214,7 +217,9 @@ impl<P: Ports> Acker<P> {
         }
         if !writes.is_empty() {
             let sent = send_all(&self.module.sink, writes).await;
-            let refused = self.deliver(sent, Purpose::Outputs, &mut changelog).await?;
+            let refused = self
+                .deliver(Some(sent), Purpose::Outputs, &mut changelog)
+                .await?;
             flight.rejects.extend(refused);
         }
         if !flight.rejects.is_empty() {
@@ -222,7 +227,8 @@ impl<P: Ports> Acker<P> {
                 .letters
                 .records(&self.tp, &flight.events, &flight.rejects);
             let sent = send_all(&self.module.sink, records).await;
-            self.deliver(sent, Purpose::DeadLetters, &mut None).await?;
+            self.deliver(Some(sent), Purpose::DeadLetters, &mut None)
+                .await?;
         }
         let count = flight.events.len();
         // A run that wrote nothing (a join's reading input) has nothing to
@@ -261,15 +267,15 @@ impl<P: Ports> Acker<P> {
     /// write to the state changelog, if any.
     async fn deliver(
         &mut self,
-        mut sent: Vec<Sent<<P::Sink as Sink>::Delivery>>,
+        mut sent: Option<Sent<<P::Sink as Sink>::Answers>>,
         purpose: Purpose,
         changelog: &mut Option<i64>,
     ) -> Result<Vec<Failure>, Stopped> {
         let metrics = self.module.metrics.clone();
         let mut refused = Vec::new();
         let mut attempt: u32 = 1;
-        while !sent.is_empty() {
-            let answers = Answers::wait(sent, purpose == Purpose::Outputs, &metrics).await;
+        while let Some(run) = sent.take().filter(|run| !run.records.is_empty()) {
+            let answers = Answers::wait(run, purpose == Purpose::Outputs, &metrics).await;
             refused.extend(answers.refused);
             if let Some(state) = self.state.get()
                 && let Some(next) = answers.tally.next_offset(&state.topic)
@@ -297,7 +303,7 @@ impl<P: Ports> Acker<P> {
             self.stalled.store(true, Ordering::Release);
             attempt += 1;
             self.pause(backoff).await?;
-            sent = send_all(&self.module.sink, answers.failed).await;
+            sent = Some(send_all(&self.module.sink, answers.failed).await);
         }
         if attempt > 1 {
             self.stalled.store(false, Ordering::Release);
@@ -369,13 +375,15 @@ impl Answers {
     /// (outputs), a permanent refusal fails the event that emitted the
     /// record; without (dead letters), every failure is kept in `failed`.
     /// Counts each failure in `weir_produce_errors_total`.
-    pub async fn wait<D>(sent: Vec<Sent<D>>, refusals: bool, metrics: &ModuleMetrics) -> Self
+    pub async fn wait<A>(sent: Sent<A>, refusals: bool, metrics: &ModuleMetrics) -> Self
     where
-        D: Future<Output = Result<i64, DeliveryError>>,
+        A: Future<Output = Vec<Result<i64, DeliveryError>>>,
     {
         let mut answers = Self::default();
-        for (p, delivery) in sent {
-            match delivery.await {
+        let results = sent.answers.await;
+        debug_assert_eq!(results.len(), sent.records.len(), "one answer per record");
+        for (p, result) in sent.records.into_iter().zip(results) {
+            match result {
                 Ok(offset) => {
                     answers.acked += 1;
                     answers.tally.add(p.record, offset);

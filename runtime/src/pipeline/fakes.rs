@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::offsets::Offsets;
+use super::policy::Pending;
 use super::{
     DeliveryError, Fault, Guest, Instance, Module, Ports, Sink, Source, Transactions, Version,
 };
@@ -178,11 +179,11 @@ fn acknowledge(acked: &Mutex<Vec<Outgoing>>, record: Outgoing) -> i64 {
 }
 
 type Delivery = Pin<Box<dyn Future<Output = Result<i64, DeliveryError>> + Send>>;
+type Answers = Pin<Box<dyn Future<Output = Vec<Result<i64, DeliveryError>>> + Send>>;
 
-impl Sink for FakeSink {
-    type Delivery = Delivery;
-
-    async fn send(&self, record: &Outgoing, _timestamp_ms: Option<i64>) -> Delivery {
+impl FakeSink {
+    /// Sends one record: answered by the rule.
+    fn send(&self, record: &Outgoing) -> Delivery {
         let before = {
             let mut sent = lock(&self.sent);
             let before = sent.iter().filter(|r| r.value == record.value).count();
@@ -208,6 +209,21 @@ impl Sink for FakeSink {
                 })
             }
         }
+    }
+}
+
+impl Sink for FakeSink {
+    type Answers = Answers;
+
+    async fn send_all(&self, records: &[Pending]) -> Answers {
+        let deliveries: Vec<Delivery> = records.iter().map(|p| self.send(&p.record)).collect();
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(deliveries.len());
+            for delivery in deliveries {
+                answers.push(delivery.await);
+            }
+            answers
+        })
     }
 }
 

@@ -42,13 +42,14 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::bindings::weir::consumer::types::{Event, Outgoing};
+use crate::bindings::weir::consumer::types::Event;
 use crate::invoke::CallResult;
 use crate::manifest::Manifest;
 use crate::metrics::ModuleMetrics;
 use crate::slots::{ModuleShare, Slot};
 use crate::state::{StateHandle, Stores};
 use crate::status::StatusBoard;
+use policy::Pending;
 
 /// A topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,17 +123,14 @@ pub trait Source: Send + 'static {
 
 /// Where emitted records and dead letters go.
 pub trait Sink: Clone + Send + Sync + 'static {
-    /// The broker's answer on one record: its offset once acknowledged.
-    type Delivery: Future<Output = Result<i64, DeliveryError>> + Send + 'static;
-    /// Enqueues one record, waiting while the producer's queue is full.
-    /// Records enqueued one after another keep their order per partition.
-    /// `timestamp_ms` is the timestamp to give it, or `None` for the
-    /// producer's clock.
-    fn send(
-        &self,
-        record: &Outgoing,
-        timestamp_ms: Option<i64>,
-    ) -> impl Future<Output = Self::Delivery> + Send;
+    /// The broker's answers on a run of records, in the order they were
+    /// sent: each record's offset once acknowledged, or why not.
+    type Answers: Future<Output = Vec<Result<i64, DeliveryError>>> + Send + 'static;
+    /// Enqueues `records` in order, waiting while the producer's queue is
+    /// full. Records enqueued one after another keep their order per
+    /// partition. Each record's timestamp is its `timestamp_ms`, or the
+    /// producer's clock when `None`.
+    fn send_all(&self, records: &[Pending]) -> impl Future<Output = Self::Answers> + Send;
 }
 
 /// A partition's transactions (exactly-once): everything produced through

@@ -46,7 +46,7 @@ async fn finish(stop: CancellationToken, task: tokio::task::JoinHandle<()>) {
 }
 
 /// The value of a record's header `key`, as text.
-fn header(record: &super::Outgoing, key: &str) -> Option<String> {
+fn header(record: &crate::bindings::weir::consumer::types::Outgoing, key: &str) -> Option<String> {
     let h = record.headers.iter().find(|h| h.key == key)?;
     Some(String::from_utf8_lossy(&h.value).into_owned())
 }

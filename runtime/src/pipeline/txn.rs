@@ -25,7 +25,7 @@ use super::{DeliveryError, Fault, Module, Ports, Sink, Stopped, TopicPartition, 
 use crate::state::StateHandle;
 
 /// The records a transaction's flights wait for.
-type TxnFlight<P> = Flight<<<<P as Ports>::Txn as Transactions>::Sink as Sink>::Delivery>;
+type TxnFlight<P> = Flight<<<<P as Ports>::Txn as Transactions>::Sink as Sink>::Answers>;
 
 /// A partition's transaction state.
 pub struct Txn<P: Ports> {
@@ -137,7 +137,9 @@ impl<P: Ports> Txn<P> {
         // Every output acknowledged (or refused for good: the event fails).
         let mut tally = Tally::default();
         for flight in &mut flights {
-            let sent = std::mem::take(&mut flight.sent);
+            let Some(sent) = flight.sent.take() else {
+                continue;
+            };
             let answers = Answers::wait(sent, true, &module.metrics).await;
             if let Some(err) = answers.last_error {
                 tracing::error!(module = name, topic = %tp.topic, partition = tp.partition,

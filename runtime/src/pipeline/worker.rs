@@ -130,7 +130,7 @@ struct Worker<P: Ports> {
     progress: Progress,
     stop: CancellationToken,
     /// To the acknowledging half.
-    flights: mpsc::Sender<Flight<<P::Sink as Sink>::Delivery>>,
+    flights: mpsc::Sender<Flight<<P::Sink as Sink>::Answers>>,
     /// Set by the acknowledging half while it retries a delivery.
     stalled: Arc<AtomicBool>,
     /// Exactly-once: the partition's transaction (settled events go there
