@@ -40,6 +40,9 @@ pub struct Opts {
     /// Repetitions of each variant (order rotated every repetition).
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Runs of the reload part (each in a fresh child).
+    #[arg(long, default_value_t = 5)]
+    pub reload_runs: usize,
     /// Partitions of every benchmark topic.
     #[arg(long, default_value_t = 1)]
     pub partitions: i32,
@@ -57,7 +60,8 @@ pub struct Opts {
     /// Seconds of latency measurement per variant (after a warm-up).
     #[arg(long, default_value_t = 10)]
     pub latency_secs: u64,
-    /// Latency test rate (events/s); default: half the native drain rate.
+    /// Latency test rate (events/s); default: half of weir's drain rate
+    /// (the slower variant's median at 100 B).
     #[arg(long)]
     pub latency_rate: Option<u64>,
     /// Skip parts: any of drain, latency, micro, reload, rss, state.
@@ -78,6 +82,7 @@ impl Opts {
         self.events = 3_000;
         self.events_1k = 1_000;
         self.reps = 1;
+        self.reload_runs = 1;
         self.latency_secs = 0;
         self.skip
             .extend(["latency", "reload", "rss"].map(String::from));

@@ -44,13 +44,11 @@ pub struct LatencyResult {
 }
 
 /// The latency part: every variant at `--latency-rate` (default: half of
-/// `native_rate_100`, or 10,000/s without it).
-pub fn run(run: &mut Run, native_rate_100: Option<f64>) -> anyhow::Result<()> {
-    let native = native_rate_100.unwrap_or(20_000.0);
-    let rate = run
-        .opts
-        .latency_rate
-        .unwrap_or((native / 2.0).round() as u64);
+/// `weir_rate_100`, weir's slower drain rate at 100 B, or 10,000/s
+/// without it).
+pub fn run(run: &mut Run, weir_rate_100: Option<f64>) -> anyhow::Result<()> {
+    let weir = weir_rate_100.unwrap_or(20_000.0);
+    let rate = run.opts.latency_rate.unwrap_or((weir / 2.0).round() as u64);
     println!(
         "\nlatency at {rate} events/s, 100 B, {} s after 5 s warm-up:",
         run.opts.latency_secs

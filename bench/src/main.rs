@@ -9,7 +9,7 @@
 //!    fresh consumer group and output topic, rotating the order every
 //!    repetition; throughput counts only records the broker acknowledged
 //!    (the output topic's end offsets), CPU is the child's getrusage;
-//! 3. measures end-to-end latency at a fixed rate (half the native maximum);
+//! 3. measures end-to-end latency at a fixed rate (half weir's maximum);
 //! 4. measures component compile time, fresh instance creation, per-call
 //!    cost, reload pause and RSS;
 //! 5. measures state stores: local load, get + set per event, restore.
@@ -66,12 +66,12 @@ fn main() -> anyhow::Result<()> {
 /// The benchmark run: every part not skipped, in order, then the summary.
 fn parent(opts: Opts) -> anyhow::Result<()> {
     let mut run = Run::setup(opts)?;
-    let mut native_rate_100 = None;
+    let mut weir_rate_100 = None;
     if !run.opts.skips("drain") {
-        native_rate_100 = drain::run(&mut run)?;
+        weir_rate_100 = drain::run(&mut run)?;
     }
     if !run.opts.skips("latency") && run.opts.latency_secs > 0 {
-        latency::run(&mut run, native_rate_100)?;
+        latency::run(&mut run, weir_rate_100)?;
     }
     if !run.opts.skips("micro") {
         let r = micro::run(&run.guests, run.opts.smoke);

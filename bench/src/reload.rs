@@ -27,16 +27,21 @@ use crate::run::Run;
 /// weir's reload debounce in the child.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
-/// The reload part: one child run; prints the line it reports.
+/// The reload part: `--reload-runs` child runs, each on fresh topics;
+/// prints the line each reports.
 pub fn run(run: &mut Run) -> anyhow::Result<()> {
-    let input = run.topic("reload-in", 1)?;
-    let output = run.topic("reload-out", 1)?;
-    let cmd = run.command("reload", &input, &["--output", &output])?;
-    if let Some(line) = run
-        .failures
-        .check(crate::child::output(cmd), "reload", "reload")
-    {
-        println!("\nreload: {line}");
+    println!();
+    for i in 0..run.opts.reload_runs {
+        let input = run.topic(&format!("reload-in-{i}"), 1)?;
+        let output = run.topic(&format!("reload-out-{i}"), 1)?;
+        let cmd = run.command("reload", &input, &["--output", &output])?;
+        let label = format!("reload {i}");
+        if let Some(line) = run
+            .failures
+            .check(crate::child::output(cmd), &label, &label)
+        {
+            println!("reload {i}: {line}");
+        }
     }
     Ok(())
 }

@@ -444,16 +444,13 @@ impl Supervisor {
     }
 
     /// Validates the manifest (the runtime's `[limits]` as defaults; a
-    /// missing one is an error) and compiles the component on a guest
-    /// thread, below the calls' priority (`crate::slots`).
+    /// missing one is an error) and compiles the component on the compile
+    /// pool, below the calls' priority (`crate::slots`).
     async fn load(&self, files: ModuleSource) -> Result<LoadedModule, LoadError> {
         let (engine, limits, path) = (self.engine.clone(), self.limits.clone(), files.path.clone());
-        crate::slots::spawn_guest(move || files.load(&engine, &limits))
+        crate::slots::spawn_compile(move || files.load(&engine, &limits))
             .await
-            .map_err(|e| LoadError::Compile {
-                path,
-                reason: format!("load task failed: {e}"),
-            })?
+            .map_err(|reason| LoadError::Compile { path, reason })?
     }
 
     /// Starts a runner for `module`, after stopping the one of its previous

@@ -18,9 +18,10 @@
 //! priority is [`GUEST_NICE`] steps below the process's, so the threads
 //! that poll, produce and acknowledge (and the other processes on the
 //! machine) get the CPU first when a guest spins. Compiling a component
-//! (a load or a reload) runs at that priority too
-//! ([`compile_below_handling`]), so a reload does not take the cores from
-//! the calls of the version still serving.
+//! (a load or a reload) runs lower still, at the lowest priority
+//! ([`compile_below_handling`]), so a reload takes neither the cores of the
+//! process's own threads nor those of the calls of the version still
+//! serving.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -36,6 +37,11 @@ pub const SLICE: Duration = crate::engine::EPOCH_TICK;
 /// How many nice steps below the process the guest threads run.
 pub const GUEST_NICE: i32 = 10;
 
+/// How many nice steps below the process compilation runs (to the lowest
+/// priority, 19, from the usual 0): below the guest threads, so the
+/// serving version's calls keep their core while a new version compiles.
+pub const COMPILE_NICE: i32 = 19;
+
 /// Runs `work` (guest code: a call, an instantiation) on a guest thread.
 pub fn spawn_guest<F, R>(work: F) -> tokio::task::JoinHandle<R>
 where
@@ -48,22 +54,44 @@ where
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .thread_name("weir-guest")
-                .on_thread_start(lower_priority)
+                .on_thread_start(|| lower_priority(GUEST_NICE))
                 .build()
                 .expect("the guest threads' runtime starts")
         })
         .spawn_blocking(work)
 }
 
-/// Makes the threads wasmtime compiles on (rayon's global pool) run at the
-/// guest threads' priority. Call before the first compilation; once is
+/// Runs `work` (compiling a component: its validation and translation
+/// as well as the functions wasmtime compiles in parallel) on a thread of
+/// the compile pool, at [`COMPILE_NICE`]. A panic in `work` comes back as
+/// an error instead of ending the process.
+pub async fn spawn_compile<F, R>(work: F) -> Result<R, String>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    compile_below_handling();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let _ = tx.send(done);
+    });
+    match rx.await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(_panic)) => Err("the compile task panicked".to_owned()),
+        Err(_) => Err("the compile task was dropped".to_owned()),
+    }
+}
+
+/// Makes the threads wasmtime compiles on (rayon's global pool) run at
+/// [`COMPILE_NICE`], below the guest threads. Call before the first compilation; once is
 /// enough (later calls do nothing).
 pub fn compile_below_handling() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let built = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("weir-compile-{i}"))
-            .start_handler(|_| lower_priority())
+            .start_handler(|_| lower_priority(COMPILE_NICE))
             .build_global();
         if let Err(err) = built {
             tracing::debug!(error = %err, "compile threads already started");
@@ -71,15 +99,15 @@ pub fn compile_below_handling() {
     });
 }
 
-/// Lowers the calling thread's CPU priority by [`GUEST_NICE`] (Linux
-/// priorities are per thread).
-fn lower_priority() {
+/// Lowers the calling thread's CPU priority by `steps` (Linux priorities
+/// are per thread; 19 is the lowest).
+fn lower_priority(steps: i32) {
     #[cfg(target_os = "linux")]
     {
         use rustix::process::{getpriority_process, setpriority_process};
         let thread = Some(rustix::thread::gettid());
         let lowered = getpriority_process(thread)
-            .and_then(|nice| setpriority_process(thread, (nice + GUEST_NICE).min(19)));
+            .and_then(|nice| setpriority_process(thread, (nice + steps).min(19)));
         if let Err(err) = lowered {
             tracing::debug!(error = %err, "cannot lower a guest thread's priority");
         }
@@ -398,5 +426,7 @@ mod tests {
         let here = nice();
         let there = spawn_guest(nice).await.unwrap();
         assert_eq!(there, (here + GUEST_NICE).min(19));
+        let compiling = spawn_compile(nice).await.unwrap();
+        assert_eq!(compiling, (here + COMPILE_NICE).min(19));
     }
 }
