@@ -31,8 +31,12 @@ pub struct Toolchain {
     /// tools), or a bare name on `PATH`.
     pub tool: &'static [&'static str],
     /// The arguments, split at spaces; `{out}` is the component path,
-    /// `{name}` the module name.
+    /// `{name}` the module name, `{world}` the world the app exports
+    /// ([`Toolchain::world`]).
     pub args: &'static str,
+    /// Line starts (after leading spaces are trimmed) that define the
+    /// per-event export, and the batch export, in the marker file.
+    pub exports: [&'static [&'static str]; 2],
     /// How to install the tool when none is found.
     pub install: &'static str,
 }
@@ -50,7 +54,11 @@ pub const TOOLCHAINS: &[Toolchain] = &[
             "{repo}/.venv/bin/componentize-py",
             "componentize-py",
         ],
-        args: "-d wit -w consumer componentize -p . app -o {out}",
+        args: "-d wit -w {world} componentize -p . app -o {out}",
+        exports: [
+            &["Handler =", "Handler=", "class Handler"],
+            &["BatchHandler =", "BatchHandler=", "class BatchHandler"],
+        ],
         install: "python3 -m venv .venv && .venv/bin/pip install componentize-py \
                   (or run scripts/build-polyglot.sh in the weir checkout)",
     },
@@ -63,12 +71,51 @@ pub const TOOLCHAINS: &[Toolchain] = &[
             "componentize-js",
         ],
         // `-d`: no fetch or HTTP server support (weir links no wasi:http).
-        args: "app.js --wit wit -n consumer -d http fetch-event -o {out}",
+        args: "app.js --wit wit -n {world} -d http fetch-event -o {out}",
+        exports: [
+            &[
+                "export const handler",
+                "export let handler",
+                "export var handler",
+                "export function handler",
+            ],
+            &[
+                "export const batchHandler",
+                "export let batchHandler",
+                "export var batchHandler",
+                "export function batchHandler",
+            ],
+        ],
         install: "npm install --save-dev @bytecodealliance/componentize-js \
                   @bytecodealliance/preview2-shim (or run scripts/build-polyglot.sh in the weir \
                   checkout)",
     },
 ];
+
+impl Toolchain {
+    /// The world an app (the marker file's text) exports: `batch-consumer`
+    /// when it defines only the batch export, `consumer` otherwise (an app
+    /// with both builds as `consumer`; `scripts/build-polyglot.sh` builds
+    /// its `-batch` twin too).
+    pub fn world(&self, app: &str) -> &'static str {
+        let defines = |starts: &[&str]| {
+            app.lines().any(|line| {
+                let line = line.trim_start();
+                starts.iter().any(|s| {
+                    line.strip_prefix(s).is_some_and(|rest| {
+                        // `Handler` must not match `Handlers = ...`.
+                        !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                    })
+                })
+            })
+        };
+        if defines(self.exports[1]) && !defines(self.exports[0]) {
+            "batch-consumer"
+        } else {
+            "consumer"
+        }
+    }
+}
 
 /// Builds the project in `dir`, writes the check report to `out`, and
 /// returns the installed component's path.
@@ -236,10 +283,17 @@ fn run_toolchain(tc: &Toolchain, dir: &Path, name: &str, wasm: &Path) -> anyhow:
             )
         })?;
     let out = wasm.display().to_string();
+    let app = std::fs::read_to_string(dir.join(tc.marker))
+        .with_context(|| format!("cannot read `{}`", dir.join(tc.marker).display()))?;
+    let world = tc.world(&app);
     let args: Vec<String> = tc
         .args
         .split_whitespace()
-        .map(|a| a.replace("{out}", &out).replace("{name}", name))
+        .map(|a| {
+            a.replace("{out}", &out)
+                .replace("{name}", name)
+                .replace("{world}", world)
+        })
         .collect();
     tracing::info!(tool = %tool.display(), args = ?args, "building");
     let status = Command::new(&tool)
@@ -287,6 +341,7 @@ mod tests {
                 "no-such-tool-on-path",
             ],
             args: "",
+            exports: [&[], &[]],
             install: "pip install no-such-tool",
         };
         let dir = std::env::temp_dir();
@@ -297,6 +352,33 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("run `pip install no-such-tool`"), "{msg}");
+    }
+
+    #[test]
+    fn the_world_follows_the_export_the_app_defines() {
+        let (python, js) = (&TOOLCHAINS[0], &TOOLCHAINS[1]);
+        assert_eq!(
+            python.world("Handler = weir_sdk.export(Module)\n"),
+            "consumer"
+        );
+        assert_eq!(
+            python.world("# Handler = ...\nBatchHandler = weir_sdk.export_batch(Module)\n"),
+            "batch-consumer"
+        );
+        assert_eq!(
+            python.world("class BatchHandler(Base):\n    pass\nHandler = x\n"),
+            "consumer",
+            "both: the per-event world"
+        );
+        assert_eq!(python.world("Handlers = 1\n"), "consumer");
+        assert_eq!(
+            js.world("export const batchHandler = exportBatchConsumer(m);\n"),
+            "batch-consumer"
+        );
+        assert_eq!(
+            js.world("export const handler = exportConsumer(m);\n"),
+            "consumer"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@ const OUTPUT = '{{name}}-out';
 
 // ComponentizeJS exports the `handler` binding as weir:consumer/handler.
 // Batch mode (one call per batch): `export const batchHandler =
-// exportBatchConsumer(...)` instead, built with `npm run build:batch`.
+// exportBatchConsumer(...)` instead; `weir build` (or `npm run build:batch`)
+// then builds world `batch-consumer`.
 export const handler = exportConsumer((ctx, event) => {
   // A value that does not parse rejects the event with the parser's message.
   const obj = event.valueJson();

@@ -25,5 +25,5 @@ class Module(weir_sdk.Consumer):
 
 # componentize-py exports the class named `Handler` of the app module.
 # Batch mode (one call per batch): `BatchHandler = weir_sdk.export_batch(Module)`
-# instead, built with `-w batch-consumer` (see README.md).
+# instead; `weir build` then builds world `batch-consumer` (see README.md).
 Handler = weir_sdk.export(Module)

@@ -534,6 +534,53 @@ fn every_template_builds_and_passes_check() {
                 .count();
             assert_eq!(run.stdout.lines().count(), expected, "{lang}: {run}");
         }
+        if let Some((app, edits)) = batch_switch(&lang) {
+            // The template's documented switch to batch mode: `weir build`
+            // then builds world `batch-consumer`, and the events replay.
+            let path = project.join(app);
+            let mut text = std::fs::read_to_string(&path).unwrap();
+            for (per_event, batch) in edits {
+                assert!(text.contains(per_event), "{lang}: {app} has `{per_event}`");
+                text = text.replace(per_event, batch);
+            }
+            std::fs::write(&path, text).unwrap();
+            let run = weir(&project, &["build"]).success();
+            assert!(
+                run.stdout.contains("\nworld: batch-consumer"),
+                "{lang}: {run}"
+            );
+            if events.is_file() {
+                let run = weir(&project, &["replay", &wasm, "--events", "events.jsonl"]).success();
+                assert!(!run.stdout.trim().is_empty(), "{lang} batch: {run}");
+            }
+        }
+    }
+}
+
+/// How a template's app switches to the batch world (the file, and the
+/// per-event text to replace with the batch one), for the languages whose
+/// templates document it.
+type Edits = &'static [(&'static str, &'static str)];
+fn batch_switch(lang: &str) -> Option<(&'static str, Edits)> {
+    match lang {
+        "python" => Some((
+            "app.py",
+            &[(
+                "Handler = weir_sdk.export(Module)",
+                "BatchHandler = weir_sdk.export_batch(Module)",
+            )],
+        )),
+        "js" => Some((
+            "app.js",
+            &[
+                ("import { exportConsumer,", "import { exportBatchConsumer,"),
+                (
+                    "export const handler = exportConsumer(",
+                    "export const batchHandler = exportBatchConsumer(",
+                ),
+            ],
+        )),
+        _ => None,
     }
 }
 
