@@ -28,15 +28,15 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rdkafka::producer::Producer as _;
-
-use crate::kafka::acks::Producer;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
 use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
+use crate::kafka::acks::Producer;
 use crate::kafka::{KafkaSettings, RunnerSettings, SecurityError, spawn_runner};
 use crate::modules::{ModuleSource, component_files};
+use crate::slots::CompileFor;
 use crate::status::StatusBoard;
 
 /// Runs weir until `cancel` fires, then shuts down gracefully: stop
@@ -444,11 +444,16 @@ impl Supervisor {
     }
 
     /// Validates the manifest (the runtime's `[limits]` as defaults; a
-    /// missing one is an error) and compiles the component on the compile
-    /// pool, below the calls' priority (`crate::slots`).
+    /// missing one is an error) and compiles the component on a compile
+    /// pool: a new version of a running module below the calls' priority
+    /// (`crate::slots`).
     async fn load(&self, files: ModuleSource) -> Result<LoadedModule, LoadError> {
         let (engine, limits, path) = (self.engine.clone(), self.limits.clone(), files.path.clone());
-        crate::slots::spawn_compile(move || files.load(&engine, &limits))
+        let purpose = match self.running.contains_key(&*files.name) {
+            true => CompileFor::Reload,
+            false => CompileFor::Start,
+        };
+        crate::slots::spawn_compile(purpose, move || files.load(&engine, &limits))
             .await
             .map_err(|reason| LoadError::Compile { path, reason })?
     }

@@ -17,11 +17,11 @@
 //! Guest code runs on threads of its own ([`spawn_guest`]) whose CPU
 //! priority is [`GUEST_NICE`] steps below the process's, so the threads
 //! that poll, produce and acknowledge (and the other processes on the
-//! machine) get the CPU first when a guest spins. Compiling a component
-//! (a load or a reload) runs lower still, at the lowest priority
-//! ([`compile_below_handling`]), so a reload takes neither the cores of the
-//! process's own threads nor those of the calls of the version still
-//! serving.
+//! machine) get the CPU first when a guest spins. A module's first load
+//! compiles at that priority too; a new version of a serving module
+//! compiles lower still, at the lowest priority ([`spawn_compile`]), so a
+//! reload takes neither the cores of the process's own threads nor those
+//! of the calls of the version still serving.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -61,21 +61,53 @@ where
         .spawn_blocking(work)
 }
 
+/// When a component is compiled, which decides the priority it compiles
+/// at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileFor {
+    /// A module's first load: nothing of it serves yet; at the guest
+    /// threads' priority ([`GUEST_NICE`]).
+    Start,
+    /// A new version of a module that serves: at [`COMPILE_NICE`], below
+    /// the calls of the version still serving.
+    Reload,
+}
+
 /// Runs `work` (compiling a component: its validation and translation
-/// as well as the functions wasmtime compiles in parallel) on a thread of
-/// the compile pool, at [`COMPILE_NICE`]. A panic in `work` comes back as
-/// an error instead of ending the process.
-pub async fn spawn_compile<F, R>(work: F) -> Result<R, String>
+/// as well as the functions wasmtime compiles in parallel, which stay on
+/// the pool `work` runs on) on the compile pool for `purpose`. A panic in
+/// `work` comes back as an error instead of ending the process.
+pub async fn spawn_compile<F, R>(purpose: CompileFor, work: F) -> Result<R, String>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    compile_below_handling();
+    static START: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    static RELOAD: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    let (cell, name, nice) = match purpose {
+        CompileFor::Start => (&START, "weir-compile", GUEST_NICE),
+        CompileFor::Reload => (&RELOAD, "weir-recompile", COMPILE_NICE),
+    };
+    let pool = cell.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(move |i| format!("{name}-{i}"))
+            .start_handler(move |_| lower_priority(nice))
+            .build()
+            .inspect_err(|err| tracing::warn!(error = %err, "cannot start a compile pool"))
+            .ok()
+    });
     let (tx, rx) = tokio::sync::oneshot::channel();
-    rayon::spawn(move || {
+    let job = move || {
         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
         let _ = tx.send(done);
-    });
+    };
+    match pool {
+        Some(pool) => pool.spawn(job),
+        None => {
+            compile_below_handling();
+            rayon::spawn(job);
+        }
+    }
     match rx.await {
         Ok(Ok(result)) => Ok(result),
         Ok(Err(_panic)) => Err("the compile task panicked".to_owned()),
@@ -83,15 +115,16 @@ where
     }
 }
 
-/// Makes the threads wasmtime compiles on (rayon's global pool) run at
-/// [`COMPILE_NICE`], below the guest threads. Call before the first compilation; once is
-/// enough (later calls do nothing).
+/// Makes the threads wasmtime compiles on outside [`spawn_compile`]
+/// (rayon's global pool: `weir check`, `weir replay`, the engine's own
+/// loads) run at the guest threads' priority. Call before the first
+/// compilation; once is enough (later calls do nothing).
 pub fn compile_below_handling() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         let built = rayon::ThreadPoolBuilder::new()
             .thread_name(|i| format!("weir-compile-{i}"))
-            .start_handler(|_| lower_priority(COMPILE_NICE))
+            .start_handler(|_| lower_priority(GUEST_NICE))
             .build_global();
         if let Err(err) = built {
             tracing::debug!(error = %err, "compile threads already started");
@@ -426,7 +459,9 @@ mod tests {
         let here = nice();
         let there = spawn_guest(nice).await.unwrap();
         assert_eq!(there, (here + GUEST_NICE).min(19));
-        let compiling = spawn_compile(nice).await.unwrap();
-        assert_eq!(compiling, (here + COMPILE_NICE).min(19));
+        let starting = spawn_compile(CompileFor::Start, nice).await.unwrap();
+        assert_eq!(starting, (here + GUEST_NICE).min(19));
+        let reloading = spawn_compile(CompileFor::Reload, nice).await.unwrap();
+        assert_eq!(reloading, (here + COMPILE_NICE).min(19));
     }
 }

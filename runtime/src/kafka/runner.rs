@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::acks::Producer;
 use arc_swap::ArcSwap;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -14,6 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::KafkaSettings;
+use super::acks::Producer;
 use super::changelog::{KafkaChangelog, PrepareError, prepare};
 use super::group::{GroupContext, describe};
 use super::sink::KafkaSink;
