@@ -140,10 +140,12 @@ done
 scripts/check-dashboard.py deploy/grafana/weir-dashboard.json \
     "http://127.0.0.1:$WEIR_HTTP_PORT/metrics" "$prom"
 
+cid=$("${COMPOSE[@]}" ps -q weir)
+log "weir's container memory now: $(docker stats --no-stream --format '{{.MemUsage}}' "$cid")"
+
 # SIGTERM drains: weir exits 0 after "shutdown complete".
 t=$SECONDS
 "${COMPOSE[@]}" stop weir >/dev/null 2>&1
-cid=$("${COMPOSE[@]}" ps -q weir)
 code=$(docker inspect -f '{{.State.ExitCode}}' "$cid")
 docker logs "$cid" 2>&1 | grep -q 'shutdown complete' || die "weir's log has no 'shutdown complete'"
 ((code == 0)) || die "weir exited $code after SIGTERM"
