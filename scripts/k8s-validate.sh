@@ -29,8 +29,11 @@ if command -v kubectl >/dev/null; then
 elif command -v kustomize >/dev/null; then
     KUSTOMIZE=(kustomize build)
 else
-    log "building kustomize $KUSTOMIZE_VERSION (go install)"
-    GOBIN="$REPO/target/tools" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    # Built once into target/tools (about 2 min on 2 cores).
+    if [[ ! -x "$REPO/target/tools/kustomize" ]]; then
+        log "building kustomize $KUSTOMIZE_VERSION (go install)"
+        GOBIN="$REPO/target/tools" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    fi
     KUSTOMIZE=("$REPO/target/tools/kustomize" build)
 fi
 if ! command -v kubernetes-validate >/dev/null; then
