@@ -185,7 +185,19 @@ pub fn measure(bootstrap: &str, c: &ChildArgs) -> anyhow::Result<DrainResult> {
     let mut first: Option<(Instant, f64, u64, i64)> = None;
     let (mut last_count, mut last_progress) = (0, Instant::now());
     loop {
-        let count = end_offsets(&w, &c.output, c.partitions)?;
+        // A sample that times out (a starved machine, a child under
+        // valgrind) is skipped; the no-progress guard below still ends a
+        // drain that stalls.
+        let count = match end_offsets(&w, &c.output, c.partitions) {
+            Ok(count) => count,
+            Err(err) => {
+                eprintln!(
+                    "weir-bench: end offsets of {}: {err:#}; sampling again",
+                    c.output
+                );
+                last_count
+            }
+        };
         let now = Instant::now();
         if count > 0 && first.is_none() {
             first = Some((now, cpu_secs(), crate::alloc::allocations(), count));
