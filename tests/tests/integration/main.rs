@@ -12,6 +12,7 @@ mod exactly_once;
 mod failures;
 mod hostile;
 mod languages;
+mod membership;
 mod metrics;
 mod offsets;
 mod pipeline;
