@@ -15,6 +15,7 @@ mod languages;
 mod membership;
 mod metrics;
 mod offsets;
+mod operator;
 mod pipeline;
 mod reload;
 mod stalls;
