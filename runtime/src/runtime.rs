@@ -38,7 +38,10 @@ use crate::modules::{ModuleSource, component_files};
 use crate::ops::control::PauseSwitch;
 use crate::status::StatusBoard;
 
+mod credentials;
 mod operator;
+
+use credentials::{CREDENTIAL_CHECK, CredentialCheck, credentials_checked};
 
 /// Runs weir until `cancel` fires, then shuts down gracefully: stop
 /// fetching, finish in-flight events, wait for their outputs'
@@ -111,36 +114,6 @@ pub async fn run_with_status(
     }
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// How long weir waits at start for the cluster to accept or reject its
-/// credentials (see [`KafkaSettings::check_credentials`]).
-const CREDENTIAL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The start-up credential check, answering `Ok(true)` when the cluster
-/// accepted weir's settings, `Ok(false)` when it did not answer in time.
-type CredentialCheck = tokio::task::JoinHandle<Result<bool, SecurityError>>;
-
-/// Logs the credential check's answer; the refusal, if kafka refused.
-fn credentials_checked(
-    checked: Result<Result<bool, SecurityError>, tokio::task::JoinError>,
-    brokers: &str,
-) -> Option<SecurityError> {
-    match checked {
-        Ok(Ok(true)) => tracing::debug!("kafka cluster answered; credentials accepted"),
-        Ok(Ok(false)) => tracing::warn!(
-            brokers,
-            within = ?CREDENTIAL_CHECK,
-            "kafka cluster did not answer yet; librdkafka keeps retrying"
-        ),
-        Ok(Err(refused)) => {
-            tracing::error!(error = %refused,
-                "kafka refused weir's security settings; shutting down");
-            return Some(refused);
-        }
-        Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
-    }
-    None
 }
 
 /// Identifies a module's files by content.

@@ -236,6 +236,28 @@ impl StatusBoard {
         }
     }
 
+    /// Sets the lag of `module`'s partitions that have a committed offset
+    /// and an entry in `ends` (partition end by topic and partition);
+    /// returns what it set.
+    pub fn ends(
+        &self,
+        module: &str,
+        ends: &std::collections::HashMap<(String, i32), i64>,
+    ) -> Vec<(String, i32, i64)> {
+        let mut set = Vec::new();
+        if let Some(m) = lock(&self.modules).get_mut(module) {
+            for p in &mut m.partitions {
+                let end = ends.get(&(p.topic.clone(), p.partition));
+                if let (Some(end), Some(committed)) = (end, p.committed) {
+                    let lag = (end - committed).max(0);
+                    p.lag = Some(lag);
+                    set.push((p.topic.clone(), p.partition, lag));
+                }
+            }
+        }
+        set
+    }
+
     /// Replaces every module's warnings with its entry in `warnings` (none
     /// when it has no entry).
     pub fn set_warnings(&self, warnings: &BTreeMap<String, Vec<String>>) {

@@ -9,7 +9,13 @@
 //! pause is reported as applied. Partitions assigned while paused are
 //! paused as soon as they are assigned. Resuming resumes every assigned
 //! partition where it stopped: nothing is skipped or handled twice.
+//!
+//! librdkafka learns a partition's end from its fetches, so while a module
+//! is paused its statistics would show the lag of the moment it paused.
+//! The pauser asks for the partitions' ends every few seconds instead and
+//! keeps `/status` and `weir_consumer_lag` current.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -21,11 +27,20 @@ use crate::ops::control::{PauseState, PauseSwitch};
 use crate::pipeline::TopicPartition;
 use crate::pipeline::offsets::{Offsets, Scope};
 
+/// How often the ends of paused partitions are asked for.
+const ENDS_INTERVAL: Duration = Duration::from_secs(5);
+/// Budget of asking one partition's end (on the poll thread).
+const ENDS_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The poll thread's side of the pause switch.
 #[derive(Debug)]
 pub(super) struct Pauser {
-    /// Whether the pause is applied to the consumer.
-    applied: bool,
+    /// Whether the pause is applied to the consumer; `None` until the
+    /// first turn, which applies and reports the switch's state.
+    applied: Option<bool>,
+    /// While paused: each partition's end, and when to ask again.
+    ends: HashMap<(String, i32), i64>,
+    next_ends: Instant,
     /// While draining after a pause: until when.
     draining: Option<Instant>,
     drain_timeout: Duration,
@@ -34,7 +49,9 @@ pub(super) struct Pauser {
 impl Pauser {
     pub(super) fn new(drain_timeout: Duration) -> Self {
         Self {
-            applied: false,
+            applied: None,
+            ends: HashMap::new(),
+            next_ends: Instant::now(),
             draining: None,
             drain_timeout,
         }
@@ -46,8 +63,9 @@ impl Pauser {
         let context = consumer.context();
         let switch = &context.pause;
         let wanted = switch.wanted();
-        if wanted != self.applied {
-            self.applied = wanted;
+        if Some(wanted) != self.applied {
+            let first = self.applied.is_none();
+            self.applied = Some(wanted);
             let assignment = consumer.assignment().unwrap_or_default();
             let module = &*context.module.name;
             if wanted {
@@ -58,14 +76,22 @@ impl Pauser {
                     "module paused by the operator; draining events in flight");
                 self.draining = Some(Instant::now() + self.drain_timeout);
                 self.report(context, switch, PauseState::Pausing);
+            } else if first {
+                // A new consumer of a module that is not paused: nothing
+                // to resume; only the state to report.
+                self.report(context, switch, PauseState::Running);
             } else {
                 if let Err(err) = consumer.resume(&assignment) {
                     tracing::warn!(module, error = %err, "cannot resume the partitions");
                 }
                 tracing::info!(module, partitions = %describe(&assignment), "module resumed");
                 self.draining = None;
+                self.ends.clear();
                 self.report(context, switch, PauseState::Running);
             }
+        }
+        if wanted {
+            self.paused_lag(consumer);
         }
         if let Some(until) = self.draining {
             let drained = drained(consumer, &context.module.offsets);
@@ -86,9 +112,30 @@ impl Pauser {
 
     fn report(&self, context: &GroupContext, switch: &PauseSwitch, state: PauseState) {
         let module = &context.module;
+        let paused = self.applied == Some(true);
         switch.report(state);
-        module.status.pause(&module.name, self.applied, state);
-        module.metrics.paused(self.applied);
+        module.status.pause(&module.name, paused, state);
+        module.metrics.paused(paused);
+    }
+
+    /// Keeps the lag of paused partitions current: their ends, asked for
+    /// every [`ENDS_INTERVAL`], less the committed offsets.
+    fn paused_lag(&mut self, consumer: &BaseConsumer<GroupContext>) {
+        if Instant::now() >= self.next_ends {
+            self.next_ends = Instant::now() + ENDS_INTERVAL;
+            for e in consumer.assignment().unwrap_or_default().elements() {
+                if let Ok((_, high)) =
+                    consumer.fetch_watermarks(e.topic(), e.partition(), ENDS_TIMEOUT)
+                {
+                    self.ends
+                        .insert((e.topic().to_owned(), e.partition()), high);
+                }
+            }
+        }
+        let module = &consumer.context().module;
+        for (topic, partition, lag) in module.status.ends(&module.name, &self.ends) {
+            module.metrics.lag(&topic, partition, lag);
+        }
     }
 }
 

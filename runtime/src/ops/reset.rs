@@ -7,6 +7,9 @@
 //! while the group has no members, which is also what Kafka's own
 //! `kafka-consumer-groups --reset-offsets` requires. When other processes
 //! still consume in the group, the commit is refused and nothing moves.
+//!
+//! librdkafka's mock cluster (`weir dev`) refuses commits from non-members
+//! once a group exists, empty or not: there only `--dry-run` is answered.
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -9,7 +9,8 @@
 //! coordinator accepts only while the group has no members; and the
 //! module's consumer starts again, from the new offsets (paused if the
 //! module is paused). If the commit is refused, nothing moved and the
-//! module starts again where it was.
+//! module starts again where it was. On the embedded broker (`weir dev`)
+//! only a dry run is possible (see [`crate::ops::reset`]).
 
 use serde_json::json;
 
@@ -72,6 +73,13 @@ impl Supervisor {
         if dry_run {
             return Ok(json!({"module": module, "group": group, "dry-run": true,
                              "moves": planned}));
+        }
+        if self.settings.embedded {
+            return Err(OpsError::Conflict(
+                "offsets cannot be moved on weir dev's embedded broker (librdkafka's mock \
+                 cluster refuses commits from outside a group's members); --dry-run works"
+                    .into(),
+            ));
         }
         let Some(running) = self.running.remove(module) else {
             return Err(OpsError::UnknownModule(module.to_owned()));

@@ -45,7 +45,8 @@ impl Setup {
             t.manifest().set("offset-reset", "earliest"),
         );
         let mut config = ProcessConfig::new(modules.path());
-        config.extra_toml = format!("admin-token = {TOKEN:?}\n");
+        // Static membership too: the resets must work with it.
+        config.extra_toml = format!("admin-token = {TOKEN:?}\ninstance-id = \"{label}-0\"\n");
         let mut weir = WeirProcess::start(label, &config);
         weir.wait_ready(Duration::from_secs(90));
         let producer = rt.block_on(async { Producer::new() });
@@ -161,10 +162,31 @@ fn pause_stops_outputs_while_input_arrives_and_resume_delivers_all() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(s.outputs(), 90, "outputs while paused");
     assert_eq!(weir_tests::committed(&s.t.group, &s.t.input), committed);
+    // The lag shows what waits, though paused partitions are not fetched.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = s.module_status();
+        let lag: i64 = m["partitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["lag"].as_i64())
+            .sum();
+        if lag == 90 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag {lag} while paused, not 90: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let table = s.cli(&["status"], None).success().stdout;
     println!("weir status while paused:\n{table}");
     assert!(
-        table.lines().any(|l| l.starts_with("ident") && l.contains(" yes ")),
+        table
+            .lines()
+            .any(|l| l.starts_with("ident") && l.contains(" yes ")),
         "{table}"
     );
     let json = s.cli(&["status", "--json"], None).success().stdout;
@@ -215,7 +237,10 @@ fn offsets_reset_to_earliest_a_time_and_exact_offsets_replay_what_they_should() 
         )
         .success();
     println!("{}", run.stdout);
-    assert!(run.stdout.contains(&format!("{input}[0]  20 -> 0")), "{run}");
+    assert!(
+        run.stdout.contains(&format!("{input}[0]  20 -> 0")),
+        "{run}"
+    );
     assert!(run.stdout.contains("dry run"), "{run}");
     assert_eq!(
         weir_tests::committed(&s.t.group, &input),
@@ -226,7 +251,10 @@ fn offsets_reset_to_earliest_a_time_and_exact_offsets_replay_what_they_should() 
     let run = s
         .cli(&["offsets", "ident", "--reset-to", &at], Some(TOKEN))
         .success();
-    assert!(run.stdout.contains(&format!("{input}[1]  20 -> 10")), "{run}");
+    assert!(
+        run.stdout.contains(&format!("{input}[1]  20 -> 10")),
+        "{run}"
+    );
     s.wait_outputs(90);
     s.wait_committed();
 
@@ -248,7 +276,10 @@ fn offsets_reset_to_earliest_a_time_and_exact_offsets_replay_what_they_should() 
     s.wait_outputs(157);
     s.wait_committed();
     assert_eq!(s.module_status()["state"], "running");
-    println!("outputs after the resets: {} (as expected: 157)", s.outputs());
+    println!(
+        "outputs after the resets: {} (as expected: 157)",
+        s.outputs()
+    );
 
     // To the end: nothing replays, nothing is skipped later.
     s.cli(&["offsets", "ident", "--reset-to", "latest"], Some(TOKEN))
