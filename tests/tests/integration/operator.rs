@@ -331,3 +331,90 @@ fn admin_requests_need_the_token_and_a_known_module() {
     .failure(&["403", "no admin token is configured"]);
     bare.stop(Duration::from_secs(30));
 }
+
+/// Outputs while paused: none may appear for a few seconds.
+async fn assert_no_outputs_beyond(topic: &str, n: i64) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got: i64 = weir_tests::end_offsets(topic, PARTITIONS).iter().sum();
+    assert_eq!(got, n, "outputs while paused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_survives_a_reload_in_place_and_one_with_a_new_consumer() {
+    init_logging();
+    let t = Topics::create_with("pause-reload", PARTITIONS).await;
+    let modules = ModulesDir::new();
+    let manifest = |offset_reset: &str, note: &str| {
+        t.manifest()
+            .set("offset-reset", offset_reset)
+            .config("note", note)
+    };
+    modules.install("ident", &test_guest("identity"), manifest("earliest", "v1"));
+    let http = weir_tests::free_addr();
+    let (weir, status) = weir_tests::Weir::start_config(weir::config::RunConfig {
+        http_listen: weir::http::HttpListen::Addr(http),
+        watch: true,
+        reload_debounce: Duration::from_millis(200),
+        admin_token: Some(TOKEN.to_owned()),
+        ..weir_tests::test_config(modules.path(), &[])
+    });
+    let producer = Producer::new();
+    let send = |ids: std::ops::Range<usize>| -> Vec<Send> {
+        ids.map(|i| {
+            Send::on(
+                i32::try_from(i % 3).expect("small"),
+                &format!("k{i}"),
+                &format!("e{i}"),
+            )
+        })
+        .collect()
+    };
+    producer.send(&t.input, &send(0..30)).await;
+    weir_tests::consume(&t.output, 30, Duration::from_secs(60), Duration::ZERO).await;
+    let cli = |args: &[&str]| {
+        let url = format!("http://{http}");
+        let mut all = args.to_vec();
+        all.extend(["--url", url.as_str()]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        tokio::task::block_in_place(|| {
+            weir_with_env(dir.path(), &all, &[("WEIR_ADMIN_TOKEN", OsStr::new(TOKEN))])
+        })
+    };
+    cli(&["pause", "ident"]).success();
+    let loads = |n: u64| {
+        let status = status.clone();
+        move || {
+            weir_tests::module_status(&status, "ident").filter(|m| {
+                m.loads == n
+                    && m.pause_state == weir::ops::control::PauseState::Paused { drained: true }
+            })
+        }
+    };
+
+    // A reload in place keeps the consumer, and its pause.
+    modules.install("ident", &test_guest("identity"), manifest("earliest", "v2"));
+    let m = weir_tests::eventually(Duration::from_secs(30), "reloaded in place", loads(2)).await;
+    assert!(m.paused);
+    producer.send(&t.input, &send(30..60)).await;
+    assert_no_outputs_beyond(&t.output, 30).await;
+
+    // A reload that needs a new consumer starts it paused.
+    modules.install("ident", &test_guest("identity"), manifest("latest", "v3"));
+    let m = weir_tests::eventually(Duration::from_secs(30), "restarted paused", loads(3)).await;
+    assert!(m.paused);
+    producer.send(&t.input, &send(60..90)).await;
+    assert_no_outputs_beyond(&t.output, 30).await;
+
+    cli(&["resume", "ident"]).success();
+    let out = weir_tests::consume(
+        &t.output,
+        90,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    )
+    .await;
+    let values: BTreeSet<String> = out.iter().map(weir_tests::Received::text).collect();
+    let want: BTreeSet<String> = (0..90).map(|i| format!("e{i}")).collect();
+    assert_eq!(values, want, "every event once the module resumes");
+    weir.stop().await.expect("clean shutdown");
+}
