@@ -181,6 +181,7 @@ pub fn spawn_runner(
     let topics = version.manifest.input_topics.clone();
     let start_at = version.manifest.start_at;
     tracing::info!(module = &*version.name, digest = version.short_digest(), group = %group,
+        group_instance_id = instance.as_deref().unwrap_or("none (dynamic member)"),
         topics = ?topics, batch = version.pre.is_batch(),
         "module started");
     let name = format!("weir-poll-{}", version.name);

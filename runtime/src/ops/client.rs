@@ -292,6 +292,9 @@ pub fn offsets(
             m["to"]
         )?;
     }
+    if let Some(warning) = answer["warning"].as_str() {
+        writeln!(out, "warning: {warning}")?;
+    }
     if dry_run {
         writeln!(out, "dry run: group `{group}` unchanged")?;
     } else {

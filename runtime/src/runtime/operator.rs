@@ -18,6 +18,10 @@ use super::Supervisor;
 use crate::ops::reset::{self, Move, ResetTo};
 use crate::ops::{Op, OpsError, Reply, Request};
 
+/// Said with every reset of a stateful module.
+const STATEFUL: &str = "the module keeps state: events read again are applied to its current \
+                        store, which is not rewound with the offsets";
+
 impl Supervisor {
     /// Applies one operator request and answers it.
     pub(super) async fn operate(&mut self, request: Request) {
@@ -71,8 +75,12 @@ impl Supervisor {
         // applied is refused before the module is disturbed.
         let planned = self.plan(&group, &topics, &specs, false).await?;
         if dry_run {
-            return Ok(json!({"module": module, "group": group, "dry-run": true,
-                             "moves": planned}));
+            let mut answer =
+                json!({"module": module, "group": group, "dry-run": true, "moves": planned});
+            if version.manifest.state.is_some() {
+                answer["warning"] = STATEFUL.into();
+            }
+            return Ok(answer);
         }
         if self.settings.embedded {
             return Err(OpsError::Conflict(
@@ -101,7 +109,12 @@ impl Supervisor {
         let moves = result?;
         tracing::info!(module, group = %group, moves = %describe(&moves),
             "offsets reset: committed; the module's consumer started again");
-        Ok(json!({"module": module, "group": group, "dry-run": false, "moves": moves}))
+        let mut answer =
+            json!({"module": module, "group": group, "dry-run": false, "moves": moves});
+        if version.manifest.state.is_some() {
+            answer["warning"] = STATEFUL.into();
+        }
+        Ok(answer)
     }
 
     /// Plans `specs` for `group` and, with `commit`, commits the plan.
