@@ -95,6 +95,29 @@ pub struct RunConfig {
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
 
+    /// This process's name in its consumer groups, for static membership
+    /// (KIP-345), e.g. a StatefulSet pod name (`weir-0`); also
+    /// `--instance-id` or `WEIR_INSTANCE_ID`. Each module consumer joins
+    /// with `group.instance.id = <instance-id>-<module>`, so a restarted
+    /// process gets its partitions back at once instead of after the dead
+    /// one's `session.timeout.ms`. It must be unique among the processes
+    /// of a group: a second process with the same name fences the first.
+    /// Letters, digits, `.`, `_` and `-`.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+
+    /// Bearer token of the mutating HTTP endpoints (`POST /admin/...`:
+    /// pause, resume, offsets reset); also `WEIR_ADMIN_TOKEN`. Without a
+    /// token (here, in `admin-token-file` or the environment) they refuse
+    /// every request.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+
+    /// A file holding the admin token (surrounding whitespace ignored),
+    /// e.g. a mounted Kubernetes Secret.
+    #[serde(default)]
+    pub admin_token_file: Option<PathBuf>,
+
     /// Set by `weir dev`: the brokers are librdkafka's in-memory mock
     /// cluster, which does not answer `DescribeConfigs`, so a changelog
     /// topic's `cleanup.policy` is not checked. Not a `weir.toml` key.
@@ -153,6 +176,9 @@ impl Default for RunConfig {
             max_inflight_bytes: default_max_inflight_bytes(),
             state_dir: default_state_dir(),
             kafka: BTreeMap::new(),
+            instance_id: None,
+            admin_token: None,
+            admin_token_file: None,
             embedded: false,
         }
     }
@@ -175,6 +201,9 @@ impl std::fmt::Debug for RunConfig {
             max_inflight_bytes,
             state_dir,
             kafka,
+            instance_id,
+            admin_token,
+            admin_token_file,
             embedded,
         } = self;
         f.debug_struct("RunConfig")
@@ -191,6 +220,9 @@ impl std::fmt::Debug for RunConfig {
             .field("max_inflight_bytes", max_inflight_bytes)
             .field("state_dir", state_dir)
             .field("kafka", &crate::secrets::redacted(kafka))
+            .field("instance_id", instance_id)
+            .field("admin_token", &admin_token.as_ref().map(|_| "***"))
+            .field("admin_token_file", admin_token_file)
             .field("embedded", embedded)
             .finish()
     }
@@ -322,6 +354,25 @@ impl RunConfig {
                 self.max_inflight_bytes, self.limits.max_emit_bytes
             ));
         }
+        if let Some(id) = &self.instance_id
+            && let Err(why) = crate::kafka::membership::check_instance_id(id)
+        {
+            problems.push(format!("`instance-id`: {why}"));
+        }
+        if self.kafka.contains_key("group.instance.id") {
+            problems.push(
+                "[kafka] `group.instance.id` is managed by weir: set `instance-id` (each module's \
+                 consumer gets `<instance-id>-<module>`)"
+                    .into(),
+            );
+        }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            problems.push("`admin-token` is empty".into());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -335,6 +386,27 @@ impl RunConfig {
     /// The bootstrap servers; only valid after [`RunConfig::validate`].
     pub fn brokers(&self) -> &str {
         self.brokers.as_deref().unwrap_or_default()
+    }
+
+    /// The admin token: `admin-token`, else the content of
+    /// `admin-token-file` (trimmed); `None` when neither is set.
+    pub fn admin_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(token) = &self.admin_token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        let Some(path) = &self.admin_token_file else {
+            return Ok(None);
+        };
+        let problem = |why: String| ConfigError {
+            source_path: None,
+            problems: vec![format!("`admin-token-file` `{}`: {why}", path.display())],
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| problem(e.to_string()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(problem("the file is empty".into()));
+        }
+        Ok(Some(token.to_owned()))
     }
 
     /// The modules folder; only valid after [`RunConfig::validate`].
@@ -493,6 +565,41 @@ memory = 3",
                 "`limits.max-batch` must be greater than zero",
             ]
         );
+    }
+
+    #[test]
+    fn instance_id_and_admin_token_are_checked_and_redacted() {
+        let cfg = parsed(
+            "brokers = \"b\"\nmodules = \"m\"\ninstance-id = \"weir-0\"\nadmin-token = \"s3cret-tok\"\n",
+        );
+        cfg.validate(None).unwrap();
+        assert_eq!(cfg.instance_id.as_deref(), Some("weir-0"));
+        assert_eq!(cfg.admin_token().unwrap().as_deref(), Some("s3cret-tok"));
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret-tok"), "{shown}");
+
+        let bad = parsed(
+            "brokers = \"b\"\nmodules = \"m\"\ninstance-id = \"weir 0/x\"\n[kafka]\n\"group.instance.id\" = \"x\"\n",
+        );
+        let err = bad.validate(None).unwrap_err().to_string();
+        assert!(err.contains("`instance-id`"), "{err}");
+        assert!(
+            err.contains("`group.instance.id` is managed by weir"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn admin_token_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  from-file\n").unwrap();
+        let mut cfg = parsed("brokers = \"b\"\nmodules = \"m\"\n");
+        assert_eq!(cfg.admin_token().unwrap(), None);
+        cfg.admin_token_file = Some(path.clone());
+        assert_eq!(cfg.admin_token().unwrap().as_deref(), Some("from-file"));
+        std::fs::write(&path, "\n").unwrap();
+        assert!(cfg.admin_token().unwrap_err().to_string().contains("empty"));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! `/livez`, `/readyz`, `/status` and the state queries
 //! (`/state/<module>/<key>`).
 //!
-//! It listens on loopback unless configured otherwise (`http-listen`) and
-//! exposes nothing that changes state: every route is a GET (or HEAD).
+//! It listens on loopback unless configured otherwise (`http-listen`).
+//! Every route above is a GET (or HEAD); the only routes that change
+//! anything are the operator's `POST /admin/...` ([`crate::ops::admin`]),
+//! refused unless an admin token is configured and given.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -71,6 +73,7 @@ pub struct HttpState {
     metrics: Arc<Metrics>,
     status: Arc<StatusBoard>,
     queries: Arc<Queries>,
+    admin: Option<crate::ops::admin::Admin>,
 }
 
 impl HttpState {
@@ -80,7 +83,19 @@ impl HttpState {
             metrics,
             status,
             queries: Arc::default(),
+            admin: None,
         }
+    }
+
+    /// Also serves the admin routes ([`crate::ops::admin`]).
+    pub fn with_admin(mut self, admin: crate::ops::admin::Admin) -> Self {
+        self.admin = Some(admin);
+        self
+    }
+
+    /// The admin routes' state, if they are served.
+    pub(crate) fn admin(&self) -> Option<&crate::ops::admin::Admin> {
+        self.admin.as_ref()
     }
 
     /// Also serves `GET /state/<module>/<key>` from `queries`.
@@ -98,6 +113,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/state/{module}/{key}", get(state_query))
+        .merge(crate::ops::admin::routes())
         .with_state(state)
 }
 

@@ -51,13 +51,22 @@ enum Command {
         /// `none` disables them).
         #[arg(long, env = "WEIR_HTTP_LISTEN")]
         http_listen: Option<weir::http::HttpListen>,
+        /// This process's name for static group membership, e.g. a pod name
+        /// (`instance-id`).
+        #[arg(long, env = "WEIR_INSTANCE_ID")]
+        instance_id: Option<String>,
     },
     /// Run the modules of a folder against an embedded in-memory broker,
     /// creating the topics their manifests name.
     Dev {
-        /// Folder of <name>.wasm components and <name>.toml manifests.
-        #[arg(long, default_value = "target/modules")]
-        modules: PathBuf,
+        /// A weir.toml file; the embedded broker replaces its `brokers`,
+        /// and flags override its other values.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Folder of <name>.wasm components and <name>.toml manifests
+        /// (default: the config's `modules`, else target/modules).
+        #[arg(long)]
+        modules: Option<PathBuf>,
         /// Partitions of each created topic.
         #[arg(long, default_value_t = 3)]
         partitions: i32,
@@ -68,6 +77,44 @@ enum Command {
         /// `none` disables them).
         #[arg(long, env = "WEIR_HTTP_LISTEN")]
         http_listen: Option<weir::http::HttpListen>,
+    },
+    /// Show a running weir's modules: versions, partitions, lag, stalls.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print /status's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a module: its partitions stay assigned and are not fetched;
+    /// events in flight finish and their offsets are committed.
+    Pause {
+        /// The module.
+        module: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume a paused module where it stopped.
+    Resume {
+        /// The module.
+        module: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Move a module's group offsets: the module's consumer stops (in-flight
+    /// events finish and commit), the offsets move, and it starts again.
+    Offsets {
+        /// The module.
+        module: String,
+        /// earliest, latest, an RFC 3339 time in UTC, or
+        /// topic:partition:offset (repeatable).
+        #[arg(long = "reset-to", required = true)]
+        reset_to: Vec<String>,
+        /// Print the planned offsets without moving anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Produce one record per stdin line.
     Produce {
@@ -149,6 +196,31 @@ enum Command {
     },
 }
 
+/// How the operator's commands reach weir.
+#[derive(Debug, clap::Args)]
+struct ClientArgs {
+    /// weir's HTTP listener.
+    #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:9464")]
+    url: weir::ops::client::Endpoint,
+    /// A file holding the admin token (default: WEIR_ADMIN_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The admin token: the file's content, else `WEIR_ADMIN_TOKEN`.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read `{}`: {e}", path.display()))?;
+            return Ok(Some(text.trim().to_owned()));
+        }
+        Ok(std::env::var("WEIR_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty()))
+    }
+}
+
 /// A component and how `weir run` would configure it.
 #[derive(Debug, clap::Args)]
 struct ModuleArgs {
@@ -214,13 +286,38 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             brokers,
             modules,
             http_listen,
-        } => run(config, brokers, modules, http_listen).await,
+            instance_id,
+        } => {
+            let mut cfg = load_config(config.as_deref())?;
+            cfg.brokers = brokers.or(cfg.brokers);
+            cfg.modules = modules.or(cfg.modules);
+            cfg.instance_id = instance_id.or(cfg.instance_id);
+            if let Some(listen) = http_listen {
+                cfg.http_listen = listen;
+            }
+            cfg.validate(config.as_deref())?;
+            weir::runtime::run(cfg, shutdown_signal()?).await
+        }
         Command::Dev {
+            config,
             modules,
             partitions,
             bootstrap_file,
             http_listen,
-        } => dev(modules, partitions, bootstrap_file, http_listen).await,
+        } => {
+            let mut cfg = load_config(config.as_deref())?;
+            cfg.modules = modules
+                .or(cfg.modules)
+                .or_else(|| Some(PathBuf::from("target/modules")));
+            if let Some(listen) = http_listen {
+                cfg.http_listen = listen;
+            }
+            dev(cfg, partitions, bootstrap_file).await
+        }
+        command @ (Command::Status { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Offsets { .. }) => tokio::task::block_in_place(|| operate(command)),
         Command::Produce {
             brokers,
             topic,
@@ -261,34 +358,57 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// `weir run`: the config file, if any, with the flags over it.
-async fn run(
-    config: Option<PathBuf>,
-    brokers: Option<String>,
-    modules: Option<PathBuf>,
-    http_listen: Option<weir::http::HttpListen>,
-) -> anyhow::Result<()> {
-    let mut cfg = match &config {
+/// The config file, if any, with the environment's admin token over it.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<RunConfig> {
+    let mut cfg = match path {
         Some(path) => RunConfig::from_file(path)?,
         None => RunConfig::default(),
     };
-    cfg.brokers = brokers.or(cfg.brokers);
-    cfg.modules = modules.or(cfg.modules);
-    if let Some(listen) = http_listen {
-        cfg.http_listen = listen;
+    if let Ok(token) = std::env::var("WEIR_ADMIN_TOKEN")
+        && !token.trim().is_empty()
+    {
+        cfg.admin_token = Some(token);
     }
-    cfg.validate(config.as_deref())?;
-    weir::runtime::run(cfg, shutdown_signal()?).await
+    Ok(cfg)
+}
+
+/// The operator's commands, against a running weir; blocking.
+fn operate(command: Command) -> anyhow::Result<()> {
+    use weir::ops::client;
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Command::Status { client: c, json } => client::status(&c.url, json, &mut stdout),
+        Command::Pause { module, client: c } => {
+            client::pause(&c.url, c.token()?.as_deref(), &module, true, &mut stdout)
+        }
+        Command::Resume { module, client: c } => {
+            client::pause(&c.url, c.token()?.as_deref(), &module, false, &mut stdout)
+        }
+        Command::Offsets {
+            module,
+            reset_to,
+            dry_run,
+            client: c,
+        } => client::offsets(
+            &c.url,
+            c.token()?.as_deref(),
+            &module,
+            &reset_to,
+            dry_run,
+            &mut stdout,
+        ),
+        _ => anyhow::bail!("not an operator's command"),
+    }
 }
 
 /// `weir dev`: an embedded broker with the topics the manifests name, then
 /// `weir run` against it.
 async fn dev(
-    modules: PathBuf,
+    mut cfg: RunConfig,
     partitions: i32,
     bootstrap_file: Option<PathBuf>,
-    http_listen: Option<weir::http::HttpListen>,
 ) -> anyhow::Result<()> {
+    let modules = cfg.modules_dir().to_path_buf();
     let broker = EmbeddedKafka::start()?;
     let bootstrap = broker.bootstrap_servers();
     let topics = broker.create_manifest_topics(&modules, partitions)?;
@@ -302,14 +422,13 @@ async fn dev(
     // The broker's changelogs live in memory only: so do the stores (a
     // folder of this run, removed at the end).
     let state_dir = std::env::temp_dir().join(format!("weir-dev-state-{}", std::process::id()));
-    let cfg = RunConfig {
-        brokers: Some(bootstrap),
-        modules: Some(modules),
-        http_listen: http_listen.unwrap_or_default(),
-        state_dir: state_dir.clone(),
-        embedded: true,
-        ..RunConfig::default()
-    };
+    if cfg.brokers.is_some() {
+        tracing::info!("`brokers` of the config file replaced by the embedded broker");
+    }
+    cfg.brokers = Some(bootstrap);
+    cfg.state_dir = state_dir.clone();
+    cfg.embedded = true;
+    cfg.validate(None)?;
     let result = weir::runtime::run(cfg, shutdown_signal()?).await;
     let _ = std::fs::remove_dir_all(&state_dir);
     result
@@ -372,7 +491,11 @@ fn devtool(command: Command) -> anyhow::Result<()> {
         Command::Run { .. }
         | Command::Dev { .. }
         | Command::Produce { .. }
-        | Command::Consume { .. } => {
+        | Command::Consume { .. }
+        | Command::Status { .. }
+        | Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Offsets { .. } => {
             anyhow::bail!("not a developer-loop command")
         }
     }

@@ -36,8 +36,14 @@ use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
 use crate::kafka::acks::Producer;
 use crate::kafka::{KafkaSettings, RunnerSettings, SecurityError, spawn_runner};
 use crate::modules::{ModuleSource, component_files};
+use crate::ops::control::PauseSwitch;
 use crate::slots::CompileFor;
 use crate::status::StatusBoard;
+
+mod credentials;
+mod operator;
+
+use credentials::{CREDENTIAL_CHECK, CredentialCheck, credentials_checked};
 
 /// Runs weir until `cancel` fires, then shuts down gracefully: stop
 /// fetching, finish in-flight events, wait for their outputs'
@@ -62,9 +68,13 @@ pub async fn run_with_status(
     let queries = Arc::new(crate::state::Queries::default());
     let http_stop = CancellationToken::new();
     let _http_stop = http_stop.clone().drop_guard();
+    let (requests, mut ops) = tokio::sync::mpsc::channel(8);
+    let admin = crate::ops::admin::Admin::new(config.admin_token()?.as_deref(), requests);
     crate::http::start(
         config.http_listen,
-        crate::http::HttpState::new(metrics.clone(), status.clone()).with_queries(queries.clone()),
+        crate::http::HttpState::new(metrics.clone(), status.clone())
+            .with_queries(queries.clone())
+            .with_admin(admin),
         http_stop,
     )
     .await?;
@@ -82,6 +92,7 @@ pub async fn run_with_status(
         move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
     });
     let mut supervisor = Supervisor::new(&config, kafka, metrics.clone(), status, cancel)?;
+    supervisor.settings.instance_id = config.instance_id.clone();
     supervisor.settings.queries = queries;
     supervisor.start().await?;
     let changes = Arc::new(tokio::sync::Notify::new());
@@ -96,7 +107,7 @@ pub async fn run_with_status(
         watch = config.watch,
         "weir is running"
     );
-    let fatal = supervisor.serve(credentials, &changes).await;
+    let fatal = supervisor.serve(credentials, &changes, &mut ops).await;
     metrics.set_running(false);
     tracing::info!("shutting down");
     supervisor.shutdown(config.shutdown_timeout).await?;
@@ -105,36 +116,6 @@ pub async fn run_with_status(
     }
     tracing::info!("shutdown complete");
     Ok(())
-}
-
-/// How long weir waits at start for the cluster to accept or reject its
-/// credentials (see [`KafkaSettings::check_credentials`]).
-const CREDENTIAL_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The start-up credential check, answering `Ok(true)` when the cluster
-/// accepted weir's settings, `Ok(false)` when it did not answer in time.
-type CredentialCheck = tokio::task::JoinHandle<Result<bool, SecurityError>>;
-
-/// Logs the credential check's answer; the refusal, if kafka refused.
-fn credentials_checked(
-    checked: Result<Result<bool, SecurityError>, tokio::task::JoinError>,
-    brokers: &str,
-) -> Option<SecurityError> {
-    match checked {
-        Ok(Ok(true)) => tracing::debug!("kafka cluster answered; credentials accepted"),
-        Ok(Ok(false)) => tracing::warn!(
-            brokers,
-            within = ?CREDENTIAL_CHECK,
-            "kafka cluster did not answer yet; librdkafka keeps retrying"
-        ),
-        Ok(Err(refused)) => {
-            tracing::error!(error = %refused,
-                "kafka refused weir's security settings; shutting down");
-            return Some(refused);
-        }
-        Err(err) => tracing::warn!(error = %err, "kafka credential check did not finish"),
-    }
-    None
 }
 
 /// Identifies a module's files by content.
@@ -227,6 +208,10 @@ struct Supervisor {
     rejected: HashMap<String, Source>,
     /// Rings of running modules feeding each other, reported once each.
     chains: crate::cycles::ChainWatch,
+    /// The operator's pause switch of each module ever paused or started,
+    /// kept across reloads and offset resets; dropped when the module's
+    /// file is removed.
+    pauses: HashMap<String, PauseSwitch>,
 }
 
 impl Supervisor {
@@ -253,6 +238,7 @@ impl Supervisor {
                 queries: Arc::default(),
                 embedded: config.embedded,
                 slots: crate::slots::CallSlots::per_core(),
+                instance_id: None,
                 budget: Arc::new(
                     crate::pipeline::budget::Budget::new(config.max_inflight_bytes)
                         .observed(Arc::new(metrics.sharing())),
@@ -265,6 +251,7 @@ impl Supervisor {
             running: HashMap::new(),
             rejected: HashMap::new(),
             chains: Default::default(),
+            pauses: HashMap::new(),
         })
     }
 
@@ -286,13 +273,15 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Applies each change of the folder until the supervisor's token is
-    /// cancelled, or until the credential check finds that kafka refuses
-    /// weir's security settings: then returns the refusal.
+    /// Applies each change of the folder and each operator request until
+    /// the supervisor's token is cancelled, or until the credential check
+    /// finds that kafka refuses weir's security settings: then returns the
+    /// refusal.
     async fn serve(
         &mut self,
         mut credentials: CredentialCheck,
         changes: &tokio::sync::Notify,
+        ops: &mut tokio::sync::mpsc::Receiver<crate::ops::Request>,
     ) -> Option<SecurityError> {
         let (cancel, mut checking) = (self.cancel.clone(), true);
         loop {
@@ -305,6 +294,7 @@ impl Supervisor {
                         return refused;
                     }
                 }
+                Some(request) = ops.recv() => self.operate(request).await,
                 () = changes.notified() => {
                     if let Err(err) = self.sync().await {
                         tracing::error!(error = %format_args!("{err:#}"), "cannot rescan the modules folder");
@@ -341,6 +331,7 @@ impl Supervisor {
                 tracing::info!(module = %name, "module file removed; stopping");
                 running.stop().await;
                 self.status.removed(&name);
+                self.pauses.remove(&name);
                 self.settings.metrics.module_unloaded(&name);
                 tracing::info!(module = %name, "module unloaded");
             }
@@ -475,20 +466,36 @@ impl Supervisor {
             old.stop().await;
             self.settings.metrics.module_reload(name, true);
         }
-        let slot = Arc::new(ArcSwap::new(module.clone()));
-        let cancel = self.cancel.child_token();
         // Before the runner starts: what it reports (a stateful module's
         // topics refused) must come after, not be overwritten by, this.
         self.status.loaded(name, &module.digest, module.loaded_at);
+        let slot = Arc::new(ArcSwap::new(module.clone()));
+        self.launch(name, slot, source, subscription)?;
+        tracing::info!(module = name, path = %module.path.display(), digest = module.short_digest(), "module loaded");
+        Ok(())
+    }
+
+    /// Starts a runner for the version in `slot`, with the module's pause
+    /// switch.
+    fn launch(
+        &mut self,
+        name: &str,
+        slot: Arc<ArcSwap<LoadedModule>>,
+        source: Source,
+        subscription: Subscription,
+    ) -> Result<(), LoadError> {
+        let cancel = self.cancel.child_token();
+        let pause = self.pauses.entry(name.to_owned()).or_default().clone();
         let thread = spawn_runner(
             slot.clone(),
             self.engine.clone(),
             self.producer.clone(),
             self.settings.clone(),
             cancel.clone(),
+            pause,
         )
         .map_err(|e| LoadError::Contract {
-            path: module.path.clone(),
+            path: slot.load().path.clone(),
             reason: format!("{e:#}"),
         })?;
         self.running.insert(
@@ -501,7 +508,6 @@ impl Supervisor {
                 thread,
             },
         );
-        tracing::info!(module = name, path = %module.path.display(), digest = module.short_digest(), "module loaded");
         Ok(())
     }
 }

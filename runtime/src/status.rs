@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::ops::control::PauseState;
 use crate::sync::lock;
 
 /// The state of one module.
@@ -63,6 +64,32 @@ pub struct ModuleStatus {
     /// process holds, by partition number.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub state_stores: BTreeMap<i32, StoreStatus>,
+    /// The module's consumer group.
+    pub group: Option<String>,
+    /// Its consumer's `group.instance.id` (static membership), if any.
+    pub group_instance_id: Option<String>,
+    /// Whether an operator paused the module (`weir pause`).
+    pub paused: bool,
+    /// How far the pause (or resume) is applied.
+    pub pause_state: PauseState,
+    /// The partitions assigned to this process, with their lag, from the
+    /// consumer's last statistics report (every 5 s by default).
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One assigned partition, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PartitionStatus {
+    /// Input topic.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Events between the partition's end and the committed offset, when
+    /// both are known.
+    pub lag: Option<i64>,
+    /// The group's committed offset (the next event to read), if any.
+    pub committed: Option<i64>,
 }
 
 /// One partition's state store, for operators.
@@ -108,6 +135,11 @@ impl StatusBoard {
                 warnings: Vec::new(),
                 fetch_stalled: BTreeMap::new(),
                 state_stores: BTreeMap::new(),
+                group: None,
+                group_instance_id: None,
+                paused: false,
+                pause_state: PauseState::Running,
+                partitions: Vec::new(),
                 state: ModuleState::Failed {
                     reason: "not loaded yet".into(),
                 },
@@ -178,6 +210,52 @@ impl StatusBoard {
                 m.state_stores.remove(&partition);
             }
         }
+    }
+
+    /// Records the consumer group of `module` and its static member id.
+    pub fn consumer(&self, module: &str, group: &str, instance: Option<&str>) {
+        self.update(module, |m| {
+            m.group = Some(group.to_owned());
+            m.group_instance_id = instance.map(str::to_owned);
+        });
+    }
+
+    /// Records whether `module` is paused and how far that is applied.
+    pub fn pause(&self, module: &str, paused: bool, state: PauseState) {
+        if let Some(m) = lock(&self.modules).get_mut(module) {
+            m.paused = paused;
+            m.pause_state = state;
+        }
+    }
+
+    /// Replaces the assigned partitions of `module`, sorted.
+    pub fn partitions(&self, module: &str, mut partitions: Vec<PartitionStatus>) {
+        partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        if let Some(m) = lock(&self.modules).get_mut(module) {
+            m.partitions = partitions;
+        }
+    }
+
+    /// Sets the lag of `module`'s partitions that have a committed offset
+    /// and an entry in `ends` (partition end by topic and partition);
+    /// returns what it set.
+    pub fn ends(
+        &self,
+        module: &str,
+        ends: &std::collections::HashMap<(String, i32), i64>,
+    ) -> Vec<(String, i32, i64)> {
+        let mut set = Vec::new();
+        if let Some(m) = lock(&self.modules).get_mut(module) {
+            for p in &mut m.partitions {
+                let end = ends.get(&(p.topic.clone(), p.partition));
+                if let (Some(end), Some(committed)) = (end, p.committed) {
+                    let lag = (end - committed).max(0);
+                    p.lag = Some(lag);
+                    set.push((p.topic.clone(), p.partition, lag));
+                }
+            }
+        }
+        set
     }
 
     /// Replaces every module's warnings with its entry in `warnings` (none

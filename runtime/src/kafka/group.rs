@@ -46,6 +46,8 @@ use super::KafkaSettings;
 use super::sink::{KafkaSink, KafkaTxns};
 use super::source::PartitionSource;
 use super::stall::FetchHealth;
+use super::tpl::{describe, offset_list, partitions};
+use crate::ops::control::PauseSwitch;
 use crate::pipeline::guest::WasmGuest;
 use crate::pipeline::offsets::{Offsets, Scope};
 use crate::pipeline::{Module, Ports, TopicPartition, worker};
@@ -80,6 +82,8 @@ pub struct GroupContext {
     /// Parent of every worker's stop token: the module's cancellation.
     stop: CancellationToken,
     drain_timeout: Duration,
+    /// The operator's pause, applied to newly assigned partitions too.
+    pub(super) pause: PauseSwitch,
 }
 
 impl std::fmt::Debug for GroupContext {
@@ -110,7 +114,7 @@ impl ClientContext for GroupContext {
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
-        super::stats::record(&self.module.metrics, &statistics);
+        super::stats::report(&self.module, &statistics);
     }
 
     /// Every error event comes here first (rust-rdkafka), also those that
@@ -163,6 +167,12 @@ impl ConsumerContext for GroupContext {
         }
     }
 
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            super::pause::assigned(consumer, tpl, self.pause.wanted(), &self.module.name);
+        }
+    }
+
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let module = &*self.module.name;
         match &result {
@@ -196,6 +206,7 @@ impl GroupContext {
         group: String,
         stop: CancellationToken,
         drain_timeout: Duration,
+        pause: PauseSwitch,
     ) -> Self {
         Self {
             module,
@@ -205,6 +216,7 @@ impl GroupContext {
             consumer: OnceLock::new(),
             stop,
             drain_timeout,
+            pause,
         }
     }
 
@@ -407,37 +419,6 @@ fn commit_settled(offsets: &Offsets, result: &KafkaResult<()>, tpl: &TopicPartit
     if result.is_err() {
         offsets.commit_failed(offset_list(tpl).iter().map(|(tp, o)| (tp, *o)));
     }
-}
-
-/// The partitions of a list.
-fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
-    tpl.elements()
-        .iter()
-        .map(|e| TopicPartition::new(e.topic(), e.partition()))
-        .collect()
-}
-
-/// The partitions of a list that carry an offset, with it.
-fn offset_list(tpl: &TopicPartitionList) -> Vec<(TopicPartition, i64)> {
-    tpl.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((TopicPartition::new(e.topic(), e.partition()), o)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `topic[partition]@offset,...` for logs.
-pub(super) fn describe(tpl: &TopicPartitionList) -> String {
-    tpl.elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => format!("{}[{}]@{o}", e.topic(), e.partition()),
-            _ => format!("{}[{}]", e.topic(), e.partition()),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

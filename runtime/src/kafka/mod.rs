@@ -10,6 +10,8 @@ pub mod acks;
 pub mod changelog;
 pub mod convert;
 pub mod group;
+pub mod membership;
+mod pause;
 pub mod properties;
 pub mod runner;
 pub mod security;
@@ -17,6 +19,7 @@ pub mod sink;
 pub mod source;
 pub mod stall;
 pub mod stats;
+mod tpl;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

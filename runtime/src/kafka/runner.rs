@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::KafkaSettings;
 use super::acks::Producer;
 use super::changelog::{KafkaChangelog, PrepareError, prepare};
-use super::group::{GroupContext, describe};
+use super::group::GroupContext;
+use super::pause::Pauser;
 use super::sink::KafkaSink;
+use super::tpl::describe;
 use crate::engine::{LoadedModule, WasmEngine};
 use crate::manifest::Guarantee;
 use crate::metrics::Metrics;
@@ -50,6 +52,9 @@ pub struct RunnerSettings {
     pub slots: Arc<crate::slots::CallSlots>,
     /// The process's budget of output bytes, shared by every module.
     pub budget: Arc<crate::pipeline::budget::Budget>,
+    /// The process's `instance-id`: each module consumer is a static group
+    /// member (see [`super::membership`]).
+    pub instance_id: Option<String>,
 }
 
 /// librdkafka statistics interval (lag and broker state for metrics and
@@ -64,16 +69,24 @@ const START_AT_TIMEOUT: Duration = Duration::from_secs(10);
 /// group. Storing a new version into `slot` hot-swaps it: calls in flight
 /// finish on the old version, and each partition's next call runs on the
 /// new one. Input topics, group, offset reset and `start-at` are read only
-/// here.
+/// here. `pause` is the operator's pause switch of the module, applied
+/// from the start.
 pub fn spawn_runner(
     slot: Arc<ArcSwap<LoadedModule>>,
     engine: Arc<WasmEngine>,
     producer: Producer,
     settings: RunnerSettings,
     cancel: CancellationToken,
+    pause: crate::ops::control::PauseSwitch,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let version = slot.load_full();
     let group = version.manifest.group_id(&version.name);
+    let instance = settings
+        .instance_id
+        .as_deref()
+        .map(|instance| super::membership::group_instance_id(instance, &version.name))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("the group.instance.id of module `{}` {e}", version.name))?;
     let metrics = settings.metrics.module(&version.name);
     let inputs = version.manifest.input_topics.clone();
     let changelog = version
@@ -121,6 +134,7 @@ pub fn spawn_runner(
         group.clone(),
         cancel.child_token(),
         settings.drain_timeout,
+        pause,
     );
     let mut config = settings
         .kafka
@@ -129,6 +143,12 @@ pub fn spawn_runner(
         // Never read other transactions' aborted records.
         config.set("isolation.level", "read_committed");
     }
+    if let Some(instance) = &instance {
+        config.set("group.instance.id", instance);
+    }
+    settings
+        .status
+        .consumer(&version.name, &group, instance.as_deref());
     if config.get("statistics.interval.ms").is_none() {
         config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     }
@@ -161,6 +181,7 @@ pub fn spawn_runner(
     let topics = version.manifest.input_topics.clone();
     let start_at = version.manifest.start_at;
     tracing::info!(module = &*version.name, digest = version.short_digest(), group = %group,
+        group_instance_id = instance.as_deref().unwrap_or("none (dynamic member)"),
         topics = ?topics, batch = version.pre.is_batch(),
         "module started");
     let name = format!("weir-poll-{}", version.name);
@@ -192,7 +213,12 @@ pub fn spawn_runner(
             module.metrics.stopped();
             return;
         }
-        poll_loop(consumer, settings.commit_interval, cancel)
+        poll_loop(
+            consumer,
+            settings.commit_interval,
+            Pauser::new(settings.drain_timeout),
+            cancel,
+        )
     })?)
 }
 
@@ -319,6 +345,7 @@ fn start_offsets(
 fn poll_loop(
     consumer: Arc<BaseConsumer<GroupContext>>,
     commit_interval: Duration,
+    mut pauser: Pauser,
     cancel: CancellationToken,
 ) {
     let context = consumer.context();
@@ -348,6 +375,7 @@ fn poll_loop(
             }
             None => {}
         }
+        pauser.tick(&consumer);
         if Instant::now() >= next_commit {
             context.commit(&consumer, Scope::Moved, CommitMode::Async);
             next_commit = Instant::now() + commit_interval;
@@ -389,7 +417,9 @@ fn leave(consumer: Arc<BaseConsumer<GroupContext>>) {
     if Arc::strong_count(&consumer) > 1 {
         tracing::warn!(module = &*module, "a partition queue outlived its worker");
     }
+    let (status, name) = (context.module.status.clone(), context.module.name.clone());
     drop(consumer);
+    status.partitions(&name, Vec::new());
     metrics.stopped();
     tracing::info!(module = &*module, "module stopped");
 }

@@ -8,6 +8,37 @@
 use rdkafka::Statistics;
 
 use crate::metrics::ModuleMetrics;
+use crate::pipeline::Module;
+use crate::status::PartitionStatus;
+
+/// Applies one statistics report of `module`'s consumer to its metrics
+/// ([`record`]) and to its `/status` entry (the assigned partitions with
+/// their lag).
+pub(crate) fn report(module: &Module<super::group::KafkaPorts>, stats: &Statistics) {
+    record(&module.metrics, stats);
+    module.status.partitions(&module.name, assigned(stats));
+}
+
+/// The partitions the consumer wants (is assigned), with their lag and
+/// committed offset when librdkafka knows them.
+fn assigned(stats: &Statistics) -> Vec<PartitionStatus> {
+    let known = |v: i64| (v >= 0).then_some(v);
+    stats
+        .topics
+        .iter()
+        .flat_map(|(topic, t)| {
+            t.partitions
+                .iter()
+                .filter(|(partition, p)| **partition >= 0 && p.desired)
+                .map(move |(&partition, p)| PartitionStatus {
+                    topic: topic.clone(),
+                    partition,
+                    lag: known(p.consumer_lag),
+                    committed: known(p.committed_offset),
+                })
+        })
+        .collect()
+}
 
 /// Applies one statistics report of `metrics`' consumer: the brokers are
 /// reachable when any broker is `UP`; each partition the consumer wants
@@ -149,6 +180,28 @@ mod tests {
         let text = metrics.encode();
         let lag = r#"weir_consumer_lag{module="enrich",partition="0",topic="orders"} 4"#;
         assert!(text.contains(lag), "{text}");
+    }
+
+    #[test]
+    fn status_lists_assigned_partitions_with_lag() {
+        let got = assigned(&report());
+        let want = [
+            PartitionStatus {
+                topic: "orders".into(),
+                partition: 0,
+                lag: Some(4),
+                committed: Some(10),
+            },
+            PartitionStatus {
+                topic: "orders".into(),
+                partition: 1,
+                lag: None,
+                committed: None,
+            },
+        ];
+        let mut got = got;
+        got.sort_by_key(|p| p.partition);
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -80,6 +80,7 @@ struct KafkaFamilies {
     rebalances: IntCounterVec,
     produce_errors: IntCounterVec,
     assigned_partitions: IntGaugeVec,
+    paused: IntGaugeVec,
     partition_stalls: IntCounterVec,
     stalled_partitions: IntGaugeVec,
 }
@@ -237,6 +238,13 @@ impl KafkaFamilies {
                 r,
                 "weir_assigned_partitions",
                 "Partitions currently assigned to the module's consumer.",
+                M,
+            ),
+            paused: gauge(
+                r,
+                "weir_module_paused",
+                "1 while an operator has paused the module (`weir pause`): its partitions \
+                 stay assigned and are not fetched.",
                 M,
             ),
             partition_stalls: counter(

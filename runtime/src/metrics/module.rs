@@ -26,6 +26,7 @@ pub struct ModuleMetrics {
     produce_errors: IntCounter,
     dead_lettered: IntCounter,
     assigned: IntGauge,
+    paused: IntGauge,
     stalls: [IntCounter; StallReason::ALL.len()],
     stalled: IntGauge,
     log_limiter: LogLimiter,
@@ -61,6 +62,7 @@ impl ModuleMetrics {
             produce_errors: metrics.kafka.produce_errors.with_label_values(&[module]),
             dead_lettered: events.dead_lettered.with_label_values(&[module]),
             assigned: bound(&metrics.kafka.assigned_partitions),
+            paused: bound(&metrics.kafka.paused),
             stalls: StallReason::ALL.map(|r| {
                 metrics
                     .kafka
@@ -87,7 +89,13 @@ impl ModuleMetrics {
             .consumer_stopped(&self.name, &self.readiness);
         self.assigned.set(0);
         self.stalled.set(0);
+        self.paused.set(0);
         self.forget_partitions(None);
+    }
+
+    /// Whether an operator's pause is applied to the module's consumer.
+    pub fn paused(&self, paused: bool) {
+        self.paused.set(i64::from(paused));
     }
 
     /// `n` events were read from `topic`.

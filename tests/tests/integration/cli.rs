@@ -103,3 +103,78 @@ async fn dev_command_runs_the_examples_on_the_embedded_broker() {
     let log = child.log();
     assert!(log.contains("in memory only"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_takes_a_config_file_and_answers_the_operators_commands() {
+    init_logging();
+    let modules = ModulesDir::new();
+    let manifest = std::fs::read_to_string(weir_tests::guest("json-enrich").with_extension("toml"))
+        .expect("json-enrich.toml beside the built example");
+    modules.install("json-enrich", &weir_tests::guest("json-enrich"), manifest);
+    let work = ModulesDir::new();
+    let http = weir_tests::free_addr();
+    let config = format!(
+        "brokers = \"replaced-by-dev:9092\"\nmodules = {:?}\nhttp-listen = \"{http}\"\n\
+         admin-token = \"dev-token\"\n",
+        modules.path().display().to_string()
+    );
+    work.write("weir.toml", config.as_bytes());
+    let bootstrap_file = work.file("bootstrap");
+    let config_path = work.file("weir.toml");
+    let mut child = WeirProcess::spawn(
+        "dev-config",
+        &[
+            "dev".as_ref(),
+            "--config".as_ref(),
+            config_path.as_os_str(),
+            "--bootstrap-file".as_ref(),
+            bootstrap_file.as_os_str(),
+        ],
+    );
+    let bootstrap = eventually(Duration::from_secs(60), "the bootstrap file", || {
+        std::fs::read_to_string(&bootstrap_file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+            .map(|s| s.trim().to_owned())
+    })
+    .await;
+    assert!(!bootstrap.contains("replaced-by-dev"), "{bootstrap}");
+    let url = format!("http://{http}");
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--url", url.as_str()]);
+        weir_tests::devtools::weir_with_env(
+            work.path(),
+            &all,
+            &[("WEIR_ADMIN_TOKEN", std::ffi::OsStr::new("dev-token"))],
+        )
+    };
+    let status = eventually(
+        Duration::from_secs(60),
+        "json-enrich in weir status",
+        || {
+            let run = cli(&["status"]);
+            (run.code == Some(0) && run.stdout.contains("json-enrich")).then_some(run.stdout)
+        },
+    )
+    .await;
+    assert!(status.starts_with("MODULE"), "{status}");
+    let paused = tokio::task::block_in_place(|| cli(&["pause", "json-enrich"])).success();
+    assert!(paused.stdout.contains("paused"), "{paused}");
+    let dry = tokio::task::block_in_place(|| {
+        cli(&[
+            "offsets",
+            "json-enrich",
+            "--reset-to",
+            "earliest",
+            "--dry-run",
+        ])
+    })
+    .success();
+    assert!(dry.stdout.contains("orders[0]"), "{dry}");
+    tokio::task::block_in_place(|| cli(&["offsets", "json-enrich", "--reset-to", "earliest"]))
+        .failure(&["409", "embedded broker"]);
+    tokio::task::block_in_place(|| cli(&["resume", "json-enrich"])).success();
+
+    tokio::task::block_in_place(|| child.stop(Duration::from_secs(30)));
+}
