@@ -19,6 +19,9 @@
 //!   acknowledged, offsets are committed, the consumer leaves its group;
 //! - a file that fails to load leaves the running version serving; the
 //!   failure is logged once per content and shown in the status;
+//! - modules pulled from OCI registries ([`crate::oci`]) are compared and
+//!   applied the same way, beside the folder's: the poller notifies the
+//!   supervisor when a tag moved and the new version is verified and cached;
 //! - after each pass, running modules that feed each other in a ring are
 //!   logged once and shown in their status ([`crate::cycles`]).
 
@@ -79,13 +82,26 @@ pub async fn run_with_status(
         let kafka = kafka.clone();
         move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
     });
+    let changes = Arc::new(tokio::sync::Notify::new());
+    let oci = if config.oci.is_empty() {
+        None
+    } else {
+        let settings = crate::oci::poll::PollSettings {
+            entries: config.oci.clone(),
+            interval: config.oci_poll_interval,
+            cache: config.oci_cache_dir(),
+            max_bytes: config.max_module_bytes,
+        };
+        let poll_stop = cancel.child_token();
+        Some(crate::oci::poll::start(settings, status.clone(), changes.clone(), poll_stop).await)
+    };
     let mut supervisor = Supervisor::new(&config, kafka, metrics.clone(), status, cancel)?;
     supervisor.settings.queries = queries;
+    supervisor.oci = oci;
     supervisor.start().await?;
-    let changes = Arc::new(tokio::sync::Notify::new());
-    let _watcher = config
-        .watch
-        .then(|| crate::watch::watch(&supervisor.dir, config.reload_debounce, changes.clone()))
+    let _watcher = (supervisor.dir.as_deref())
+        .filter(|_| config.watch)
+        .map(|dir| crate::watch::watch(dir, config.reload_debounce, changes.clone()))
         .transpose()?;
     metrics.set_running(true);
     tracing::info!(
@@ -209,9 +225,22 @@ impl Running {
     }
 }
 
-/// Keeps the running modules in step with the folder.
+/// A module to run: its component and manifest files, from the folder or
+/// pulled from an OCI registry.
+struct Entry {
+    name: String,
+    wasm: PathBuf,
+    /// `None`: the `.toml` next to the component.
+    manifest: Option<PathBuf>,
+    oci: Option<crate::oci::Pulled>,
+}
+
+/// Keeps the running modules in step with the folder and the OCI catalog.
 struct Supervisor {
-    dir: PathBuf,
+    /// The modules folder, if one is configured.
+    dir: Option<PathBuf>,
+    /// The OCI modules' current versions, if `[[oci]]` entries are set.
+    oci: Option<Arc<crate::oci::Catalog>>,
     max_bytes: u64,
     engine: Arc<WasmEngine>,
     producer: FutureProducer,
@@ -238,7 +267,8 @@ impl Supervisor {
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            dir: config.modules_dir().to_path_buf(),
+            dir: config.modules.clone(),
+            oci: None,
             max_bytes: config.max_module_bytes,
             engine: Arc::new(WasmEngine::with_max_wasm_stack(config.max_wasm_stack)?),
             limits: config.limits.clone(),
@@ -273,13 +303,13 @@ impl Supervisor {
         if self.running.is_empty() && !failures.is_empty() {
             let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
             anyhow::bail!(
-                "no module could be loaded from `{}`:\n  - {}",
-                self.dir.display(),
+                "no module could be loaded{}:\n  - {}",
+                (self.dir.as_ref()).map_or(String::new(), |d| format!(" from `{}`", d.display())),
                 reasons.join("\n  - ")
             );
         }
         if self.running.is_empty() {
-            tracing::warn!(dir = %self.dir.display(), "no modules yet; waiting for .wasm files");
+            tracing::warn!(dir = ?self.dir, "no modules yet; waiting for .wasm files or OCI artifacts");
         }
         Ok(())
     }
@@ -324,10 +354,39 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Applies the folder's current content; returns this pass's failures.
+    /// The modules to run: the folder's components, then the OCI catalog's
+    /// (one named like a folder module is skipped: the folder's runs).
+    fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+        let files = self.dir.as_deref().map(component_files).transpose()?;
+        let mut entries: Vec<Entry> = (files.into_iter().flatten())
+            .map(|wasm| Entry {
+                name: module_name(&wasm),
+                wasm,
+                manifest: None,
+                oci: None,
+            })
+            .collect();
+        for pulled in self.oci.iter().flat_map(|catalog| catalog.modules()) {
+            if entries.iter().any(|e| e.name == pulled.name) {
+                tracing::warn!(module = %pulled.name, reference = %pulled.reference,
+                    "an OCI module is named like a file of the modules folder; the file runs");
+                continue;
+            }
+            entries.push(Entry {
+                name: pulled.name.clone(),
+                wasm: pulled.wasm.clone(),
+                manifest: Some(pulled.manifest.clone()),
+                oci: Some(pulled),
+            });
+        }
+        Ok(entries)
+    }
+
+    /// Applies the folder's and the catalog's current content; returns
+    /// this pass's failures.
     async fn sync(&mut self) -> anyhow::Result<Vec<LoadError>> {
-        let files = component_files(&self.dir)?;
-        let present: HashSet<String> = files.iter().map(|p| module_name(p)).collect();
+        let files = self.entries()?;
+        let present: HashSet<String> = files.iter().map(|e| e.name.clone()).collect();
         let gone: Vec<String> = self
             .running
             .keys()
@@ -346,27 +405,27 @@ impl Supervisor {
         self.rejected.retain(|n, _| present.contains(n));
 
         let mut failures = Vec::new();
-        for path in files {
+        for entry in files {
             if self.cancel.is_cancelled() {
                 // Shutting down: the rest would only be compiled to stop.
                 break;
             }
-            let name = module_name(&path);
-            if let Err(err) = self.apply(&name, &path).await {
+            let (name, path) = (&entry.name, &entry.wasm);
+            if let Err(err) = self.apply(&entry).await {
                 let was_running = self
                     .running
-                    .get(&name)
+                    .get(name)
                     .map(|r| r.slot.load().short_digest().to_owned());
                 tracing::error!(module = %name, path = %path.display(), error = %err,
                     keeps_serving = was_running.as_deref().unwrap_or("nothing"),
                     "module not loaded");
                 if was_running.is_some() {
-                    self.status.failed(&name, err.to_string());
+                    self.status.failed(name, err.to_string());
                 } else {
-                    self.status.not_running(&name, err.to_string());
+                    self.status.not_running(name, err.to_string());
                 }
                 if was_running.is_some() {
-                    self.settings.metrics.module_reload(&name, false);
+                    self.settings.metrics.module_reload(name, false);
                 }
                 failures.push(err);
             }
@@ -379,10 +438,13 @@ impl Supervisor {
         Ok(failures)
     }
 
-    /// Loads `path` if its content differs from what runs and was not
+    /// Loads `entry` if its content differs from what runs and was not
     /// already rejected, then starts, swaps or restarts its runner.
-    async fn apply(&mut self, name: &str, path: &Path) -> Result<(), LoadError> {
-        let Some((files, source)) = self.read_changed(name, path)? else {
+    async fn apply(&mut self, entry: &Entry) -> Result<(), LoadError> {
+        let name = entry.name.as_str();
+        let Some((files, source)) =
+            self.read_changed(name, &entry.wasm, entry.manifest.as_deref())?
+        else {
             return Ok(());
         };
         let module = match self.load(files).await {
@@ -410,6 +472,9 @@ impl Supervisor {
             _ => self.restart(name, &module, source, subscription).await?,
         }
         self.settings.metrics.module_loaded(name, &module.digest);
+        if let (Some(catalog), Some(pulled)) = (&self.oci, &entry.oci) {
+            catalog.loaded(pulled);
+        }
         Ok(())
     }
 
@@ -420,9 +485,13 @@ impl Supervisor {
         &mut self,
         name: &str,
         path: &Path,
+        manifest: Option<&Path>,
     ) -> Result<Option<(ModuleSource, Source)>, LoadError> {
-        let files = match ModuleSource::read(path, None, self.max_bytes) {
-            Ok(files) => files,
+        let files = match ModuleSource::read(path, manifest, self.max_bytes) {
+            Ok(files) => ModuleSource {
+                name: name.into(),
+                ..files
+            },
             Err(err) => {
                 let marker = Source {
                     wasm: "unreadable".into(),
