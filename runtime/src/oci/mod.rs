@@ -320,7 +320,9 @@ mod tests {
 
     #[test]
     fn other_layouts_are_refused_saying_why() {
-        let cases: [(&[(&str, i64)], Option<&str>, &str); 4] = [
+        /// Layers (media type, size), the annotation, what the error says.
+        type Case<'a> = (&'a [(&'a str, i64)], Option<&'a str>, &'a str);
+        let cases: [Case; 4] = [
             (
                 &[("application/wasm", 4)],
                 None,

@@ -13,6 +13,7 @@ mod failures;
 mod hostile;
 mod languages;
 mod metrics;
+mod oci;
 mod offsets;
 mod pipeline;
 mod reload;
