@@ -35,9 +35,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
-use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
+use crate::engine::{LoadError, LoadedModule, WasmEngine};
 use crate::kafka::{KafkaSettings, RunnerSettings, SecurityError, spawn_runner};
-use crate::modules::{ModuleSource, component_files};
+use crate::modules::{Entry, ModuleSource, entries};
 use crate::status::StatusBoard;
 
 /// Runs weir until `cancel` fires, then shuts down gracefully: stop
@@ -225,16 +225,6 @@ impl Running {
     }
 }
 
-/// A module to run: its component and manifest files, from the folder or
-/// pulled from an OCI registry.
-struct Entry {
-    name: String,
-    wasm: PathBuf,
-    /// `None`: the `.toml` next to the component.
-    manifest: Option<PathBuf>,
-    oci: Option<crate::oci::Pulled>,
-}
-
 /// Keeps the running modules in step with the folder and the OCI catalog.
 struct Supervisor {
     /// The modules folder, if one is configured.
@@ -354,38 +344,10 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The modules to run: the folder's components, then the OCI catalog's
-    /// (one named like a folder module is skipped: the folder's runs).
-    fn entries(&self) -> anyhow::Result<Vec<Entry>> {
-        let files = self.dir.as_deref().map(component_files).transpose()?;
-        let mut entries: Vec<Entry> = (files.into_iter().flatten())
-            .map(|wasm| Entry {
-                name: module_name(&wasm),
-                wasm,
-                manifest: None,
-                oci: None,
-            })
-            .collect();
-        for pulled in self.oci.iter().flat_map(|catalog| catalog.modules()) {
-            if entries.iter().any(|e| e.name == pulled.name) {
-                tracing::warn!(module = %pulled.name, reference = %pulled.reference,
-                    "an OCI module is named like a file of the modules folder; the file runs");
-                continue;
-            }
-            entries.push(Entry {
-                name: pulled.name.clone(),
-                wasm: pulled.wasm.clone(),
-                manifest: Some(pulled.manifest.clone()),
-                oci: Some(pulled),
-            });
-        }
-        Ok(entries)
-    }
-
     /// Applies the folder's and the catalog's current content; returns
     /// this pass's failures.
     async fn sync(&mut self) -> anyhow::Result<Vec<LoadError>> {
-        let files = self.entries()?;
+        let files = entries(self.dir.as_deref(), self.oci.as_deref())?;
         let present: HashSet<String> = files.iter().map(|e| e.name.clone()).collect();
         let gone: Vec<String> = self
             .running

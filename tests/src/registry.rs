@@ -15,6 +15,14 @@ pub fn registry_binary() -> PathBuf {
         .map_or_else(|| PathBuf::from("docker-registry"), PathBuf::from)
 }
 
+/// The user of [`Registry::start_with_basic_auth`].
+pub const USER: &str = "weir";
+/// Its password.
+pub const PASSWORD: &str = "weir-secret";
+/// Its `htpasswd` line (bcrypt, as the registry requires; made once with
+/// libcrypt's `crypt_gensalt("$2a$", 5)`).
+const HTPASSWD: &str = "weir:$2a$05$PqyZeigH3D1RaC26.TA3repUpxUTKpOFfRcpF6pzGF0N94rGJH69G";
+
 /// A running (or stopped, and restartable on the same port and storage)
 /// registry.
 #[derive(Debug)]
@@ -28,14 +36,32 @@ impl Registry {
     /// Starts a registry on a free loopback port with empty storage, and
     /// waits until it answers `/v2/`.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`Registry::start`], requiring basic auth as [`USER`] with
+    /// password [`PASSWORD`].
+    pub fn start_with_basic_auth() -> Self {
+        Self::start_with(Some(HTPASSWD))
+    }
+
+    fn start_with(htpasswd: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("registry temp dir");
         let addr = crate::free_addr();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: {addr}\n",
             dir.path().join("storage").display()
         );
+        if let Some(line) = htpasswd {
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{line}\n")).expect("write htpasswd");
+            config += &format!(
+                "auth:\n  htpasswd:\n    realm: weir-test\n    path: {}\n",
+                file.display()
+            );
+        }
         std::fs::write(dir.path().join("config.yml"), config).expect("write registry config");
         let mut registry = Self {
             addr,
@@ -93,7 +119,7 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok((status, _, _)) = crate::http_get(self.addr, "/v2/")
-                && status == 200
+                && (status == 200 || status == 401)
             {
                 return;
             }

@@ -17,7 +17,7 @@ use weir::config::RunConfig;
 use weir::http::HttpListen;
 use weir::oci::OciModule;
 use weir::status::{ModuleState, ModuleStatus, StatusBoard};
-use weir_tests::registry::Registry;
+use weir_tests::registry::{self, Registry};
 use weir_tests::{
     Producer, Received, Send, Topics, Weir, broker, consume, digest, eventually, free_addr,
     http_get, init_logging, module_status, test_config, test_guest, wait_running, weir_binary,
@@ -46,6 +46,14 @@ struct Echo {
 
 impl Echo {
     async fn new(prefix: &str) -> Self {
+        Self::with(
+            prefix,
+            tokio::task::spawn_blocking(Registry::start).await.unwrap(),
+        )
+        .await
+    }
+
+    async fn with(prefix: &str, registry: Registry) -> Self {
         let t = Topics::create(prefix).await;
         let files = tempfile::tempdir().unwrap();
         std::fs::write(files.path().join("echo.toml"), t.manifest().to_string()).unwrap();
@@ -53,7 +61,7 @@ impl Echo {
             Producer::connect(&broker().bootstrap(), &[("linger.ms".into(), "1".into())]);
         Self {
             t,
-            registry: tokio::task::spawn_blocking(Registry::start).await.unwrap(),
+            registry,
             files,
             producer,
         }
@@ -67,25 +75,39 @@ impl Echo {
     /// `weir push target/test-guests/<guest>.wasm <reference> --manifest
     /// echo.toml`; returns the digest it printed.
     async fn push(&self, guest: &str, reference: &str) -> String {
+        let out = self.push_with(guest, reference, &[]).await;
+        assert!(
+            out.status.success(),
+            "weir push failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        assert!(digest.starts_with("sha256:"), "{digest}");
+        digest
+    }
+
+    /// `weir push` with `env` set, as it ran.
+    async fn push_with(
+        &self,
+        guest: &str,
+        reference: &str,
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         let manifest = self.files.path().join("echo.toml");
         let (guest, reference) = (test_guest(guest), reference.to_owned());
+        let env: Vec<(String, String)> = (env.iter())
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(weir_binary())
+            std::process::Command::new(weir_binary())
                 .arg("push")
                 .arg(&guest)
                 .arg(&reference)
                 .arg("--manifest")
                 .arg(&manifest)
+                .envs(env)
                 .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "weir push failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let digest = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-            assert!(digest.starts_with("sha256:"), "{digest}");
-            digest
+                .unwrap()
         })
         .await
         .unwrap()
@@ -448,5 +470,54 @@ async fn a_restart_with_the_registry_down_serves_from_the_cache() {
     let out = echo.read(10, Duration::from_millis(500)).await;
     assert_eq!(out.len(), 10);
     assert!(versions(&out).iter().all(|v| v == "v1"));
+    weir.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_comes_from_the_environment_for_push_and_pull() {
+    init_logging();
+    let registry = tokio::task::spawn_blocking(Registry::start_with_basic_auth)
+        .await
+        .unwrap();
+    let echo = Echo::with("oci-auth", registry).await;
+    let denied = echo.push_with("echo-v1", &echo.latest(), &[]).await;
+    assert!(!denied.status.success());
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(stderr.contains("cannot push to"), "{stderr}");
+    let wrong = [
+        ("WEIR_OCI_USERNAME", registry::USER),
+        ("WEIR_OCI_PASSWORD", "wrong"),
+    ];
+    assert!(
+        !echo
+            .push_with("echo-v1", &echo.latest(), &wrong)
+            .await
+            .status
+            .success()
+    );
+    let right = [
+        ("WEIR_OCI_USERNAME", registry::USER),
+        ("WEIR_OCI_PASSWORD", registry::PASSWORD),
+    ];
+    let out = echo.push_with("echo-v1", &echo.latest(), &right).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    // SAFETY: this variable is read only by the weir started below, and
+    // set before it starts; no other test reads or writes it.
+    unsafe { std::env::set_var("WEIR_TEST_OCI_AUTH_PASSWORD", registry::PASSWORD) };
+    let mut config = echo.config(HttpListen::Disabled);
+    config.oci[0].username = Some(registry::USER.into());
+    config.oci[0].password_env = Some("WEIR_TEST_OCI_AUTH_PASSWORD".into());
+    let (weir, status) = Weir::start_config(config);
+    running(&status, "echo-v1").await;
+    let oci = module_status(&status, "echo").unwrap().oci.unwrap();
+    assert_eq!(oci.digest.as_deref(), Some(pushed.as_str()));
+    echo.send(0).await;
+    assert_eq!(echo.read(1, Duration::ZERO).await.len(), 1);
     weir.stop().await.unwrap();
 }
