@@ -521,3 +521,21 @@ async fn basic_auth_comes_from_the_environment_for_push_and_pull() {
     assert_eq!(echo.read(1, Duration::ZERO).await.len(), 1);
     weir.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_checks_the_component_first_and_publishes_nothing_weir_would_refuse() {
+    init_logging();
+    let echo = Echo::new("oci-push-check").await;
+    let out = echo.push_with("wrong-world", &echo.latest(), &[]).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exports neither"), "{stderr}");
+    assert!(out.stdout.is_empty(), "no digest printed");
+    let addr = echo.registry.host().parse().unwrap();
+    let (code, _, body) =
+        tokio::task::spawn_blocking(move || http_get(addr, "/v2/weir/echo/tags/list"))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(code, 404, "nothing was pushed: {body}");
+}
