@@ -150,11 +150,14 @@ struct Poller {
 }
 
 impl Poller {
-    /// The first resolution: the registry's version, else the cached one.
+    /// The first resolution: the registry's version, else the cached one
+    /// (the last that loaded), so a restart works while the registry is
+    /// down.
     async fn resolve(&self, module: &mut Followed) {
-        if self.pull(module, None).await {
-            return;
-        }
+        let err = match self.pull(module).await {
+            Ok(_) => return,
+            Err(err) => err,
+        };
         let cached = (self.catalog.cache.recall(&module.name)).and_then(|record| {
             record
                 .map(|r| super::from_cache(&self.catalog.cache, &module.name, &r, self.max_bytes))
@@ -163,15 +166,17 @@ impl Poller {
         match cached {
             Ok(Some(pulled)) => {
                 tracing::warn!(module = %module.name, reference = %module.entry.reference,
-                    digest = %pulled.digest, "serving the cached OCI version");
+                    digest = %pulled.digest, error = %err, "serving the cached OCI version");
                 module.seen = Some(pulled.digest.clone());
                 self.catalog.set(pulled);
-                self.report(module);
+                self.fail(module, err.to_string());
             }
-            Ok(None) => {}
-            Err(err) => {
-                tracing::error!(module = %module.name, error = %err, "cached OCI version unusable");
-                self.fail(module, format!("cached version unusable: {err}"));
+            Ok(None) => self.fail(module, err.to_string()),
+            Err(cache_err) => {
+                self.fail(
+                    module,
+                    format!("{err}; cached version unusable: {cache_err}"),
+                );
             }
         }
         if self.current_digest(module).is_none() {
@@ -203,14 +208,24 @@ impl Poller {
             Ok(digest) => {
                 tracing::info!(module = %module.name, reference = %module.entry.reference,
                     digest = %digest, "OCI tag moved; pulling");
-                self.pull(module, Some(digest)).await
+                match self.pull(module).await {
+                    Ok(new) => new,
+                    Err(err) => {
+                        if err.refuses_version() {
+                            // Not pulled again until the tag moves.
+                            module.seen = Some(digest);
+                        }
+                        self.fail(module, err.to_string());
+                        false
+                    }
+                }
             }
         }
     }
 
-    /// Pulls the entry's current version (whose digest is `known` when
-    /// the poll asked); true when a new one is ready.
-    async fn pull(&self, module: &mut Followed, known: Option<String>) -> bool {
+    /// Pulls the entry's current version into the catalog; `Ok(true)`
+    /// when it is new.
+    async fn pull(&self, module: &mut Followed) -> Result<bool, OciError> {
         let pulled = super::pull(
             &self.client,
             &module.entry,
@@ -218,26 +233,14 @@ impl Poller {
             &self.catalog.cache,
             self.max_bytes,
         )
-        .await;
-        match pulled {
-            Ok(pulled) => {
-                let new = self.current_digest(module).as_deref() != Some(pulled.digest.as_str());
-                tracing::info!(module = %module.name, reference = %module.entry.reference,
-                    digest = %pulled.digest, "OCI artifact pulled and verified");
-                module.seen = Some(pulled.digest.clone());
-                self.catalog.set(pulled);
-                self.recovered(module);
-                new
-            }
-            Err(err) => {
-                if err.refuses_version() && known.is_some() {
-                    // Not pulled again until the tag moves.
-                    module.seen = known;
-                }
-                self.fail(module, err.to_string());
-                false
-            }
-        }
+        .await?;
+        let new = self.current_digest(module).as_deref() != Some(pulled.digest.as_str());
+        tracing::info!(module = %module.name, reference = %module.entry.reference,
+            digest = %pulled.digest, "OCI artifact pulled and verified");
+        module.seen = Some(pulled.digest.clone());
+        self.catalog.set(pulled);
+        self.recovered(module);
+        Ok(new)
     }
 
     fn current_digest(&self, module: &Followed) -> Option<String> {
