@@ -202,13 +202,19 @@ pub async fn pull(
         .map_err(|e| OciError::client(e, "the OCI manifest"))?;
     let artifact = parse_artifact(&raw, &digest, max_bytes)?;
     if cache.get(&artifact.layer.digest)?.is_none() {
-        let mut bytes = Vec::with_capacity(usize::try_from(artifact.layer.size).unwrap_or(0));
+        // No more than the manifest declared (itself within the cap): a
+        // registry sending more is cut off, not buffered.
+        let declared = usize::try_from(artifact.layer.size).unwrap_or(0);
+        let mut bytes = Capped {
+            bytes: Vec::with_capacity(declared),
+            max: declared,
+        };
         client
             .pull_blob(&reference, &artifact.layer, &mut bytes)
             .await
             .map_err(|e| OciError::client(e, "the component layer"))?;
         cache
-            .put(&artifact.layer.digest, &bytes)
+            .put(&artifact.layer.digest, &bytes.bytes)
             .map_err(|e| match e {
                 OciError::Digest {
                     expected, actual, ..
@@ -222,6 +228,43 @@ pub async fn pull(
     }
     cache.put(&digest, &raw)?;
     materialize(cache, name, &entry.reference, artifact)
+}
+
+/// A buffer refusing writes past `max` bytes.
+struct Capped {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.bytes.len() + data.len() > self.max {
+            let max = self.max;
+            return std::task::Poll::Ready(Err(std::io::Error::other(format!(
+                "the registry sent more than the {max} bytes the manifest declared"
+            ))));
+        }
+        self.bytes.extend_from_slice(data);
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// Rebuilds module `name` from its record in `cache`, verifying every blob
@@ -353,6 +396,19 @@ mod tests {
         let raw = b"{\"schemaVersion\": 2}".to_vec();
         let err = parse_artifact(&raw, &cache::sha256(&raw), 100).unwrap_err();
         assert!(err.to_string().contains("not an image manifest"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_layer_longer_than_declared_is_cut_off() {
+        use tokio::io::AsyncWriteExt;
+        let mut capped = Capped {
+            bytes: Vec::new(),
+            max: 4,
+        };
+        capped.write_all(b"wasm").await.unwrap();
+        let err = capped.write_all(b"!").await.unwrap_err();
+        assert!(err.to_string().contains("more than the 4 bytes"), "{err}");
+        assert_eq!(capped.bytes, b"wasm");
     }
 
     #[test]
