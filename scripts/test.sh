@@ -63,6 +63,14 @@ if ! { command -v promtool && command -v prometheus; } >/dev/null; then
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus
 fi
 
+step "docker-registry (the OCI module tests push to and pull from it)"
+if ! command -v docker-registry >/dev/null; then
+    SUDO=()
+    [[ $(id -u) == 0 ]] || SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker-registry
+fi
+
 step "rust target wasm32-wasip2"
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2

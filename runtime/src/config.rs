@@ -25,9 +25,23 @@ pub struct RunConfig {
     pub brokers: Option<String>,
 
     /// Folder holding the consumer components (`<name>.wasm`) and their
-    /// manifests (`<name>.toml`).
+    /// manifests (`<name>.toml`). Optional when `[[oci]]` entries name the
+    /// modules.
     #[serde(default)]
     pub modules: Option<PathBuf>,
+
+    /// Modules pulled from OCI registries, one per `[[oci]]` entry (see
+    /// [`crate::oci`]); they run beside the folder's.
+    #[serde(default)]
+    pub oci: Vec<crate::oci::OciModule>,
+
+    /// How often each `[[oci]]` tag is checked for a new version.
+    #[serde(default = "default_oci_poll_interval", with = "humantime_serde")]
+    pub oci_poll_interval: Duration,
+
+    /// Folder caching pulled artifacts by digest; default `<state-dir>/oci`.
+    #[serde(default)]
+    pub oci_cache: Option<PathBuf>,
 
     /// How often each module commits the offsets of fully handled events.
     /// Offsets are also committed synchronously when partitions are revoked
@@ -125,6 +139,10 @@ pub struct RunConfig {
     pub embedded: bool,
 }
 
+fn default_oci_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
 fn default_commit_interval() -> Duration {
     Duration::from_secs(1)
 }
@@ -165,6 +183,9 @@ impl Default for RunConfig {
         Self {
             brokers: None,
             modules: None,
+            oci: Vec::new(),
+            oci_poll_interval: default_oci_poll_interval(),
+            oci_cache: None,
             commit_interval: default_commit_interval(),
             shutdown_timeout: default_shutdown_timeout(),
             max_module_bytes: default_max_module_bytes(),
@@ -190,6 +211,9 @@ impl std::fmt::Debug for RunConfig {
         let Self {
             brokers,
             modules,
+            oci,
+            oci_poll_interval,
+            oci_cache,
             commit_interval,
             shutdown_timeout,
             max_module_bytes,
@@ -209,6 +233,9 @@ impl std::fmt::Debug for RunConfig {
         f.debug_struct("RunConfig")
             .field("brokers", brokers)
             .field("modules", modules)
+            .field("oci", oci)
+            .field("oci_poll_interval", oci_poll_interval)
+            .field("oci_cache", oci_cache)
             .field("commit_interval", commit_interval)
             .field("shutdown_timeout", shutdown_timeout)
             .field("max_module_bytes", max_module_bytes)
@@ -329,8 +356,14 @@ impl RunConfig {
             Some(b) if b.trim().is_empty() => problems.push("`brokers` is empty".into()),
             Some(_) => {}
         }
-        if self.modules.is_none() {
-            problems.push("`modules` is not set (use --modules or `modules = ...`)".into());
+        if self.modules.is_none() && self.oci.is_empty() {
+            problems.push(
+                "`modules` is not set (use --modules, `modules = ...` or `[[oci]]` entries)".into(),
+            );
+        }
+        problems.extend(crate::oci::config::problems(&self.oci));
+        if self.oci_poll_interval.is_zero() {
+            problems.push("`oci-poll-interval` must be greater than zero".into());
         }
         for key in self.kafka.keys() {
             if let Some((_, instead)) = RESERVED_KAFKA_KEYS.iter().find(|(k, _)| k == key) {
@@ -409,9 +442,14 @@ impl RunConfig {
         Ok(Some(token.to_owned()))
     }
 
-    /// The modules folder; only valid after [`RunConfig::validate`].
+    /// The modules folder; `.` when only `[[oci]]` entries are set.
     pub fn modules_dir(&self) -> &Path {
         self.modules.as_deref().unwrap_or(Path::new("."))
+    }
+
+    /// The OCI cache folder: `oci-cache`, or `<state-dir>/oci`.
+    pub fn oci_cache_dir(&self) -> PathBuf {
+        crate::oci::config::cache_dir(self.oci_cache.as_deref(), &self.state_dir)
     }
 }
 

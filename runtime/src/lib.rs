@@ -53,6 +53,7 @@ pub mod kafka;
 pub mod manifest;
 pub mod metrics;
 pub mod modules;
+pub mod oci;
 pub mod ops;
 pub mod pipeline;
 pub mod runtime;

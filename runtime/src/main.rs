@@ -175,6 +175,21 @@ enum Command {
         #[arg(long)]
         require_manifest: bool,
     },
+    /// Check a component like `weir check --require-manifest`, then publish
+    /// it with its manifest to an OCI registry; prints the manifest digest.
+    Push {
+        #[command(flatten)]
+        module: ModuleArgs,
+        /// Where to publish: <registry>/<repository>:<tag>, e.g.
+        /// 127.0.0.1:5000/weir/orders:v1.
+        reference: String,
+        /// Plain HTTP (always allowed for a registry on a loopback address).
+        #[arg(long)]
+        insecure: bool,
+        /// Basic-auth user (the password is read from WEIR_OCI_PASSWORD).
+        #[arg(long, env = "WEIR_OCI_USERNAME")]
+        username: Option<String>,
+    },
     /// Run a component offline on recorded events (JSON lines), no Kafka.
     Replay {
         #[command(flatten)]
@@ -351,6 +366,12 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             tracing::info!(topic = %topic, records = n, "consumed");
             Ok(())
         }
+        Command::Push {
+            module,
+            reference,
+            insecure,
+            username,
+        } => push(module.into(), reference, insecure, username).await,
         command @ (Command::New { .. }
         | Command::Build { .. }
         | Command::Check { .. }
@@ -489,6 +510,7 @@ fn devtool(command: Command) -> anyhow::Result<()> {
             replay::replay(&module.into(), &events, format, &state, &mut stdout)?;
         }
         Command::Run { .. }
+        | Command::Push { .. }
         | Command::Dev { .. }
         | Command::Produce { .. }
         | Command::Consume { .. }
@@ -499,6 +521,38 @@ fn devtool(command: Command) -> anyhow::Result<()> {
             anyhow::bail!("not a developer-loop command")
         }
     }
+    Ok(())
+}
+
+/// `weir push`: the check report on stderr, the digest on stdout.
+async fn push(
+    opts: weir::devtools::ModuleOptions,
+    reference: String,
+    insecure: bool,
+    username: Option<String>,
+) -> anyhow::Result<()> {
+    use weir::oci::{OciModule, push};
+    let target = OciModule {
+        reference,
+        name: None,
+        password_env: username.as_ref().map(|_| "WEIR_OCI_PASSWORD".to_owned()),
+        username,
+        insecure,
+    };
+    target.parsed().map_err(anyhow::Error::msg)?;
+    let source = tokio::task::block_in_place(|| {
+        let mut stderr = std::io::stderr().lock();
+        weir::devtools::check::check(&opts, true, &mut stderr)?;
+        let config = opts.run_config()?;
+        anyhow::Ok(opts.read(&config)?.0)
+    })?;
+    let manifest = source.manifest_text.unwrap_or_default();
+    let publication = push::publication(source.bytes, &manifest)?;
+    let digest = push::push(&target, publication)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot push to `{}`: {e}", target.reference))?;
+    tracing::info!(reference = %target.reference, digest = %digest, "pushed");
+    writeln!(std::io::stdout().lock(), "{digest}")?;
     Ok(())
 }
 

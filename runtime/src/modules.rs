@@ -7,6 +7,8 @@
 //! [`ModuleSource::manifest`] parses and validates the manifest with the
 //! runtime config's `[limits]` as defaults, and [`ModuleSource::compile`]
 //! hands both to [`WasmEngine::load_bytes`]. Every error names its file.
+//! [`entries`] lists what `weir run` runs: the folder's components and the
+//! modules pulled from OCI registries ([`crate::oci`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,6 +156,52 @@ pub fn component_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
+}
+
+/// A module to run: its component and manifest files, from the modules
+/// folder or pulled from an OCI registry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The module name.
+    pub name: String,
+    /// The component file.
+    pub wasm: PathBuf,
+    /// The manifest file; `None`: the `.toml` next to the component.
+    pub manifest: Option<PathBuf>,
+    /// The pulled version, for a module from a registry.
+    pub oci: Option<crate::oci::Pulled>,
+}
+
+/// The modules to run: the components of `dir`, then the current versions
+/// of `catalog`. An OCI module named like a file of the folder is skipped
+/// with a warning: the file runs.
+pub fn entries(
+    dir: Option<&Path>,
+    catalog: Option<&crate::oci::Catalog>,
+) -> anyhow::Result<Vec<Entry>> {
+    let files = dir.map(component_files).transpose()?;
+    let mut entries: Vec<Entry> = (files.into_iter().flatten())
+        .map(|wasm| Entry {
+            name: module_name(&wasm),
+            wasm,
+            manifest: None,
+            oci: None,
+        })
+        .collect();
+    for pulled in catalog.iter().flat_map(|catalog| catalog.modules()) {
+        if entries.iter().any(|e| e.name == pulled.name) {
+            tracing::warn!(module = %pulled.name, reference = %pulled.reference,
+                "an OCI module is named like a file of the modules folder; the file runs");
+            continue;
+        }
+        entries.push(Entry {
+            name: pulled.name.clone(),
+            wasm: pulled.wasm.clone(),
+            manifest: Some(pulled.manifest.clone()),
+            oci: Some(pulled),
+        });
+    }
+    Ok(entries)
 }
 
 /// Loads every component of `dir` with [`load_module`] (default limits).

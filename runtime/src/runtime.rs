@@ -19,6 +19,9 @@
 //!   acknowledged, offsets are committed, the consumer leaves its group;
 //! - a file that fails to load leaves the running version serving; the
 //!   failure is logged once per content and shown in the status;
+//! - modules pulled from OCI registries ([`crate::oci`]) are compared and
+//!   applied the same way, beside the folder's: the poller notifies the
+//!   supervisor when a tag moved and the new version is verified and cached;
 //! - after each pass, running modules that feed each other in a ring are
 //!   logged once and shown in their status ([`crate::cycles`]).
 
@@ -32,10 +35,10 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RunConfig;
-use crate::engine::{LoadError, LoadedModule, WasmEngine, module_name};
+use crate::engine::{LoadError, LoadedModule, WasmEngine};
 use crate::kafka::acks::Producer;
 use crate::kafka::{KafkaSettings, RunnerSettings, SecurityError, spawn_runner};
-use crate::modules::{ModuleSource, component_files};
+use crate::modules::{Entry, ModuleSource, entries};
 use crate::ops::control::PauseSwitch;
 use crate::slots::CompileFor;
 use crate::status::StatusBoard;
@@ -91,14 +94,27 @@ pub async fn run_with_status(
         let kafka = kafka.clone();
         move || kafka.check_credentials(CREDENTIAL_CHECK, &check_stop)
     });
+    let changes = Arc::new(tokio::sync::Notify::new());
+    let oci = if config.oci.is_empty() {
+        None
+    } else {
+        let settings = crate::oci::poll::PollSettings {
+            entries: config.oci.clone(),
+            interval: config.oci_poll_interval,
+            cache: config.oci_cache_dir(),
+            max_bytes: config.max_module_bytes,
+        };
+        let poll_stop = cancel.child_token();
+        Some(crate::oci::poll::start(settings, status.clone(), changes.clone(), poll_stop).await)
+    };
     let mut supervisor = Supervisor::new(&config, kafka, metrics.clone(), status, cancel)?;
     supervisor.settings.instance_id = config.instance_id.clone();
     supervisor.settings.queries = queries;
+    supervisor.oci = oci;
     supervisor.start().await?;
-    let changes = Arc::new(tokio::sync::Notify::new());
-    let _watcher = config
-        .watch
-        .then(|| crate::watch::watch(&supervisor.dir, config.reload_debounce, changes.clone()))
+    let _watcher = (supervisor.dir.as_deref())
+        .filter(|_| config.watch)
+        .map(|dir| crate::watch::watch(dir, config.reload_debounce, changes.clone()))
         .transpose()?;
     metrics.set_running(true);
     tracing::info!(
@@ -192,9 +208,12 @@ impl Running {
     }
 }
 
-/// Keeps the running modules in step with the folder.
+/// Keeps the running modules in step with the folder and the OCI catalog.
 struct Supervisor {
-    dir: PathBuf,
+    /// The modules folder, if one is configured.
+    dir: Option<PathBuf>,
+    /// The OCI modules' current versions, if `[[oci]]` entries are set.
+    oci: Option<Arc<crate::oci::Catalog>>,
     max_bytes: u64,
     engine: Arc<WasmEngine>,
     producer: Producer,
@@ -225,7 +244,8 @@ impl Supervisor {
         cancel: CancellationToken,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            dir: config.modules_dir().to_path_buf(),
+            dir: config.modules.clone(),
+            oci: None,
             max_bytes: config.max_module_bytes,
             engine: Arc::new(WasmEngine::with_max_wasm_stack(config.max_wasm_stack)?),
             limits: config.limits.clone(),
@@ -262,13 +282,13 @@ impl Supervisor {
         if self.running.is_empty() && !failures.is_empty() {
             let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
             anyhow::bail!(
-                "no module could be loaded from `{}`:\n  - {}",
-                self.dir.display(),
+                "no module could be loaded{}:\n  - {}",
+                (self.dir.as_ref()).map_or(String::new(), |d| format!(" from `{}`", d.display())),
                 reasons.join("\n  - ")
             );
         }
         if self.running.is_empty() {
-            tracing::warn!(dir = %self.dir.display(), "no modules yet; waiting for .wasm files");
+            tracing::warn!(dir = ?self.dir, "no modules yet; waiting for .wasm files or OCI artifacts");
         }
         Ok(())
     }
@@ -316,10 +336,11 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Applies the folder's current content; returns this pass's failures.
+    /// Applies the folder's and the catalog's current content; returns
+    /// this pass's failures.
     async fn sync(&mut self) -> anyhow::Result<Vec<LoadError>> {
-        let files = component_files(&self.dir)?;
-        let present: HashSet<String> = files.iter().map(|p| module_name(p)).collect();
+        let files = entries(self.dir.as_deref(), self.oci.as_deref())?;
+        let present: HashSet<String> = files.iter().map(|e| e.name.clone()).collect();
         let gone: Vec<String> = self
             .running
             .keys()
@@ -339,27 +360,27 @@ impl Supervisor {
         self.rejected.retain(|n, _| present.contains(n));
 
         let mut failures = Vec::new();
-        for path in files {
+        for entry in files {
             if self.cancel.is_cancelled() {
                 // Shutting down: the rest would only be compiled to stop.
                 break;
             }
-            let name = module_name(&path);
-            if let Err(err) = self.apply(&name, &path).await {
+            let (name, path) = (&entry.name, &entry.wasm);
+            if let Err(err) = self.apply(&entry).await {
                 let was_running = self
                     .running
-                    .get(&name)
+                    .get(name)
                     .map(|r| r.slot.load().short_digest().to_owned());
                 tracing::error!(module = %name, path = %path.display(), error = %err,
                     keeps_serving = was_running.as_deref().unwrap_or("nothing"),
                     "module not loaded");
                 if was_running.is_some() {
-                    self.status.failed(&name, err.to_string());
+                    self.status.failed(name, err.to_string());
                 } else {
-                    self.status.not_running(&name, err.to_string());
+                    self.status.not_running(name, err.to_string());
                 }
                 if was_running.is_some() {
-                    self.settings.metrics.module_reload(&name, false);
+                    self.settings.metrics.module_reload(name, false);
                 }
                 failures.push(err);
             }
@@ -372,10 +393,13 @@ impl Supervisor {
         Ok(failures)
     }
 
-    /// Loads `path` if its content differs from what runs and was not
+    /// Loads `entry` if its content differs from what runs and was not
     /// already rejected, then starts, swaps or restarts its runner.
-    async fn apply(&mut self, name: &str, path: &Path) -> Result<(), LoadError> {
-        let Some((files, source)) = self.read_changed(name, path)? else {
+    async fn apply(&mut self, entry: &Entry) -> Result<(), LoadError> {
+        let name = entry.name.as_str();
+        let Some((files, source)) =
+            self.read_changed(name, &entry.wasm, entry.manifest.as_deref())?
+        else {
             return Ok(());
         };
         let module = match self.load(files).await {
@@ -403,6 +427,9 @@ impl Supervisor {
             _ => self.restart(name, &module, source, subscription).await?,
         }
         self.settings.metrics.module_loaded(name, &module.digest);
+        if let (Some(catalog), Some(pulled)) = (&self.oci, &entry.oci) {
+            catalog.loaded(pulled);
+        }
         Ok(())
     }
 
@@ -413,9 +440,13 @@ impl Supervisor {
         &mut self,
         name: &str,
         path: &Path,
+        manifest: Option<&Path>,
     ) -> Result<Option<(ModuleSource, Source)>, LoadError> {
-        let files = match ModuleSource::read(path, None, self.max_bytes) {
-            Ok(files) => files,
+        let files = match ModuleSource::read(path, manifest, self.max_bytes) {
+            Ok(files) => ModuleSource {
+                name: name.into(),
+                ..files
+            },
             Err(err) => {
                 let marker = Source {
                     wasm: "unreadable".into(),

@@ -75,6 +75,25 @@ pub struct ModuleStatus {
     /// The partitions assigned to this process, with their lag, from the
     /// consumer's last statistics report (every 5 s by default).
     pub partitions: Vec<PartitionStatus>,
+    /// Modules pulled from an OCI registry: the reference followed, the
+    /// version pulled, and why it cannot be updated, if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciStatus>,
+}
+
+/// Where an OCI module comes from ([`crate::oci`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct OciStatus {
+    /// The reference followed.
+    pub reference: String,
+    /// The OCI manifest digest of the version pulled last (the one serving
+    /// unless the module's `state` says its load failed).
+    pub digest: Option<String>,
+    /// Why the module cannot be updated from the registry right now
+    /// (registry unreachable, digest mismatch, not a weir artifact); the
+    /// pulled version keeps serving.
+    pub error: Option<String>,
 }
 
 /// One assigned partition, for operators.
@@ -140,6 +159,7 @@ impl StatusBoard {
                 paused: false,
                 pause_state: PauseState::Running,
                 partitions: Vec::new(),
+                oci: None,
                 state: ModuleState::Failed {
                     reason: "not loaded yet".into(),
                 },
@@ -176,6 +196,11 @@ impl StatusBoard {
             m.failures += 1;
             m.state = ModuleState::Failed { reason };
         });
+    }
+
+    /// Records where OCI module `name` comes from and its registry's state.
+    pub fn oci(&self, name: &str, oci: OciStatus) {
+        self.update(name, |m| m.oci = Some(oci));
     }
 
     /// Records (or, with `None`, clears) why a partition of `module` cannot

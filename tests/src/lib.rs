@@ -20,6 +20,8 @@
 //!   command-line behaviour, crashes and restarts; [`devtools`] runs it to
 //!   completion.
 //! - HTTP ([`http`]): `/metrics`, `/readyz`, `/status` of a running weir.
+//! - [`registry`]: a local OCI registry (Debian's `docker-registry`) for
+//!   modules pulled from a registry.
 //! - [`cluster`]: brokers the broker-fault and security tests start
 //!   themselves.
 //! - [`tools`]: Kafka's own Java tools (console producer and consumer,
@@ -35,6 +37,7 @@ pub mod in_process;
 pub mod kafka;
 pub mod modules;
 pub mod process;
+pub mod registry;
 pub mod resources;
 pub mod rng;
 pub mod state;

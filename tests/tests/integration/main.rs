@@ -14,6 +14,7 @@ mod hostile;
 mod languages;
 mod membership;
 mod metrics;
+mod oci;
 mod offsets;
 mod operator;
 mod pipeline;

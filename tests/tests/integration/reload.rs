@@ -89,7 +89,7 @@ fn n_of(r: &Received) -> usize {
 
 /// Per input partition, the versions that handled its events in offset
 /// order, collapsed to runs (e.g. `["v1", "v2"]`).
-fn version_runs(out: &[Received]) -> BTreeMap<i64, Vec<String>> {
+pub(crate) fn version_runs(out: &[Received]) -> BTreeMap<i64, Vec<String>> {
     let mut by_partition: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
     for r in out {
         let p = r.header("weir-in-partition").unwrap().parse().unwrap();
