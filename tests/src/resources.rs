@@ -24,3 +24,16 @@ pub fn open_fds() -> usize {
         .expect("read /proc/self/fd")
         .count()
 }
+
+/// Serialises, within one test binary, the tests that load every core for
+/// a long time (component builds: componentize-py and ComponentizeJS run
+/// at normal priority) with the tests that time weir (latency under a
+/// spinning guest): run side by side by the test harness's two threads,
+/// the builds starve the timed guest threads and the timing says nothing
+/// about weir. Hold the guard for the whole test:
+/// `let _cpu = cpu_heavy().lock().await;` (async) or
+/// `let _cpu = cpu_heavy().blocking_lock();`.
+pub fn cpu_heavy() -> &'static tokio::sync::Mutex<()> {
+    static CPU: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    CPU.get_or_init(|| tokio::sync::Mutex::new(()))
+}

@@ -500,6 +500,8 @@ fn rust_template_builds_checks_and_replays() {
 /// component passing `weir check`, and whose sample events replay.
 #[test]
 fn every_template_builds_and_passes_check() {
+    // Builds with componentize-py and ComponentizeJS: keep timed tests away.
+    let _cpu = weir_tests::resources::cpu_heavy().blocking_lock();
     let mut langs: Vec<String> = std::fs::read_dir(repo_root().join("runtime/templates"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -200,6 +200,8 @@ fn p99(sorted: &[Duration]) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_spinning_on_all_its_partitions_does_not_slow_the_others() {
     init_logging();
+    // Timed: never beside a component build (see `cpu_heavy`).
+    let _cpu = weir_tests::resources::cpu_heavy().lock().await;
     let good = Topics::create_with("fair-good", 1).await;
     let spin = Topics::create_with("fair-spin", 2).await;
     spin.create_dlq().await;

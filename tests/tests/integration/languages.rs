@@ -58,6 +58,7 @@ const REJECTED: [(&str, &str); 2] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
+    let _cpu = weir_tests::resources::cpu_heavy().lock().await;
     init_logging();
     let input = unique("lang-orders");
     broker().create_topic(&input).await;
@@ -182,6 +183,7 @@ async fn python_and_js_json_enrich_match_the_rust_one_on_the_broker() {
 /// batches hold good events around rejected ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_builds_of_the_twins_match_the_per_event_ones_on_the_broker() {
+    let _cpu = weir_tests::resources::cpu_heavy().lock().await;
     const MODULES: [&str; 4] = [
         "python-json-enrich",
         "python-json-enrich-batch",
