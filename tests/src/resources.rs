@@ -26,13 +26,13 @@ pub fn open_fds() -> usize {
 }
 
 /// Serialises, within one test binary, the tests that load every core for
-/// a long time (component builds: componentize-py and ComponentizeJS run
-/// at normal priority) with the tests that time weir (latency under a
-/// spinning guest): run side by side by the test harness's two threads,
-/// the builds starve the timed guest threads and the timing says nothing
-/// about weir. Hold the guard for the whole test:
+/// a long time (component builds: componentize-py and ComponentizeJS, and
+/// weir compiling the 12-18 MB Python and JavaScript components), so the
+/// harness's two threads never run two of them at once and the tests
+/// beside them keep some CPU. Hold the guard for the whole test:
 /// `let _cpu = cpu_heavy().lock().await;` (async) or
-/// `let _cpu = cpu_heavy().blocking_lock();`.
+/// `let _cpu = cpu_heavy().blocking_lock();`. (Timed tests live in test
+/// binaries of their own, e.g. `tests/tests/hostile.rs`.)
 pub fn cpu_heavy() -> &'static tokio::sync::Mutex<()> {
     static CPU: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
     CPU.get_or_init(|| tokio::sync::Mutex::new(()))

@@ -10,7 +10,6 @@ mod devtools;
 mod errors;
 mod exactly_once;
 mod failures;
-mod hostile;
 mod languages;
 mod membership;
 mod metrics;

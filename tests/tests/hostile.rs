@@ -1,6 +1,12 @@
 //! Guests that abuse what the host shares: output bytes (the amplifying
 //! guest against `limits.max-emit-bytes` and `max-inflight-bytes`) and the
 //! cores (a spinning module against the call slots).
+//!
+//! A test binary of its own: cargo runs test binaries one after another,
+//! so the latency measured here is never disturbed by the integration
+//! tests' component builds and broker load (in one binary, on the
+//! harness's second thread, they took the spinning test's p99 from ~22 ms
+//! to 125-138 ms in three CI rehearsals, while it passed alone).
 
 #![allow(clippy::print_stdout, reason = "tests print the figures they measure")]
 
@@ -200,8 +206,6 @@ fn p99(sorted: &[Duration]) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_spinning_on_all_its_partitions_does_not_slow_the_others() {
     init_logging();
-    // Timed: never beside a component build (see `cpu_heavy`).
-    let _cpu = weir_tests::resources::cpu_heavy().lock().await;
     let good = Topics::create_with("fair-good", 1).await;
     let spin = Topics::create_with("fair-spin", 2).await;
     spin.create_dlq().await;
