@@ -305,6 +305,12 @@ impl InFlight {
         }
     }
 
+    /// `n` more events are in flight, under this guard.
+    pub fn grow(&mut self, n: usize) {
+        self.gauge.add(n as i64);
+        self.left += n as i64;
+    }
+
     /// `n` more events settled.
     pub fn settled(&mut self, n: usize) {
         let n = (n as i64).min(self.left);

@@ -139,6 +139,8 @@ pub(super) struct FakeSink {
     /// Every record acknowledged, in the order of acknowledgement.
     pub(super) acked: Arc<Mutex<Vec<Outgoing>>>,
     rule: Rule,
+    /// When set, each run waits for one permit before it is sent.
+    permits: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Default for FakeSink {
@@ -156,7 +158,14 @@ impl FakeSink {
             sent: Arc::default(),
             acked: Arc::default(),
             rule: Arc::new(rule),
+            permits: None,
         }
+    }
+
+    /// This sink, sending each run only once it gets one of `permits`.
+    pub(super) fn gated(mut self, permits: Arc<tokio::sync::Semaphore>) -> Self {
+        self.permits = Some(permits);
+        self
     }
 
     /// Values acknowledged to `topic`, in order.
@@ -216,6 +225,9 @@ impl Sink for FakeSink {
     type Answers = Answers;
 
     async fn send_all(&self, records: &[Pending]) -> Answers {
+        if let Some(permits) = &self.permits {
+            permits.acquire().await.expect("never closed").forget();
+        }
         let deliveries: Vec<Delivery> = records.iter().map(|p| self.send(&p.record)).collect();
         Box::pin(async move {
             let mut answers = Vec::with_capacity(deliveries.len());

@@ -72,6 +72,32 @@ async fn outputs_keep_offset_order_and_the_watermark_follows_acknowledgements() 
 }
 
 #[tokio::test]
+async fn the_next_call_runs_while_the_previous_calls_records_are_produced() {
+    // A run is sent only once the call after it has started: a worker that
+    // called and produced in turn would never send anything.
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let given = permits.clone();
+    let handler = move |e: &super::Event| {
+        if e.offset > 0 {
+            given.add_permits(1);
+        }
+        echo(e)
+    };
+    let limits = "[limits]\nmax-batch = 1\n";
+    let sink = FakeSink::default().gated(permits.clone());
+    let rig = Rig::new(FakeVersion::new("v1", limits, handler), sink);
+    let (stop, task) = start(&rig, None);
+    rig.source.push(values(&["a", "b", "c"]));
+    rig.until("2 settled", |r| r.watermark() == Some(2)).await;
+    assert_eq!(rig.module.sink.acked_to("out"), ["a", "b"]);
+    // The last run waits for a call that never comes; let it go.
+    permits.add_permits(1);
+    rig.until("3 settled", |r| r.watermark() == Some(3)).await;
+    assert_eq!(rig.module.sink.acked_to("out"), ["a", "b", "c"]);
+    finish(stop, task).await;
+}
+
+#[tokio::test]
 async fn calls_wait_for_the_output_budget_while_records_are_unacknowledged() {
     let gate = Arc::new(Notify::new());
     let held = gate.clone();

@@ -35,6 +35,7 @@ use crate::state::StateHandle;
 use budget::emit_allowance;
 
 mod budget;
+mod launch;
 mod state;
 
 /// Settled runs of events handed to the acknowledging half and not yet
@@ -224,28 +225,41 @@ impl<P: Ports> Worker<P> {
     }
 
     /// Calls and settles the events of `queue` until it is empty. Events
-    /// that are not settled go back to its front.
+    /// that are not settled go back to its front. After a clean call the
+    /// next one starts before this one's records are produced
+    /// ([`launch`]), and the queue is topped up from the source meanwhile.
     async fn drain(
         &mut self,
         queue: &mut VecDeque<Event>,
         in_flight: &mut InFlight,
     ) -> Result<(), Stopped> {
-        while !queue.is_empty() {
+        let mut launched = None;
+        while !queue.is_empty() || launched.is_some() {
             if self.stop.is_cancelled() {
                 return Err(Stopped);
             }
-            while self.stalled.load(Ordering::Acquire) {
-                self.pause(Duration::from_millis(20)).await?;
-            }
-            let version = self.module.guest.current();
-            let Some(reserved) = self.reserve(emit_allowance(&*version, queue.len())).await? else {
-                // Making room aborted the open transaction: rewound.
-                queue.clear();
-                self.progress = Progress::default();
-                return Ok(());
+            let (version, reserved, mut chunk, mut plan) = match launched.take() {
+                Some(call) => self.land(call).await?,
+                None => {
+                    while self.stalled.load(Ordering::Acquire) {
+                        self.pause(Duration::from_millis(20)).await?;
+                    }
+                    let version = self.module.guest.current();
+                    let allowance = emit_allowance(&*version, queue.len());
+                    let Some(reserved) = self.reserve(allowance).await? else {
+                        // Making room aborted the open transaction: rewound.
+                        queue.clear();
+                        self.progress = Progress::default();
+                        return Ok(());
+                    };
+                    let (chunk, plan) = self.step(&version, queue).await?;
+                    (version, reserved, chunk, plan)
+                }
             };
-            let (mut chunk, mut plan) = self.step(&version, queue).await?;
             let rest = chunk.split_off(plan.settled.min(chunk.len()));
+            if rest.is_empty() && plan.retry.is_none() && plan.halt.is_none() {
+                launched = self.launch_next(queue, in_flight);
+            }
             if chunk.is_empty() {
                 self.module.metrics.processed(&plan.outcomes);
             } else {
@@ -255,6 +269,9 @@ impl<P: Ports> Worker<P> {
             }
             for event in rest.into_iter().rev() {
                 queue.push_front(event);
+            }
+            if launched.is_some() && queue.is_empty() {
+                self.top_up(queue, in_flight);
             }
             if let Some(failure) = plan.halt {
                 if self.commit_txn().await? == Ended::Aborted {
@@ -299,12 +316,7 @@ impl<P: Ports> Worker<P> {
             Next::Call(take) => {
                 let chunk: Vec<Event> = queue.drain(..take).collect();
                 let (chunk, result) = self.call(version, chunk).await?;
-                if rules.batch && result.failure.is_some() && chunk.len() > 1 {
-                    tracing::warn!(module = &*self.module.name, topic = %self.tp.topic,
-                        partition = self.tp.partition, events = chunk.len(),
-                        "batch call failed; re-running its events one at a time");
-                }
-                let plan = self.progress.settle(&chunk, result, &rules);
+                let plan = self.settle_call(version, &chunk, result);
                 Ok((chunk, plan))
             }
         }
@@ -376,38 +388,16 @@ impl<P: Ports> Worker<P> {
         }
     }
 
-    /// Calls `version` on a blocking thread, (re)instantiating it first if
+    /// Calls `version` on a guest thread, (re)instantiating it first if
     /// needed.
     async fn call(
         &mut self,
         version: &VersionOf<P>,
         chunk: Vec<Event>,
     ) -> Result<(Vec<Event>, CallResult), Stopped> {
-        let mut instance = self.live_instance(version).await?;
-        let slot = tokio::select! {
-            biased;
-            () = self.stop.cancelled() => return Err(Stopped),
-            slot = self.module.share.acquire() => slot,
-        };
-        let stop = self.stop.clone();
-        let state = self.state.get().cloned();
-        let joined = crate::slots::spawn_guest(move || {
-            let result = instance.call(&chunk, &stop, state.as_ref(), slot);
-            (instance, chunk, result)
-        })
-        .await;
-        match joined {
-            Ok((instance, chunk, result)) => {
-                self.instance = Some(instance);
-                Ok((chunk, result))
-            }
-            Err(err) => {
-                // The events were moved into the lost task; only a bug gets here.
-                tracing::error!(module = &*self.module.name, error = %err,
-                    "call task failed; stopping the partition worker");
-                Err(Stopped)
-            }
-        }
+        let instance = self.live_instance(version).await?;
+        let task = self.start(instance, chunk);
+        self.finish(task).await
     }
 
     /// Returns a live instance of `version`, retrying instantiation with
