@@ -11,9 +11,10 @@ use super::acks::{Producer, Ticket};
 use crate::bindings::weir::consumer::types::{Event, Header, Outgoing};
 use crate::pipeline::{DeliveryError, Fault};
 
-/// Copies a Kafka message into a WIT event. A header with a null value
-/// becomes an empty value.
-pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
+/// Copies a Kafka message of `topic` into a WIT event (the caller knows
+/// the topic: asking librdkafka costs a lookup, a `strlen` and a UTF-8
+/// check per message). A header with a null value becomes an empty value.
+pub fn to_event(message: &BorrowedMessage<'_>, topic: &str) -> Event {
     let headers = message
         .headers()
         .map(|headers| {
@@ -27,7 +28,7 @@ pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
         })
         .unwrap_or_default();
     Event {
-        topic: message.topic().to_owned(),
+        topic: topic.to_owned(),
         partition: message.partition(),
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis(),

@@ -87,7 +87,7 @@ impl Source for PartitionSource {
                         // regrowths (each moves every event taken so far).
                         batch.reserve(max.min(64));
                     }
-                    batch.push(to_event(&message));
+                    batch.push(to_event(&message, &self.tp.topic));
                 }
                 Some(Err(err)) => {
                     let position = self.position();
