@@ -402,7 +402,15 @@ impl Supervisor {
         else {
             return Ok(());
         };
-        let module = match self.load(files).await {
+        let loaded = tokio::select! {
+            biased;
+            // Shutting down: a stop must not wait for a compile (a large
+            // Python or JavaScript component takes seconds, more on a busy
+            // machine); the compile thread's result is dropped.
+            () = self.cancel.cancelled() => return Ok(()),
+            loaded = self.load(files) => loaded,
+        };
+        let module = match loaded {
             Ok(module) => Arc::new(module),
             Err(err) => {
                 self.rejected.insert(name.to_owned(), source);

@@ -41,6 +41,45 @@ async fn sigterm_finishes_commits_and_exits_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_compile_stops_without_waiting_for_it() {
+    init_logging();
+    let t = Topics::create("compile-stop").await;
+    let modules = ModulesDir::new();
+    // The Python component takes seconds to compile (~5 s on these 2 cores,
+    // docs/BENCHMARKS.md), longer than a stop may take.
+    modules.add(
+        "py",
+        "python-json-enrich",
+        t.manifest().config("region", "r"),
+    );
+    let mut child = WeirProcess::spawn(
+        "compile-stop",
+        &[
+            "run".as_ref(),
+            "--brokers".as_ref(),
+            broker().bootstrap().as_ref(),
+            "--modules".as_ref(),
+            modules.path().as_os_str(),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = tokio::task::block_in_place(|| child.stop(Duration::from_secs(30)));
+    let log = child.log();
+    let signal = log.find("SIGTERM received").expect("the signal is logged");
+    if let Some(loaded) = log.find("module loaded") {
+        assert!(
+            loaded > signal,
+            "the compile had ended before the signal; nothing was tested:\n{log}"
+        );
+    }
+    assert!(log.contains("shutdown complete"), "{log}");
+    assert!(
+        after < Duration::from_secs(2),
+        "exited {after:?} after SIGTERM: the stop waited for the compile:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_command_runs_the_examples_on_the_embedded_broker() {
     init_logging();
     let modules = weir_tests::repo_root().join("target/modules");
