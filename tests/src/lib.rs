@@ -66,6 +66,16 @@ pub const PARTITIONS: i32 = 3;
 /// `RUST_LOG` says otherwise for the tests.
 pub const LOG_FILTER: &str = "info,wasmtime=warn,cranelift=warn";
 
+/// A two-worker tokio runtime, for tests that drive blocking process
+/// control (`WeirProcess`) and async Kafka clients from one thread.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 /// Initialises test logging once per binary (`RUST_LOG` overrides
 /// [`LOG_FILTER`]).
 pub fn init_logging() {

@@ -49,11 +49,7 @@ impl Pipeline {
 
     /// [`Pipeline::new`] with `extra` manifest lines (TOML tables).
     fn with(prefix: &str, partitions: i32, extra: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = weir_tests::runtime();
         let t = rt.block_on(Topics::create_with(prefix, partitions));
         let modules = ModulesDir::new();
         modules.install(

@@ -1,5 +1,6 @@
 //! The `weir` binary: graceful shutdown on SIGTERM, and the embedded demo.
 
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use weir_tests::devtools::{weir, weir_with_input};
@@ -84,24 +85,8 @@ async fn dev_command_runs_the_examples_on_the_embedded_broker() {
     init_logging();
     let modules = weir_tests::repo_root().join("target/modules");
     let work = ModulesDir::new();
-    let bootstrap_file = work.file("bootstrap");
-    let mut child = WeirProcess::spawn(
-        "dev",
-        &[
-            "dev".as_ref(),
-            "--modules".as_ref(),
-            modules.as_os_str(),
-            "--bootstrap-file".as_ref(),
-            bootstrap_file.as_os_str(),
-        ],
-    );
-    let bootstrap = eventually(Duration::from_secs(60), "the bootstrap file", || {
-        std::fs::read_to_string(&bootstrap_file)
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-            .map(|s| s.trim().to_owned())
-    })
-    .await;
+    let (mut child, bootstrap) =
+        start_dev("dev", &work, &["--modules".as_ref(), modules.as_os_str()]).await;
 
     weir_with_input(
         work.path(),
@@ -158,24 +143,12 @@ async fn dev_takes_a_config_file_and_answers_the_operators_commands() {
         modules.path().display().to_string()
     );
     work.write("weir.toml", config.as_bytes());
-    let bootstrap_file = work.file("bootstrap");
     let config_path = work.file("weir.toml");
-    let mut child = WeirProcess::spawn(
+    let (mut child, bootstrap) = start_dev(
         "dev-config",
-        &[
-            "dev".as_ref(),
-            "--config".as_ref(),
-            config_path.as_os_str(),
-            "--bootstrap-file".as_ref(),
-            bootstrap_file.as_os_str(),
-        ],
-    );
-    let bootstrap = eventually(Duration::from_secs(60), "the bootstrap file", || {
-        std::fs::read_to_string(&bootstrap_file)
-            .ok()
-            .filter(|s| s.ends_with('\n'))
-            .map(|s| s.trim().to_owned())
-    })
+        &work,
+        &["--config".as_ref(), config_path.as_os_str()],
+    )
     .await;
     assert!(!bootstrap.contains("replaced-by-dev"), "{bootstrap}");
     let url = format!("http://{http}");
@@ -185,7 +158,7 @@ async fn dev_takes_a_config_file_and_answers_the_operators_commands() {
         weir_tests::devtools::weir_with_env(
             work.path(),
             &all,
-            &[("WEIR_ADMIN_TOKEN", std::ffi::OsStr::new("dev-token"))],
+            &[("WEIR_ADMIN_TOKEN", OsStr::new("dev-token"))],
         )
     };
     let status = eventually(
@@ -216,4 +189,22 @@ async fn dev_takes_a_config_file_and_answers_the_operators_commands() {
     tokio::task::block_in_place(|| cli(&["resume", "json-enrich"])).success();
 
     tokio::task::block_in_place(|| child.stop(Duration::from_secs(30)));
+}
+
+/// Starts `weir dev` with `args` and `--bootstrap-file` in `work`; returns
+/// the process and the embedded broker's bootstrap address once written.
+async fn start_dev(name: &str, work: &ModulesDir, args: &[&OsStr]) -> (WeirProcess, String) {
+    let bootstrap_file = work.file("bootstrap");
+    let mut all = vec![OsStr::new("dev")];
+    all.extend_from_slice(args);
+    all.extend([OsStr::new("--bootstrap-file"), bootstrap_file.as_os_str()]);
+    let child = WeirProcess::spawn(name, &all);
+    let bootstrap = eventually(Duration::from_secs(60), "the bootstrap file", || {
+        std::fs::read_to_string(&bootstrap_file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+            .map(|s| s.trim().to_owned())
+    })
+    .await;
+    (child, bootstrap)
 }

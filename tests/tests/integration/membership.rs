@@ -20,11 +20,7 @@ const SESSION: Duration = Duration::from_secs(20);
 /// Runs one kill-and-restart; returns the time from the restart to the
 /// first output of the new process.
 fn restart_to_first_output(label: &str, instance: Option<&str>) -> Duration {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = weir_tests::runtime();
     let t = rt.block_on(Topics::create_with(label, PARTITIONS));
     let modules = ModulesDir::new();
     modules.install(

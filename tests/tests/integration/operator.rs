@@ -32,11 +32,7 @@ struct Setup {
 
 impl Setup {
     fn start(label: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = weir_tests::runtime();
         let t = rt.block_on(Topics::create_with(label, PARTITIONS));
         let modules = ModulesDir::new();
         modules.install(

@@ -75,14 +75,6 @@ fn real_broker_only(test: &str) -> bool {
     false
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 /// The input partition of the events of key `i`: `i % 3`, chosen
 /// explicitly, so that all events of a key go to one partition (one store)
 /// whatever the producer's partitioner.
@@ -144,7 +136,7 @@ impl Counter {
     /// [`EXACTLY_ONCE`]).
     fn new(label: &str, keys: usize, extra: &str) -> Self {
         let shared = click_counts_in_use().blocking_lock_owned();
-        let rt = runtime();
+        let rt = weir_tests::runtime();
         let input = unique(&format!("{label}-clicks"));
         rt.block_on(async {
             broker().create_topic(&input).await;
@@ -823,7 +815,7 @@ fn a_join_of_two_inputs_checkpoints_at_the_changelog_end_and_keeps_joining() {
         return;
     }
     let t0 = Instant::now();
-    let rt = runtime();
+    let rt = weir_tests::runtime();
     let (customers, orders) = (unique("join-customers"), unique("join-orders"));
     let output = "orders-with-customer";
     rt.block_on(async {
@@ -920,7 +912,7 @@ fn dedupe_drops_ids_seen_before_a_restart() {
         return;
     }
     let t0 = Instant::now();
-    let rt = runtime();
+    let rt = weir_tests::runtime();
     let input = unique("dedupe-events");
     rt.block_on(async {
         broker().create_topic(&input).await;
@@ -1008,7 +1000,7 @@ impl ProbeModule {
     /// for a dead-letter topic).
     fn install(label: &str, extra: &str) -> Self {
         let input = unique(&format!("{label}-in"));
-        runtime().block_on(broker().create_topic(&input));
+        weir_tests::runtime().block_on(broker().create_topic(&input));
         let changelog = unique(&format!("{label}-changelog"));
         let group = unique(&format!("g-{label}"));
         let modules = ModulesDir::new();
@@ -1195,7 +1187,7 @@ fn the_state_writes_of_an_event_whose_output_is_refused_are_discarded() {
     let big_key = format!("{}-{}", unique("big"), "x".repeat(20_000));
     probe.send_keyed(0, &big_key, &format!("set {written} 1"));
     let end = end_offsets(&m.input, PARTITIONS)[0];
-    runtime().block_on(weir_tests::wait_committed(
+    weir_tests::runtime().block_on(weir_tests::wait_committed(
         &m.group,
         &m.input,
         DRAIN,
@@ -1273,11 +1265,11 @@ fn an_event_handled_again_after_a_crash_is_not_its_own_duplicate() {
     );
     let committed = weir_tests::committed(&m.group, &m.input)[0];
     weir.kill();
-    runtime().block_on(broker().create_topic(&late));
+    weir_tests::runtime().block_on(broker().create_topic(&late));
     let mut weir = WeirProcess::start("replay-2", &config);
     weir.wait_ready(READY);
     let end = end_offsets(&m.input, PARTITIONS)[0];
-    runtime().block_on(weir_tests::wait_committed(
+    weir_tests::runtime().block_on(weir_tests::wait_committed(
         &m.group,
         &m.input,
         DRAIN,
@@ -1319,7 +1311,7 @@ fn stateful_topics_are_checked_before_subscribing() {
     if !real_broker_only("state topic checks") {
         return;
     }
-    let rt = runtime();
+    let rt = weir_tests::runtime();
     let name = |s: &str| unique(&format!("chk-{s}"));
     let (two, three, four) = (name("two"), name("three"), name("four"));
     let (fresh_log, short_log, plain_log, mixed_log) = (
